@@ -1,0 +1,89 @@
+# handpose-book: one entry point. `make book` and `make test` do all the set-up they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PYTHON      ?= python3
+# torch wheels: this project's machines carry these two on disk; override for other platforms,
+# e.g. make book TORCH_SPEC="torch torchvision"
+TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1
+STAMP       := $(VENV)/.handpose-installed
+BOOK_OUT    := _build/html
+export PLOTLY_RENDERER ?= plotly_mimetype+notebook
+export MPLBACKEND ?= Agg
+
+.PHONY: help env book test lint unit site-test lab model browser-deps clean student publish
+
+help:
+	@echo "make book   - create .venv if missing, then build the book site into $(BOOK_OUT)"
+	@echo "make test   - create .venv if missing, then lint, unit tests, book build and browser checks"
+	@echo "make lab    - JupyterLab on the book's chapters"
+	@echo "make model  - train and evaluate the book model (cached in models/)"
+	@echo "make student- write student/instructor versions of the chapters"
+	@echo "make publish- push $(BOOK_OUT) to the gh-pages branch"
+
+# ---------------------------------------------------------------------------------------
+# environment: a .venv with torch and `pip install -e .[book,dev]`, rebuilt when pyproject changes
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then echo ">> creating virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); fi
+	@echo ">> installing $(TORCH_SPEC) into $(VENV)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	@echo ">> installing handpose-book (pip install -e .[book,dev])"
+	$(PY) -m pip install --quiet -e '.[book,dev]'
+	@touch $(STAMP)
+	@echo ">> environment ready: $(VENV)"
+
+# ---------------------------------------------------------------------------------------
+# the book
+book: env
+	@echo ">> building the book into $(BOOK_OUT) (chapters execute with HANDPOSE_PROFILE=$${HANDPOSE_PROFILE:-quick})"
+	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/jupyter-book build . -W --keep-going --path-output .
+	@echo ">> done: open $(BOOK_OUT)/index.html"
+
+lab: env
+	@echo ">> starting JupyterLab on book/ (chapters open as notebooks through jupytext)"
+	$(VENV)/bin/jupyter lab --notebook-dir=book
+
+model: env
+	@echo ">> training or reusing the book model (models/book-tiny)"
+	$(PY) -m handpose_lib.cli book-model
+
+# ---------------------------------------------------------------------------------------
+# tests
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then echo ">> chromium found: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo ">> installing Debian's chromium for the browser checks (apt-get install chromium)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo ">> could not install chromium: the browser checks will fail; install it by hand"; \
+	else echo ">> chromium is missing: install it (apt-get install chromium) for the browser checks"; fi
+
+lint: env
+	@echo ">> ruff check and ruff format --check"
+	$(VENV)/bin/ruff check handpose_lib tests data_scripts benchmarks
+	$(VENV)/bin/ruff format --check handpose_lib tests data_scripts benchmarks
+
+unit: env
+	@echo ">> unit tests (pytest fails when no test ran)"
+	$(PY) -m pytest -m "not book" -q
+
+site-test: env browser-deps
+	@echo ">> browser checks of the built site in headless chromium"
+	$(PY) -m pytest -m book -q
+
+test: lint unit book site-test
+	@echo ">> all tests passed"
+
+# ---------------------------------------------------------------------------------------
+student: env
+	$(PY) -m handpose_lib.student --out student --instructor-out instructor
+
+publish: book
+	$(VENV)/bin/ghp-import -n -p -f $(BOOK_OUT)
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache student instructor
