@@ -280,3 +280,50 @@ def mirror_x(joints, width: float | None = None):
     out = joints.clone() if _is_torch(joints) else np.array(joints, copy=True)
     out[..., 0] = -joints[..., 0] if width is None else width - joints[..., 0]
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# 3D units: the network predicts root-relative joints in units of the reference bone.
+# This is the one place where millimetres and normalised units are converted.
+
+
+def normalise_3d(joints_mm, eps: float = 1e-6):
+    """Root-relative joints divided by the reference bone length (scale-free units).
+
+    Args:
+        joints_mm: (..., 21, 3) joints in mm (camera frame).
+    Returns:
+        ``(joints_norm, ref_len_mm)``: (..., 21, 3) with the wrist at the origin and
+        ``|middle MCP -> PIP| = 1``, and the (...) reference lengths in mm.
+    """
+    rel = joints_mm - joints_mm[..., :1, :]
+    ref = reference_bone_length(joints_mm)
+    if _is_torch(ref):
+        scale = ref.clamp_min(eps)
+    else:
+        scale = np.maximum(ref, eps)
+    return rel / scale[..., None, None], ref
+
+
+def denormalise_3d(joints_norm, ref_len_mm, root_mm=None):
+    """Inverse of :func:`normalise_3d`: (..., 21, 3) normalised -> mm.
+
+    ``ref_len_mm`` (...) is the reference bone length to scale by: the ground truth's for the
+    scale-aligned evaluation, or an assumed hand size (e.g. :data:`MEAN_REFERENCE_BONE_MM`).
+    ``root_mm`` (..., 3) places the wrist; the result is root-relative when ``None``.
+    """
+    if _is_torch(joints_norm):
+        import torch
+
+        ref = torch.as_tensor(ref_len_mm, dtype=joints_norm.dtype, device=joints_norm.device)
+    else:
+        ref = np.asarray(ref_len_mm, dtype=np.asarray(joints_norm).dtype)
+    out = joints_norm * ref[..., None, None]
+    if root_mm is not None:
+        out = out + root_mm[..., None, :]
+    return out
+
+
+# adult middle-finger proximal phalanx (MCP -> PIP joint centres), about 40-45 mm in
+# anthropometric tables (e.g. Buryanov & Kotiuk 2010); used when no ground truth scale exists.
+MEAN_REFERENCE_BONE_MM = 43.0

@@ -132,3 +132,14 @@ def test_reference_bone_and_mirror():
     assert m[10, 0] == -3 and j[10, 0] == 3
     uv = np.full((21, 2), 10.0)
     np.testing.assert_allclose(sk.mirror_x(uv, width=128)[:, 0], 118.0)
+
+
+def test_normalise_denormalise_round_trip():
+    j = random_hands(4) + 300.0
+    n, ref = sk.normalise_3d(j)
+    np.testing.assert_allclose(n[:, 0], 0, atol=1e-12)
+    np.testing.assert_allclose(sk.reference_bone_length(n), 1.0)
+    np.testing.assert_allclose(sk.denormalise_3d(n, ref, root_mm=j[:, 0]), j)
+    nt, reft = sk.normalise_3d(torch.tensor(j))
+    np.testing.assert_allclose(nt.numpy(), n)
+    np.testing.assert_allclose(sk.denormalise_3d(nt, reft).numpy(), j - j[:, :1])
