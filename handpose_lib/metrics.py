@@ -145,7 +145,7 @@ class AUC:
 
 
 def _trapz(y, x):
-    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz  # noqa: NPY201 (numpy < 2)
     return trapezoid(y, x)
 
 

@@ -262,7 +262,10 @@ def stb_palm_to_wrist(joints, variant: str = "ring"):
     elif variant == "middle":
         base, k = joints[..., 9, :], 2.2
     else:
-        base, k = (joints[..., 5, :] + joints[..., 9, :] + joints[..., 13, :] + joints[..., 17, :]) / 4.0, 2.25
+        base, k = (
+            (joints[..., 5, :] + joints[..., 9, :] + joints[..., 13, :] + joints[..., 17, :]) / 4.0,
+            2.25,
+        )
     out[..., 0, :] = base + k * (palm - base)
     return out
 

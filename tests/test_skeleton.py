@@ -88,7 +88,9 @@ def _named_hand():
 def test_reorder_maps_on_known_positions():
     canon = _named_hand()
     # STB file order: palm, little MCP..tip, ring, middle, index, thumb
-    stb_order = [0] + list(range(17, 21)) + list(range(13, 17)) + list(range(9, 13)) + [5, 6, 7, 8] + [1, 2, 3, 4]
+    stb_order = (
+        [0] + list(range(17, 21)) + list(range(13, 17)) + list(range(9, 13)) + [5, 6, 7, 8] + [1, 2, 3, 4]
+    )
     stb = canon[stb_order]
     np.testing.assert_array_equal(sk.to_canonical(stb, "stb"), canon)
     # RHD: wrist, then each finger tip -> MCP; right hand at +21
@@ -96,7 +98,9 @@ def test_reorder_maps_on_known_positions():
     rhd42 = np.concatenate([np.zeros((21, 3)), rhd_hand])
     np.testing.assert_array_equal(sk.to_canonical(rhd42, "rhd", offset=21), canon)
     # InterHand: per finger tip first, wrist last
-    ih = np.concatenate([canon[[4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17]], canon[:1]])
+    ih = np.concatenate(
+        [canon[[4, 3, 2, 1, 8, 7, 6, 5, 12, 11, 10, 9, 16, 15, 14, 13, 20, 19, 18, 17]], canon[:1]]
+    )
     np.testing.assert_array_equal(sk.to_canonical(ih, "interhand"), canon)
     for name in ("ganerated", "synthhands", "freihand", "mediapipe"):
         np.testing.assert_array_equal(sk.to_canonical(canon, name), canon)
