@@ -1,0 +1,491 @@
+"""Evaluation: run a model over a data set and measure 2D EPE, 3D EPE, PCK and AUC.
+
+What is measured, and how (stated in every report under ``"protocol"``):
+
+- **2D**: pixels of the model's input crop (128x128 for the paper's model), hand3d's
+  convention (:mod:`handpose_lib.metrics`): per-joint statistics, then the mean over joints.
+  PCK over 0..30 px (20 thresholds, hand3d's 2D grid); AUC over the same grid.
+- **3D**: root-relative at the wrist and **scale-aligned by the reference bone**: the network
+  predicts joints in units of the middle MCP -> PIP bone (see
+  :func:`handpose_lib.skeleton.denormalise_3d`); the prediction is converted to millimetres with
+  the ground truth's length of that bone (``alignment="gt_ref"``, the default). The alternative
+  ``alignment="hand3d"`` rescales the prediction so that its own reference bone has the ground
+  truth's length (lmb-freiburg/hand3d ``eval_full.py``). The EPE under the other alignment is
+  reported too. AUC over 20..50 mm (31 thresholds, the paper's AUC 20-50 mm); the PCK curve
+  for plots spans 0..50 mm.
+- **Splits**: per joint, per finger, and by visibility where the data set knows it
+  (``visibility`` codes of :mod:`handpose_lib.data.sample`): visible, hidden (by an object or by
+  the hand), hidden by an object, hidden by the hand. Joints outside the image are left out of
+  the visible/hidden splits but counted in ``all``.
+
+Layer 3: imports ``skeleton``, ``metrics`` and the sample codes; the model is any callable that
+maps ``(B, 3, H, W)`` images in [0, 1] to an object with ``coords2d`` (B, 21, 2) px and
+``joints3d`` (B, 21, 3) in reference-bone units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics, skeleton
+from .data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_UNKNOWN, VIS_VISIBLE
+
+THRESHOLDS_3D_AUC = metrics.DEFAULT_3D_THRESHOLDS  # 20..50 mm, 31 values
+THRESHOLDS_3D_CURVE = np.linspace(0.0, 50.0, 51)  # mm, for plots
+THRESHOLDS_2D = metrics.DEFAULT_2D_THRESHOLDS  # 0..30 px, 20 values
+
+# published STB AUC(20-50 mm) values (/work/shared/reference/datasets.md; LearnableGroups-Hand
+# plot_AUC_tools.py legends and the papers). Only the values are published, not the curves.
+PUBLISHED_STB_AUC: dict[str, float] = {
+    "PSO": 0.709,
+    "ICPPSO": 0.748,
+    "CHPR": 0.839,
+    "Panteleris et al. 2018": 0.941,
+    "Zimmermann & Brox 2017": 0.948,
+    "Mueller et al. 2018 (GANerated)": 0.965,
+    "Spurr et al. 2018": 0.983,
+    "Iqbal et al. 2018": 0.994,
+    "Yang et al. 2019": 0.996,
+    "Bekiri & Babahenini (paper, claimed)": 0.999,
+}
+
+ALIGNMENTS = {
+    "gt_ref": "root-relative at the wrist; prediction (units of the reference bone) multiplied by the "
+    "ground truth's middle MCP->PIP length",
+    "hand3d": "root-relative at the wrist; prediction rescaled so its own middle MCP->PIP bone has the "
+    "ground truth's length (hand3d eval_full.py)",
+}
+
+EVAL_KEYS = ("image", "joints2d", "joints3d", "visibility")
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+
+
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``: CUDA, else Apple MPS, else CPU; or the device named."""
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch sample dicts: stacks every tensor/number key present in all samples with one shape;
+    collects ``meta`` and ``hand_side`` as lists; drops the rest (e.g. per-sample optional keys)."""
+    out: dict[str, Any] = {}
+    first = samples[0]
+    for key, v in first.items():
+        if key in ("meta", "hand_side"):
+            out[key] = [s.get(key) for s in samples]
+        elif isinstance(v, torch.Tensor):
+            vs = [s.get(key) for s in samples]
+            if all(isinstance(x, torch.Tensor) and x.shape == v.shape for x in vs):
+                out[key] = torch.stack(vs)
+        elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+            vs = [s.get(key) for s in samples]
+            if all(isinstance(x, (int, float, np.floating, np.integer)) for x in vs):
+                out[key] = torch.tensor([float(x) for x in vs])
+    return out
+
+
+def _iter_batches(data, batch_size: int, num_workers: int) -> Iterable[dict]:
+    if isinstance(data, torch.utils.data.DataLoader):
+        yield from data
+        return
+    loader = torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate
+    )
+    yield from loader
+
+
+@torch.no_grad()
+def predict_dataset(
+    model,
+    data,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device | None = "auto",
+    num_workers: int = 0,
+    max_samples: int | None = None,
+    progress: bool = False,
+    channels_last: bool = False,
+) -> dict[str, np.ndarray]:
+    """Run ``model`` over ``data`` (a Dataset of sample dicts or a DataLoader of batches).
+
+    Returns numpy arrays: ``pred2d`` (N, 21, 2) px, ``pred3d`` (N, 21, 3) reference-bone units,
+    ``gt2d`` (N, 21, 2), ``gt3d`` (N, 21, 3) mm, ``visibility`` (N, 21) codes.
+    """
+    dev = pick_device(device)
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pred2d", "pred3d", "gt2d", "gt3d", "visibility")}
+    n = 0
+    total = len(data.dataset) if isinstance(data, torch.utils.data.DataLoader) else len(data)
+    if max_samples is not None:
+        total = min(total, max_samples)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="evaluate", unit="img", leave=False)
+    try:
+        for batch in _iter_batches(data, batch_size, num_workers):
+            images = batch["image"].to(dev, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            out = model(images)
+            b = images.shape[0]
+            if max_samples is not None and n + b > max_samples:
+                b = max_samples - n
+            acc["pred2d"].append(out.coords2d[:b].float().cpu().numpy())
+            acc["pred3d"].append(out.joints3d[:b].float().cpu().numpy())
+            acc["gt2d"].append(batch["joints2d"][:b].numpy())
+            acc["gt3d"].append(batch["joints3d"][:b].numpy())
+            vis = batch.get("visibility")
+            if vis is None:
+                vis = torch.full((images.shape[0], 21), VIS_UNKNOWN, dtype=torch.int64)
+            acc["visibility"].append(vis[:b].numpy())
+            n += b
+            if bar is not None:
+                bar.update(b)
+            if max_samples is not None and n >= max_samples:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        if was_training and hasattr(model, "train"):
+            model.train()
+    if n == 0:
+        raise ValueError("evaluate: the data set is empty")
+    return {k: np.concatenate(v) for k, v in acc.items()}
+
+
+# ----------------------------------------------------------------------------------------
+# metrics of predictions
+
+
+def align_3d(pred_norm, gt_mm, alignment: str = "gt_ref") -> np.ndarray:
+    """Predicted joints (N, 21, 3) in reference-bone units -> root-relative mm (see module doc)."""
+    pred_norm = np.asarray(pred_norm, dtype=np.float64)
+    gt_mm = np.asarray(gt_mm, dtype=np.float64)
+    if alignment == "gt_ref":
+        ref = skeleton.reference_bone_length(gt_mm)
+        return skeleton.denormalise_3d(metrics.align_root(pred_norm), ref)
+    if alignment == "hand3d":
+        return metrics.align_scale(pred_norm, gt_mm)
+    raise ValueError(f"unknown alignment {alignment!r}; choose one of {sorted(ALIGNMENTS)}")
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def _group_stats(pred2d, gt2d, pred3d_mm, gt3d_mm, mask) -> dict[str, Any]:
+    e2 = metrics.epe(pred2d, gt2d, mask)
+    e3 = metrics.epe(pred3d_mm, gt3d_mm, mask)
+    a3 = metrics.auc(pred3d_mm, gt3d_mm, THRESHOLDS_3D_AUC, mask)
+    a2 = metrics.auc(pred2d, gt2d, THRESHOLDS_2D, mask)
+    c3 = metrics.pck(pred3d_mm, gt3d_mm, THRESHOLDS_3D_CURVE, mask)
+    return {
+        "n_joints": int(e2.count),
+        "epe2d_px": _nan_to_none(e2.mean),
+        "epe2d_median_px": _nan_to_none(e2.median),
+        "epe3d_mm": _nan_to_none(e3.mean),
+        "epe3d_median_mm": _nan_to_none(e3.median),
+        "auc3d_20_50": _nan_to_none(a3.auc),
+        "auc2d_0_30": _nan_to_none(a2.auc),
+        "pck3d": [_nan_to_none(float(v)) for v in c3.pck],
+        "pck2d": [_nan_to_none(float(v)) for v in a2.curve.pck],
+        "_per_joint": {
+            "epe2d_px": e2.per_joint_mean,
+            "epe3d_mm": e3.per_joint_mean,
+            "auc3d_20_50": a3.per_joint,
+            "auc2d_0_30": a2.per_joint,
+        },
+    }
+
+
+def _finger_of(j: int) -> str:
+    return skeleton.joint_finger(j)
+
+
+def evaluate_predictions(
+    pred2d,
+    gt2d,
+    pred3d,
+    gt3d_mm,
+    visibility=None,
+    *,
+    alignment: str = "gt_ref",
+    dataset: str = "",
+) -> dict[str, Any]:
+    """The evaluation report (a JSON-able dict) from arrays; see the module doc for the protocol.
+
+    Args:
+        pred2d, gt2d: (N, 21, 2) px. pred3d: (N, 21, 3) in reference-bone units (root-relative).
+        gt3d_mm: (N, 21, 3) mm. visibility: optional (N, 21) ``VIS_*`` codes.
+    """
+    pred2d = np.asarray(pred2d, dtype=np.float64)
+    gt2d = np.asarray(gt2d, dtype=np.float64)
+    gt3d_mm = np.asarray(gt3d_mm, dtype=np.float64)
+    n = pred2d.shape[0]
+    if pred2d.shape != (n, 21, 2) or gt2d.shape != (n, 21, 2):
+        raise ValueError(f"2D: expected (N, 21, 2), got {pred2d.shape} and {gt2d.shape}")
+    if np.asarray(pred3d).shape != (n, 21, 3) or gt3d_mm.shape != (n, 21, 3):
+        raise ValueError(f"3D: expected (N, 21, 3), got {np.asarray(pred3d).shape} and {gt3d_mm.shape}")
+    vis = np.full((n, 21), VIS_UNKNOWN) if visibility is None else np.asarray(visibility).reshape(n, 21)
+    pred_mm = align_3d(pred3d, gt3d_mm, alignment)
+    other = "hand3d" if alignment == "gt_ref" else "gt_ref"
+    gt_rel = metrics.align_root(gt3d_mm)
+    finite = np.isfinite(pred2d).all(-1) & np.isfinite(pred_mm).all(-1)
+    if not finite.all():
+        raise ValueError(f"evaluate: the model predicted NaN/inf for {int((~finite).sum())} joints")
+
+    overall = _group_stats(pred2d, gt2d, pred_mm, gt_rel, None)
+    per_joint_arrays = overall.pop("_per_joint")
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "n_samples": int(n),
+        "protocol": {
+            "2d": "pixels of the model input crop; hand3d convention (per-joint mean, then mean over joints)",
+            "3d": ALIGNMENTS[alignment],
+            "alignment": alignment,
+            "auc3d_thresholds_mm": THRESHOLDS_3D_AUC.tolist(),
+            "pck3d_thresholds_mm": THRESHOLDS_3D_CURVE.tolist(),
+            "pck2d_thresholds_px": THRESHOLDS_2D.tolist(),
+        },
+        "overall": overall,
+        f"epe3d_mm_{other}": float(metrics.epe(align_3d(pred3d, gt3d_mm, other), gt_rel).mean),
+    }
+    report["per_joint"] = {
+        name: {k: _nan_to_none(float(v[j])) for k, v in per_joint_arrays.items()}
+        for j, name in enumerate(skeleton.JOINT_NAMES)
+    }
+    fingers: dict[str, Any] = {}
+    for finger, joints in skeleton.FINGERS.items():
+        mask = np.zeros((n, 21), dtype=bool)
+        mask[:, list(joints)] = True
+        st = _group_stats(pred2d, gt2d, pred_mm, gt_rel, mask)
+        st.pop("_per_joint")
+        st.pop("pck2d")
+        fingers[finger] = st
+    report["per_finger"] = fingers
+
+    known = vis != VIS_UNKNOWN
+    if known.any():
+        groups = {
+            "visible": vis == VIS_VISIBLE,
+            "hidden": (vis == VIS_OBJECT) | (vis == VIS_SELF),
+            "hidden_by_object": vis == VIS_OBJECT,
+            "hidden_by_hand": vis == VIS_SELF,
+            "outside_image": vis == VIS_OUTSIDE,
+        }
+        split = {}
+        for name, m in groups.items():
+            if m.any():
+                st = _group_stats(pred2d, gt2d, pred_mm, gt_rel, m)
+                st.pop("_per_joint")
+                st["fraction_of_joints"] = float(m.mean())
+                split[name] = st
+        report["by_visibility"] = split
+    return report
+
+
+def evaluate(
+    model,
+    data,
+    *,
+    alignment: str = "gt_ref",
+    dataset: str = "",
+    batch_size: int = 64,
+    device: str | torch.device | None = "auto",
+    num_workers: int = 0,
+    max_samples: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run ``model`` over ``data`` and return the report of :func:`evaluate_predictions`."""
+    p = predict_dataset(
+        model,
+        data,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        max_samples=max_samples,
+        progress=progress,
+    )
+    return evaluate_predictions(
+        p["pred2d"], p["gt2d"], p["pred3d"], p["gt3d"], p["visibility"], alignment=alignment, dataset=dataset
+    )
+
+
+def summary(report: Mapping[str, Any]) -> str:
+    """A few lines of text: the headline numbers of a report, with the protocol."""
+    o = report["overall"]
+    lines = [
+        f"{report.get('dataset') or 'data'}: {report['n_samples']} samples",
+        f"  2D EPE {o['epe2d_px']:.2f} px (median {o['epe2d_median_px']:.2f}), "
+        f"2D AUC(0-30 px) {o['auc2d_0_30']:.3f}",
+        f"  3D EPE {o['epe3d_mm']:.2f} mm (median {o['epe3d_median_mm']:.2f}), "
+        f"3D AUC(20-50 mm) {o['auc3d_20_50']:.3f}",
+    ]
+    for name, st in report.get("by_visibility", {}).items():
+        if name in ("visible", "hidden"):
+            lines.append(
+                f"  {name:8s} joints ({100 * st['fraction_of_joints']:.0f}%): "
+                f"2D EPE {st['epe2d_px']:.2f} px, 3D EPE {st['epe3d_mm']:.2f} mm, AUC {st['auc3d_20_50']:.3f}"
+            )
+    lines.append(f"  3D protocol: {report['protocol']['3d']}")
+    return "\n".join(lines)
+
+
+def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Write the report as JSON (atomically)."""
+    from .checkpoint import atomic_write_json
+
+    return atomic_write_json(path, report)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+# ----------------------------------------------------------------------------------------
+# figures
+
+
+@dataclass
+class _Curve:
+    name: str
+    x: list[float]
+    y: list[float]
+    dash: str | None = None
+
+
+def _curves(reports: Mapping[str, Mapping[str, Any]], kind: str) -> list[_Curve]:
+    key = "pck3d" if kind == "3d" else "pck2d"
+    tkey = "pck3d_thresholds_mm" if kind == "3d" else "pck2d_thresholds_px"
+    akey = "auc3d_20_50" if kind == "3d" else "auc2d_0_30"
+    out = []
+    for label, rep in reports.items():
+        x = rep["protocol"][tkey]
+        groups = [("all", rep["overall"], None)]
+        for g, dash in (("visible", "dot"), ("hidden", "dash")):
+            if g in rep.get("by_visibility", {}):
+                groups.append((g, rep["by_visibility"][g], dash))
+        for g, st, dash in groups:
+            auc = st[akey]
+            name = f"{label} ({g}), AUC {auc:.3f}" if auc is not None else f"{label} ({g})"
+            out.append(_Curve(name, x, st[key], dash))
+    return out
+
+
+def pck_figure(reports, kind: str = "3d", compare_stb: bool = True):
+    """Plotly figure of PCK curves in the style of the paper's figs. 3-5.
+
+    Args:
+        reports: one report, or ``{label: report}`` for several models/data sets.
+        kind: ``"3d"`` (0-50 mm, the AUC band 20-50 mm shaded) or ``"2d"`` (0-30 px).
+        compare_stb: for 3D, add a panel with the published STB AUC(20-50 mm) values
+            (only the values are published, not their curves) next to ours.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if "overall" in reports:
+        reports = {reports.get("dataset") or "ours": reports}
+    with_bars = compare_stb and kind == "3d"
+    if with_bars:
+        fig = make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.62, 0.38],
+            subplot_titles=(
+                "3D PCK (root-relative, scale-aligned)",
+                "AUC(20-50 mm): published on STB vs ours",
+            ),
+        )
+    else:
+        fig = go.Figure()
+    kw = {"row": 1, "col": 1} if with_bars else {}
+    for c in _curves(reports, kind):
+        fig.add_trace(
+            go.Scatter(x=c.x, y=c.y, mode="lines", name=c.name, line={"dash": c.dash, "width": 2}), **kw
+        )
+    if kind == "3d":
+        fig.add_vrect(x0=20, x1=50, fillcolor="grey", opacity=0.08, line_width=0, **kw)
+        fig.update_xaxes(title_text="error threshold (mm)", range=[0, 50], **kw)
+    else:
+        fig.update_xaxes(title_text="error threshold (px)", range=[0, 30], **kw)
+    fig.update_yaxes(title_text="PCK", range=[0, 1.02], **kw)
+    if with_bars:
+        names = list(PUBLISHED_STB_AUC)
+        vals = list(PUBLISHED_STB_AUC.values())
+        colors = ["#9e9e9e"] * len(names)
+        for label, rep in reports.items():
+            names.append(f"ours: {label}" + ("" if "stb" in str(label).lower() else " (not STB)"))
+            vals.append(rep["overall"]["auc3d_20_50"] or 0.0)
+            colors.append("#d62728")
+        fig.add_trace(
+            go.Bar(
+                x=vals,
+                y=names,
+                orientation="h",
+                marker_color=colors,
+                text=[f"{v:.3f}" for v in vals],
+                textposition="auto",
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+        fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.5, 1.0], row=1, col=2)
+    fig.update_layout(
+        title=f"{kind.upper()} PCK", template="plotly_white", legend={"x": 0.01, "y": 0.02}, height=460
+    )
+    return fig
+
+
+def per_joint_figure(report: Mapping[str, Any], metric: str = "epe3d_mm"):
+    """Bar chart of a per-joint metric, coloured by finger."""
+    import plotly.graph_objects as go
+
+    names = list(report["per_joint"])
+    vals = [report["per_joint"][n][metric] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=list(skeleton.JOINT_COLORS)))
+    fig.update_layout(title=f"{metric} per joint", template="plotly_white", height=380)
+    return fig
+
+
+def write_figures(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write the 3D and 2D PCK figures and the per-joint 3D EPE as HTML (plotly.js once, beside)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in (
+        ("pck3d.html", pck_figure(report, "3d")),
+        ("pck2d.html", pck_figure(report, "2d")),
+        ("epe3d_per_joint.html", per_joint_figure(report, "epe3d_mm")),
+    ):
+        p = out / name
+        fig.write_html(p, include_plotlyjs="directory")
+        paths.append(p)
+    return paths
