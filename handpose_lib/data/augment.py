@@ -1,0 +1,107 @@
+"""Label-preserving augmentation: colour, in-plane rotation, scale, horizontal flip.
+
+Geometry goes through :func:`~handpose_lib.data.common.warp_sample` (one ``cv2.warpAffine``),
+so 2D joints, 3D joints and ``K`` stay consistent (``joints2d == project(joints3d, K)``):
+
+- rotation by ``angle`` (degrees, counter-clockwise on screen) about an image point: the 3D
+  joints are rotated about the camera's optical axis by the same angle, ``K' = A K R^T``;
+- scale about an image point: only the image, the 2D joints and ``K`` change (a zoom);
+- flip: image mirrored, ``u -> W - u``, ``x -> -x``, ``cx -> W - cx``, ``hand_side`` swapped.
+
+Colour uses ``torchvision.transforms.v2.functional`` (brightness, contrast, saturation, hue)
+with factors drawn from the given numpy ``Generator`` (reproducible per sample).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torchvision.transforms.v2.functional as TF
+
+from .common import MIRROR_3D, mirror_matrix, warp_sample
+
+
+def rotation_about(angle_deg: float, cx: float, cy: float, scale: float = 1.0):
+    """(3, 3) image map rotating by ``angle_deg`` (counter-clockwise on screen, i.e. with the
+    image's y axis pointing down) and scaling by ``scale`` about ``(cx, cy)``; and the (3, 3)
+    rotation of camera-frame 3D points about the optical axis that matches it."""
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    # y points down in images, so counter-clockwise on screen is (c, s; -s, c) in (u, v)
+    R2 = np.array([[c, s], [-s, c]])
+    A = np.eye(3)
+    A[:2, :2] = scale * R2
+    A[:2, 2] = np.array([cx, cy]) - scale * R2 @ np.array([cx, cy])
+    R3 = np.eye(3)
+    R3[:2, :2] = R2
+    return A, R3
+
+
+def rotate(sample: dict, angle_deg: float, center=None, scale: float = 1.0) -> dict:
+    """Rotate (and zoom) a sample in the image plane about ``center`` (default: image centre)."""
+    H, W = sample["image"].shape[1:]
+    cx, cy = (W / 2.0, H / 2.0) if center is None else center
+    A, R3 = rotation_about(angle_deg, cx, cy, scale)
+    return warp_sample(sample, A, (W, H), R=R3)
+
+
+def flip(sample: dict) -> dict:
+    """Mirror a sample horizontally; a left hand becomes a right hand."""
+    H, W = sample["image"].shape[1:]
+    return warp_sample(sample, mirror_matrix(W), (W, H), R=MIRROR_3D, swap_hand=True)
+
+
+def color_jitter(
+    sample: dict, rng: np.random.Generator, brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05
+):
+    """Random brightness/contrast/saturation/hue (torchvision v2), in random order."""
+    img = sample["image"]
+    ops = [
+        (brightness, lambda x, f: TF.adjust_brightness(x, f)),
+        (contrast, lambda x, f: TF.adjust_contrast(x, f)),
+        (saturation, lambda x, f: TF.adjust_saturation(x, f)),
+    ]
+    for k in rng.permutation(len(ops) + 1):
+        if k < len(ops):
+            amount, op = ops[k]
+            if amount:
+                img = op(img, float(rng.uniform(max(0.0, 1 - amount), 1 + amount)))
+        elif hue:
+            img = TF.adjust_hue(img, float(rng.uniform(-hue, hue)))
+    out = dict(sample)
+    out["image"] = img.clamp(0.0, 1.0)
+    return out
+
+
+@dataclass
+class Augment:
+    """Random augmentation applied to a (usually cropped) sample.
+
+    Attributes:
+        rotation_deg: maximum absolute in-plane rotation (uniform), about the image centre.
+        scale_range: zoom factor range about the image centre (``(1, 1)`` = none).
+        flip_prob: probability of a horizontal flip (changes ``hand_side``).
+        brightness, contrast, saturation, hue: colour jitter strengths (0 = off).
+    """
+
+    rotation_deg: float = 30.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    flip_prob: float = 0.0
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.05
+
+    def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
+        rng = np.random.default_rng() if rng is None else rng
+        angle = float(rng.uniform(-self.rotation_deg, self.rotation_deg)) if self.rotation_deg else 0.0
+        scale = float(rng.uniform(*self.scale_range))
+        if angle or scale != 1.0:
+            sample = rotate(sample, angle, scale=scale)
+        if self.flip_prob and rng.uniform() < self.flip_prob:
+            sample = flip(sample)
+        if self.brightness or self.contrast or self.saturation or self.hue:
+            sample = color_jitter(sample, rng, self.brightness, self.contrast, self.saturation, self.hue)
+        return sample
