@@ -23,3 +23,34 @@ __all__ = [
     "make_sample",
     "project",
 ]
+
+# real data set loaders, the hand crop and augmentation (data/{stb,ganerated,...}.py)
+from .augment import Augment  # noqa: E402
+from .check import check_dataset, data_check_main  # noqa: E402
+from .coco import COCOHands, real_hands_sample  # noqa: E402
+from .common import CorruptImageError, DatasetNotFoundError, HandDataset  # noqa: E402
+from .crop import HandCrop, crop_box_from_joints, uncrop_points  # noqa: E402
+from .freihand import FreiHAND  # noqa: E402
+from .ganerated import GANerated  # noqa: E402
+from .rhd import RHD  # noqa: E402
+from .stb import STB  # noqa: E402
+from .synthhands import SynthHands  # noqa: E402
+
+__all__ += [
+    "Augment",
+    "COCOHands",
+    "CorruptImageError",
+    "DatasetNotFoundError",
+    "FreiHAND",
+    "GANerated",
+    "HandCrop",
+    "HandDataset",
+    "RHD",
+    "STB",
+    "SynthHands",
+    "check_dataset",
+    "crop_box_from_joints",
+    "data_check_main",
+    "real_hands_sample",
+    "uncrop_points",
+]
