@@ -1,0 +1,282 @@
+"""The built book site, opened in a real headless browser (Debian's chromium) with no internet.
+
+Needs `make book` first (`make site-test` runs both). Every page listed in _toc.yml is served from
+localhost and loaded with every non-localhost request blocked, then checked: no JavaScript errors or
+console errors, every plotly figure rendered (a WebGL canvas for 3D scenes), widget snapshots shown
+where the page has widget views, math typeset by the local MathJax where the page has math. A link
+check over every HTML file resolves internal links and #anchors. Screenshots go to test-output/site/.
+
+HANDPOSE_SITE (default _build/html) and HANDPOSE_TOC (default _toc.yml) point it at another build.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get("HANDPOSE_SITE", ROOT / "_build" / "html"))
+TOC = Path(os.environ.get("HANDPOSE_TOC", ROOT / "_toc.yml"))
+OUT = ROOT / "test-output" / "site"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-unsafe-swiftshader",  # software WebGL for plotly's 3D scenes without a GPU
+]
+# Ignore the placeholder favicon request some chromium builds make.
+IGNORED_CONSOLE = re.compile(r"favicon\.ico")
+
+
+def toc_docnames(toc: Path = TOC) -> list[str]:
+    """Every document named in a Jupyter Book _toc.yml (root, parts, chapters, sections), in order."""
+    data = yaml.safe_load(toc.read_text())
+    names = [data["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(
+                    str(Path(entry["file"]).with_suffix(""))
+                    if entry["file"].endswith(".md")
+                    else entry["file"]
+                )
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(data.get("parts"))
+    walk(data.get("chapters"))
+    walk(data.get("sections"))
+    return names
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built site at {SITE}: run `make book` first (or `make site-test`, which builds it)")
+    return SITE
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - keep pytest output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail(
+            "chromium is not installed: run `make browser-deps` (as root) or `apt-get install chromium`"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+def _load(browser, url: str):
+    """Open url offline; return the page and the problems seen while loading."""
+    problems: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def route(r):
+        host = urlsplit(r.request.url).hostname
+        if r.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
+            r.continue_()
+        else:
+            problems.append(f"request to the internet (the site must work offline): {r.request.url}")
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda e: problems.append(f"JavaScript error: {e}"))
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" and not IGNORED_CONSOLE.search(m.text)
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
+    )
+    page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, problems
+
+
+PLOTLY_STATE = """() => Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => ({
+  id: d.id,
+  svg: !!d.querySelector('svg.main-svg'),
+  scene: !!(d._fullLayout && Object.keys(d._fullLayout).some(k => /^scene\\d*$/.test(k))),
+  canvas: !!d.querySelector('canvas'),
+  nogl: !!d.querySelector('.no-webgl'),
+}))"""
+
+
+# html-manager renders each embedded view into a .widget-subarea inserted just before its <script>
+WIDGETS_RENDERED = """() => Array.from(
+  document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')
+).every(s => { const d = s.previousElementSibling;
+  return d && d.classList.contains('widget-subarea') && d.querySelector('.jupyter-widgets'); })"""
+
+
+@pytest.mark.parametrize("docname", toc_docnames())
+def test_page_renders_offline(browser, server, site, docname):
+    html_file = site / f"{docname}.html"
+    assert html_file.is_file(), f"{docname} is in _toc.yml but {html_file} was not built"
+    page, problems = _load(browser, f"{server}/{docname}.html")
+    try:
+        source = html_file.read_text(encoding="utf-8")
+        # plotly: every figure drawn; 3D scenes need a WebGL canvas
+        if "plotly-graph-div" in source:
+            page.wait_for_function(
+                "() => Array.from(document.querySelectorAll('.plotly-graph-div'))"
+                ".every(d => d.querySelector('svg.main-svg'))",
+                timeout=30_000,
+            )
+            figs = page.evaluate(PLOTLY_STATE)
+            assert figs, f"{docname}: the HTML has plotly figures but none is on the page"
+            for f in figs:
+                assert f["svg"], f"{docname}: plotly figure {f['id']} did not render"
+                if f["scene"]:
+                    assert f["canvas"] and not f["nogl"], (
+                        f"{docname}: 3D figure {f['id']} has no WebGL canvas"
+                    )
+            for i, f in enumerate(x for x in figs if x["scene"]):
+                page.locator(f"[id='{f['id']}']").screenshot(path=str(OUT / f"{_slug(docname)}-3d-{i}.png"))
+        # widgets: each embedded view replaced by a rendered widget
+        n_views = source.count('type="application/vnd.jupyter.widget-view+json"')
+        if n_views:
+            page.wait_for_function(WIDGETS_RENDERED, timeout=30_000)
+        # math: typeset by MathJax (served from the site)
+        if re.search(r'class="math[ "]', source):
+            page.wait_for_function(
+                "() => document.querySelectorAll('mjx-container').length > 0", timeout=30_000
+            )
+            errors = page.evaluate("() => document.querySelectorAll('mjx-merror, [data-mjx-error]').length")
+            assert errors == 0, f"{docname}: MathJax reported {errors} TeX errors"
+        page.screenshot(path=str(OUT / f"{_slug(docname)}.png"), full_page=False)
+    finally:
+        page.close()
+    assert not problems, f"{docname}:\n" + "\n".join(problems)
+
+
+def _slug(docname: str) -> str:
+    OUT.mkdir(parents=True, exist_ok=True)
+    return docname.replace("/", "_")
+
+
+# ---------------------------------------------------------------------------------------------
+# link check: every internal href/src in every HTML file resolves, and so does its #anchor
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[tuple[str, str]] = []  # (tag, url)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("id", "name") if tag == "a" else ("id",):
+            if a.get(key):
+                self.ids.add(a[key])
+        if tag == "a" and a.get("href"):
+            self.links.append((tag, a["href"]))
+        elif tag in ("img", "script", "iframe", "source") and a.get("src"):
+            self.links.append((tag, a["src"]))
+        elif tag == "link" and a.get("href") and a.get("rel") != "canonical":
+            self.links.append((tag, a["href"]))
+
+
+@functools.cache
+def _parse(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return p
+
+
+def broken_links(site: Path) -> list[str]:
+    """Internal links (and anchors) in site's HTML that do not resolve; external assets that need internet."""
+    problems = []
+    for html in sorted(site.rglob("*.html")):
+        # _static holds theme templates (not pages); offline/ holds vendored files
+        if html.relative_to(site).parts[0] in ("_sources", "_static", "offline"):
+            continue
+        for tag, url in _parse(html).links:
+            parts = urlsplit(url)
+            if parts.scheme in ("mailto", "javascript", "data", "tel"):
+                continue
+            if parts.scheme or url.startswith("//"):
+                if tag != "a":
+                    problems.append(f"{html.relative_to(site)}: <{tag}> loads {url} from the internet")
+                continue
+            target = html if not parts.path else (html.parent / unquote(parts.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                problems.append(f"{html.relative_to(site)}: broken link {url}")
+                continue
+            frag = unquote(parts.fragment)
+            if frag and target.suffix == ".html" and frag not in _parse(target).ids:
+                problems.append(f"{html.relative_to(site)}: missing anchor {url}")
+    return problems
+
+
+def test_internal_links_and_anchors_resolve(site):
+    problems = broken_links(site)
+    assert not problems, f"{len(problems)} broken links:\n" + "\n".join(problems[:50])
+
+
+def test_link_checker_finds_broken_links(tmp_path):
+    (tmp_path / "a.html").write_text(
+        '<a href="b.html#there">ok</a><a href="b.html#nowhere">bad anchor</a>'
+        '<a href="missing.html">bad file</a><a href="https://example.org">external link is fine</a>'
+        '<script src="https://cdn.example.org/x.js"></script><a href="#top" id="top">self</a>'
+    )
+    (tmp_path / "b.html").write_text('<h1 id="there">b</h1>')
+    problems = broken_links(tmp_path)
+    assert len(problems) == 3, problems
+    assert any("#nowhere" in p for p in problems) and any("missing.html" in p for p in problems)
+    assert any("cdn.example.org" in p for p in problems)
+
+
+def test_toc_docnames_reads_parts_and_sections(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n  - caption: A\n    chapters:\n"
+        "      - file: book/a\n        sections:\n          - file: book/a1.md\n      - file: book/b\n"
+    )
+    assert toc_docnames(toc) == ["book/intro", "book/a", "book/a1", "book/b"]
