@@ -6,6 +6,6 @@ Layers (imports only go down): ``skeleton`` -> ``metrics``, ``data``, ``model``,
 
 __version__ = "0.1.0"
 
-from . import lhr, losses, metrics, model, skeleton  # noqa: E402  # noqa: E402
+from . import lhr, losses, metrics, model, skeleton  # noqa: E402
 
 __all__ = ["metrics", "skeleton", "lhr", "losses", "model", "__version__"]
