@@ -1,0 +1,975 @@
+"""Training: a readable loop from a config to a run folder of checkpoints and metrics.
+
+One function does the work, :func:`fit`. Read it top to bottom; it is the whole recipe::
+
+    for epoch:                                   # DistributedSampler order, seeded by (seed, epoch)
+        for batch:
+            with autocast(bf16/fp16 on CUDA):    # mixed precision
+                out = model(images)              # channels_last images
+                loss, parts = loss_fn(out, batch)
+            stop if the loss is NaN/inf          # the last good checkpoint stays
+            backward, clip gradients, AdamW step, LR schedule step
+            every few minutes: save a checkpoint (atomic, safetensors + JSON)
+            Ctrl-C / SIGTERM: save a checkpoint, then stop
+        validate: loss parts, 2D EPE, 3D EPE, AUC  -> metrics.jsonl, checkpoint
+
+What makes it reproducible: the seed fixes the initial weights (``torch.manual_seed``), the
+data order (``DistributedSampler(seed)``, ``set_epoch``) and the augmentation, which is drawn
+from a generator seeded by ``(seed, epoch, sample index)`` inside the data set (so it does not
+depend on the number of DataLoader workers or on where a run was resumed). Checkpoints store
+the optimiser, scheduler, grad scaler and RNG states and the position inside the epoch, so
+``--resume`` continues exactly: training N steps straight or N/2 + resume + N/2 gives the same
+weights (``tests/test_train_resume.py``).
+
+Several GPUs or machines: launch with ``torchrun`` (it sets ``RANK``/``WORLD_SIZE``/
+``LOCAL_RANK``); :func:`fit` then wraps the model in ``DistributedDataParallel`` and shards the
+data with ``DistributedSampler``; rank 0 validates, logs and writes checkpoints::
+
+    torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
+
+The batch size in the config is per process (the effective batch is ``batch_size x world``).
+
+Profiles (``HANDPOSE_PROFILE``): ``quick`` (default: CPU, minutes) and ``full`` (the GPU recipe);
+:func:`load_book_model` is what the book's chapters call.
+
+Layer 3: imports ``model``, ``losses``, ``data`` (lazily), ``evaluate`` and ``checkpoint``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from . import checkpoint as ckpt
+from .evaluate import collate, evaluate_predictions, pick_device
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BOOK_MODEL_DIR = REPO_ROOT / "models" / "book-tiny"
+QUICK_RUN_DIR = REPO_ROOT / "runs" / "quick-book"
+PROFILES = ("quick", "full")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; training stopped without saving the broken state."""
+
+
+class ConfigError(ValueError):
+    """A training config (preset name, YAML file or field) is not valid."""
+
+
+# ----------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data set itself (saved in every checkpoint).
+
+    Model:
+        model: ``"tiny"`` or ``"paper"`` (:func:`handpose_lib.model.tiny_config` /
+            ``paper_config``); ``model_overrides`` changes fields of that ``ModelConfig``.
+    Data:
+        data: ``"synthetic"`` (the procedural engine) or a real data set name (``stb``,
+            ``ganerated``, ``synthhands``, ``rhd``, ``freihand``) with ``data_root``.
+        n_train, n_val: number of procedural samples (train / validation; other seeds).
+        data_seed: seed of the procedural training set (validation uses ``data_seed + 1``).
+        augment: rotation/scale/colour augmentation (``data.augment.Augment``) of training samples.
+        rotation_deg, scale_range, flip_prob: its geometry.
+    Optimisation:
+        epochs, batch_size (per process), lr (peak), weight_decay (AdamW, not on norms/biases),
+        schedule: ``"onecycle"`` (linear warm-up then cosine to ``lr * final_lr_frac``),
+        ``"cosine"`` (no warm-up), ``"step"`` (x ``step_gamma`` at ``step_milestones``, fractions
+        of the run) or ``"constant"``; warmup_frac: fraction of the steps spent warming up.
+        grad_clip: max gradient norm (0 = off). loss: fields of ``losses.LossWeights``.
+    Engine:
+        device: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
+        amp: ``"auto"`` (bf16 on CUDA where supported, else fp16; off on CPU/MPS), ``"bf16"``,
+        ``"fp16"`` (CUDA only) or ``"off"``. channels_last: NHWC memory layout.
+        num_workers: DataLoader worker processes; pin_memory on CUDA.
+        threads: torch CPU threads (0 = torch's default).
+    Bookkeeping:
+        seed, ckpt_every_min (minutes between checkpoints), keep_last (checkpoints kept),
+        val_every (epochs), log_every (steps between progress-bar updates),
+        max_steps: stop (with a checkpoint) after this global step, the schedule unchanged.
+    """
+
+    model: str = "tiny"
+    model_overrides: dict = field(default_factory=dict)
+    data: str = "synthetic"
+    data_root: str | None = None
+    n_train: int = 4096
+    n_val: int = 256
+    data_seed: int = 0
+    augment: bool = True
+    rotation_deg: float = 20.0
+    scale_range: tuple[float, float] = (0.95, 1.05)
+    flip_prob: float = 0.0
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    warmup_frac: float = 0.05
+    final_lr_frac: float = 0.01
+    step_milestones: tuple[float, ...] = (0.6, 0.85)
+    step_gamma: float = 0.1
+    grad_clip: float = 5.0
+    loss: dict = field(default_factory=dict)
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = True
+    num_workers: int = 2
+    threads: int = 0
+    seed: int = 0
+    ckpt_every_min: float = 5.0
+    keep_last: int = 2
+    val_every: int = 1
+    log_every: int = 5
+    max_steps: int | None = None
+
+    def __post_init__(self):
+        if self.model not in ("tiny", "paper"):
+            raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
+        if self.schedule not in ("onecycle", "cosine", "step", "constant"):
+            raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        for name in ("epochs", "batch_size", "n_train"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.scale_range = tuple(float(v) for v in self.scale_range)
+        self.step_milestones = tuple(float(v) for v in self.step_milestones)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def tiny_recipe(**overrides) -> TrainConfig:
+    """The CPU recipe (the ``tiny`` config): a narrow ResUnet on procedural data, minutes to an hour."""
+    return TrainConfig(**overrides)
+
+
+def paper_recipe(**overrides) -> TrainConfig:
+    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --config paper``."""
+    cfg = dict(
+        model="paper",
+        n_train=200_000,
+        n_val=2000,
+        epochs=30,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-4,
+        num_workers=8,
+        ckpt_every_min=10.0,
+    )
+    cfg.update(overrides)
+    return TrainConfig(**cfg)
+
+
+PRESETS: dict[str, Callable[..., TrainConfig]] = {"tiny": tiny_recipe, "paper": paper_recipe}
+
+
+def load_config(name_or_path: str, **overrides) -> TrainConfig:
+    """A preset (``"tiny"``, ``"paper"``) or a YAML file; ``overrides`` win.
+
+    A YAML file holds :class:`TrainConfig` fields, optionally with ``base: tiny|paper`` to start
+    from a preset, e.g.::
+
+        base: tiny
+        epochs: 20
+        lr: 0.003
+        loss: {heatmap: 1.0, bones: 1.0}
+    """
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path](**overrides)
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise ConfigError(
+            f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
+        )
+    import yaml
+
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a mapping of TrainConfig fields, got {type(d).__name__}")
+    base = d.pop("base", "tiny")
+    if base not in PRESETS:
+        raise ConfigError(f"{p}: base must be one of {list(PRESETS)}, got {base!r}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {unknown}; known keys: {sorted(known)}")
+    try:
+        return PRESETS[base](**{**d, **overrides})
+    except TypeError as e:
+        raise ConfigError(f"{p}: {e}") from e
+
+
+def model_config(cfg: TrainConfig):
+    """The ``ModelConfig`` a training config asks for."""
+    from .model import paper_config, tiny_config
+
+    make = tiny_config if cfg.model == "tiny" else paper_config
+    try:
+        return make(**cfg.model_overrides)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model_overrides: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------
+# data
+
+
+class TrainView(Dataset):
+    """A data set seen through per-sample augmentation keyed by ``(epoch, index)``.
+
+    Indexed by ``(epoch, i)`` pairs (what :class:`EpochSampler` yields). The augmentation's
+    random numbers come from ``numpy.random.default_rng([seed, epoch, i])``, so a sample looks
+    the same whichever worker loads it and whether or not the run was resumed.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable | None = None, seed: int = 0):
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        sample = self.base[i]
+        if self.transform is not None:
+            sample = self.transform(sample, np.random.default_rng([self.seed, epoch, i]))
+        return sample
+
+
+class EpochSampler(Sampler):
+    """This process's shard of one epoch (``DistributedSampler`` order), from batch ``skip`` on.
+
+    Yields ``(epoch, index)`` pairs for :class:`TrainView`.
+    """
+
+    def __init__(self, dist_sampler: DistributedSampler, epoch: int, skip_samples: int = 0):
+        self.ds, self.epoch, self.skip = dist_sampler, epoch, skip_samples
+
+    def __iter__(self):
+        self.ds.set_epoch(self.epoch)
+        for i in list(self.ds)[self.skip :]:
+            yield (self.epoch, int(i))
+
+    def __len__(self) -> int:
+        return max(0, len(self.ds) - self.skip)
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    """Training and validation sets for ``cfg.data`` (samples cropped to the model's input size)."""
+    size = model_config(cfg).input_size
+    if cfg.data == "synthetic":
+        from .data.synthetic import SyntheticConfig, SyntheticHands
+
+        sc = SyntheticConfig(image_size=size) if "image_size" in _fields(SyntheticConfig) else None
+        return (
+            SyntheticHands(cfg.n_train, seed=cfg.data_seed, config=sc),
+            SyntheticHands(cfg.n_val, seed=cfg.data_seed + 1, config=sc),
+        )
+    if cfg.data_root is None:
+        raise ConfigError(f"data {cfg.data!r} needs data_root (the folder of the downloaded data set)")
+    return real_dataset(cfg.data, cfg.data_root, "train", size), real_dataset(
+        cfg.data, cfg.data_root, "test", size
+    )
+
+
+def _fields(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
+REAL_DATASETS = ("stb", "ganerated", "synthhands", "rhd", "freihand")
+
+
+def real_dataset(name: str, root: str, split: str, size: int = 128) -> Dataset:
+    """A real data set, hand-cropped to ``size``; ``name`` in :data:`REAL_DATASETS`."""
+    import importlib
+    import inspect
+
+    from .data.crop import HandCrop
+
+    if name not in REAL_DATASETS:
+        raise ConfigError(f"unknown data set {name!r}; choose synthetic or one of {REAL_DATASETS}")
+    mod = importlib.import_module(f".data.{name}", __package__)
+    cls = next(
+        (v for k, v in vars(mod).items() if k.lower() == name and inspect.isclass(v)),
+        None,
+    )
+    if cls is None:
+        raise ConfigError(f"handpose_lib.data.{name} has no data set class")
+    params = inspect.signature(cls).parameters
+    kw = {}
+    if "split" in params:
+        kw["split"] = split
+    if "crop" in params:
+        kw["crop"] = HandCrop(size=size)
+        return cls(root, **kw)
+    return _Cropped(cls(root, **kw), HandCrop(size=size))
+
+
+class _Cropped(Dataset):
+    def __init__(self, base: Dataset, crop):
+        self.base, self.crop = base, crop
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        s = self.base[i]
+        return s if "crop" in s["meta"] else self.crop(s)
+
+
+def make_augment(cfg: TrainConfig):
+    """The training augmentation of a config (``None`` when ``cfg.augment`` is off)."""
+    if not cfg.augment:
+        return None
+    from .data.augment import Augment
+
+    return Augment(rotation_deg=cfg.rotation_deg, scale_range=cfg.scale_range, flip_prob=cfg.flip_prob)
+
+
+# ----------------------------------------------------------------------------------------
+# engine helpers: distributed set-up, precision, schedule, optimiser
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device_type: str) -> DistInfo:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, else gloo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (``None`` = full float32)."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp=fp16 needs CUDA; use bf16 or off on this device")
+        return torch.float16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup_frac: float, final_frac: float, milestones, gamma):
+    """The learning-rate multiplier at ``step`` of ``total`` (a pure function; see TrainConfig)."""
+    total = max(1, total)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        return gamma ** sum(step >= m * total for m in milestones)
+    warm = int(warmup_frac * total) if schedule == "onecycle" else 0
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on conv/linear weights only (not on biases, norms, LHR beta)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def default_loss_fn(cfg: TrainConfig) -> Callable:
+    """``losses.compute_loss`` with the config's loss weights."""
+    from . import losses
+
+    weights = losses.LossWeights(**cfg.loss)
+    return functools.partial(losses.compute_loss, weights=weights)
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if k == "image" and channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# ----------------------------------------------------------------------------------------
+# stop signals
+
+
+class StopFlag:
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a flag the loop checks after each step.
+
+    A second Ctrl-C raises ``KeyboardInterrupt`` at once. The previous handlers come back on exit.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.signal_name = ""
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[s] = signal.signal(s, self._handler)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        return False
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+
+
+@torch.no_grad()
+def validate(model, loader, loss_fn, device, amp_dtype, channels_last: bool, max_batches: int | None = None):
+    """Mean loss parts and the evaluation report's headline metrics over ``loader``."""
+    model.eval()
+    sums: dict[str, float] = {}
+    n = 0
+    pred2d, pred3d, gt2d, gt3d, vis = [], [], [], [], []
+    for bi, batch in enumerate(loader):
+        if max_batches is not None and bi >= max_batches:
+            break
+        batch = _to_device(batch, device, channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out = model(batch["image"])
+            _, parts = loss_fn(out, batch)
+        b = batch["image"].shape[0]
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * b
+        n += b
+        pred2d.append(out.coords2d.float().cpu().numpy())
+        pred3d.append(out.joints3d.float().cpu().numpy())
+        gt2d.append(batch["joints2d"].cpu().numpy())
+        gt3d.append(batch["joints3d"].cpu().numpy())
+        if "visibility" in batch:
+            vis.append(batch["visibility"].cpu().numpy())
+    model.train()
+    rep = evaluate_predictions(
+        np.concatenate(pred2d),
+        np.concatenate(gt2d),
+        np.concatenate(pred3d),
+        np.concatenate(gt3d),
+        np.concatenate(vis) if vis else None,
+    )
+    o = rep["overall"]
+    metrics = {f"val_{k}": v / max(1, n) for k, v in sums.items()}
+    metrics.update(
+        {
+            "val_epe2d_px": o["epe2d_px"],
+            "val_epe3d_mm": o["epe3d_mm"],
+            "val_auc3d_20_50": o["auc3d_20_50"],
+            "val_auc2d_0_30": o["auc2d_0_30"],
+        }
+    )
+    for g in ("visible", "hidden"):
+        if g in rep.get("by_visibility", {}):
+            metrics[f"val_{g}_epe2d_px"] = rep["by_visibility"][g]["epe2d_px"]
+            metrics[f"val_{g}_auc3d_20_50"] = rep["by_visibility"][g]["auc3d_20_50"]
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the run folder, the last checkpoint, the per-epoch metrics,
+    the global step reached, and whether the run finished or was stopped early."""
+
+    run_dir: Path
+    checkpoint: Path | None
+    history: list[dict]
+    step: int
+    finished: bool
+    stopped_by: str = ""
+
+
+def _append_jsonl(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(ckpt.to_jsonable(dict(row))) + "\n")
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch rows of ``RUN_DIR/metrics.jsonl``."""
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _nonfinite_message(loss_value: float, parts: Mapping[str, Any], step: int, epoch: int, last_path) -> str:
+    keep = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was saved yet"
+    shown = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
+    return (
+        f"the loss became {loss_value} at step {step + 1} (epoch {epoch + 1}); loss parts: {shown}. "
+        f"Training stopped; {keep}. Try a lower learning rate (lr), amp=off, or check the data for NaN "
+        "labels."
+    )
+
+
+def fit(
+    model: torch.nn.Module,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    loss_fn: Callable | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_set`` as ``cfg`` says, writing checkpoints into ``run_dir``.
+
+    Args:
+        model: any ``nn.Module`` whose output has ``coords2d`` and ``joints3d`` (validation).
+        train_set, val_set: Datasets of sample dicts (``val_set=None`` skips validation).
+        loss_fn: ``loss_fn(output, batch) -> (total, parts)``; default ``losses.compute_loss``.
+        resume: continue from ``run_dir``'s last checkpoint (exactly where it stopped).
+        progress: show a tqdm bar (default: on for rank 0).
+        on_step: called as ``on_step(step, info)`` after each optimiser step (tests, notebooks).
+        extra_meta: more JSON for every checkpoint's sidecar (e.g. the model config, provenance).
+    Returns:
+        :class:`FitResult`. Raises :class:`NonFiniteLossError` on a NaN/inf loss.
+    """
+    run_dir = Path(run_dir)
+    device = pick_device(cfg.device)
+    info = setup_distributed(device.type)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    loss_fn = loss_fn or default_loss_fn(cfg)
+    progress = info.is_main if progress is None else (progress and info.is_main)
+
+    # --- the run folder: refuse to overwrite, or find the checkpoint to resume from
+    last = None
+    has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
+    if resume:
+        if not has_ckpt:
+            raise ckpt.CheckpointError(
+                f"--resume: {run_dir} has no checkpoint to resume from (no {ckpt.LAST_FILE}); "
+                "start a new run without --resume"
+            )
+        last = ckpt.load_checkpoint(run_dir)
+        saved = last.meta.get("train_config", {})
+        for key in ("model", "model_overrides", "batch_size", "seed", "data", "n_train"):
+            if key in saved and saved[key] != ckpt.to_jsonable(getattr(cfg, key)):
+                raise ConfigError(
+                    f"--resume: {key} differs from the run's ({saved[key]!r} there, "
+                    f"{getattr(cfg, key)!r} now); resume with the same config or use a new --out"
+                )
+    elif has_ckpt:
+        raise ckpt.CheckpointError(
+            f"{run_dir} already holds a training run (last checkpoint: "
+            f"{ckpt.resolve_checkpoint(run_dir).name}); pass --resume to continue it or choose "
+            "another --out folder"
+        )
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- the model, optimiser, schedule, data
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (legacy global state for third-party code)
+    if last is not None:
+        ckpt.load_weights(model, last)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+
+    world_batch = cfg.batch_size * info.world
+    steps_per_epoch = len(train_set) // world_batch
+    if steps_per_epoch < 1:
+        raise ConfigError(
+            f"the training set has {len(train_set)} samples, fewer than one batch of {world_batch} "
+            "(batch_size x processes); lower batch_size or use more data"
+        )
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        functools.partial(
+            lr_factor,
+            total=total_steps,
+            schedule=cfg.schedule,
+            warmup_frac=cfg.warmup_frac,
+            final_frac=cfg.final_lr_frac,
+            milestones=cfg.step_milestones,
+            gamma=cfg.step_gamma,
+        ),
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    step = 0
+    if last is not None:
+        last.restore(optimizer, scheduler, scaler, rng=True)
+        step = last.step
+    start_epoch, skip_batches = divmod(step, steps_per_epoch)
+
+    train_model = model
+    if info.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    view = TrainView(train_set, make_augment(cfg) if cfg.augment else None, seed=cfg.seed)
+    dsampler = DistributedSampler(
+        train_set, num_replicas=info.world, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
+    loader_kw = dict(
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=False,
+    )
+    val_loader = None
+    if val_set is not None and info.is_main:
+        val_kw = {k: v for k, v in loader_kw.items() if k not in ("batch_size", "drop_last")}
+        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **val_kw)
+
+    meta_base = {
+        "train_config": cfg.to_dict(),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "world_size": info.world,
+        "torch": torch.__version__,
+        **dict(extra_meta or {}),
+    }
+    if hasattr(_unwrap(model), "config") and hasattr(_unwrap(model).config, "to_dict"):
+        meta_base.setdefault("model_config", _unwrap(model).config.to_dict())
+    if info.is_main:
+        ckpt.atomic_write_json(run_dir / "config.json", meta_base)
+
+    history = read_metrics(run_dir) if resume else []
+    last_path = last.path if last is not None else None
+    last_save = time.monotonic()
+
+    def save(epoch: int, metrics: Mapping[str, Any], reason: str) -> Path | None:
+        nonlocal last_path, last_save
+        last_save = time.monotonic()
+        if not info.is_main:
+            return None
+        sidecar = {**meta_base, "epoch": epoch, "step": step, "reason": reason, "metrics": dict(metrics)}
+        last_path = ckpt.save_run_checkpoint(
+            run_dir,
+            step,
+            model,
+            sidecar,
+            keep_last=cfg.keep_last,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+        )
+        return last_path
+
+    def sync_flags(nonfinite: bool, stop: bool, save_now: bool) -> tuple[bool, bool, bool]:
+        """One small all-reduce so every process agrees on NaN, stop and checkpoint decisions."""
+        if not info.enabled:
+            return nonfinite, stop, save_now
+        t = torch.tensor([float(nonfinite), float(stop), float(save_now)], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t[0]), bool(t[1]), bool(t[2])
+
+    # --- train
+    train_model.train()
+    stopped_by = ""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    with StopFlag() as stop_flag:
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                sampler = EpochSampler(dsampler, epoch, skip_batches * cfg.batch_size)
+                skip_batches = 0
+                # its own generator: creating the loader must not consume the global RNG
+                gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                loader = DataLoader(view, sampler=sampler, generator=gen, **loader_kw)
+                sums: dict[str, float] = {}
+                n_batches = 0
+                t_epoch = time.perf_counter()
+                t_log, seen_log = time.perf_counter(), 0
+                for batch in loader:
+                    batch = _to_device(batch, device, cfg.channels_last)
+                    with torch.autocast(
+                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                    ):
+                        out = train_model(batch["image"])
+                        loss, parts = loss_fn(out, batch)
+                    loss_value = float(loss.detach())
+                    bad, _, _ = sync_flags(not math.isfinite(loss_value), False, False)
+                    if bad:
+                        raise NonFiniteLossError(
+                            _nonfinite_message(loss_value, parts, step, epoch, last_path)
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    step += 1
+                    n_batches += 1
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                    seen_log += batch["image"].shape[0] * info.world
+                    step_info = {"epoch": epoch, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
+                    if bar is not None and (step % cfg.log_every == 0 or step == total_steps):
+                        dt = time.perf_counter() - t_log
+                        bar.set_postfix(
+                            loss=f"{loss_value:.4f}",
+                            lr=f"{step_info['lr']:.2e}",
+                            img_s=f"{seen_log / max(dt, 1e-9):.0f}",
+                            refresh=False,
+                        )
+                        t_log, seen_log = time.perf_counter(), 0
+                    if bar is not None:
+                        bar.update(1)
+                    if on_step is not None:
+                        on_step(step, step_info)
+                    due = (time.monotonic() - last_save) > 60.0 * cfg.ckpt_every_min
+                    at_max = cfg.max_steps is not None and step >= cfg.max_steps
+                    _, stop, save_now = sync_flags(False, stop_flag.requested or at_max, due)
+                    if stop:
+                        stopped_by = stop_flag.signal_name or ("max_steps" if at_max else "another process")
+                        save(epoch, {"train_loss": loss_value}, f"stopped ({stopped_by})")
+                        return FitResult(run_dir, last_path, history, step, False, stopped_by)
+                    if save_now and step < (epoch + 1) * steps_per_epoch:
+                        save(epoch, {"train_loss": loss_value}, "periodic")
+
+                # --- end of epoch: validate, log, checkpoint
+                dt = time.perf_counter() - t_epoch
+                row = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "time_s": dt,
+                    "img_per_s": n_batches * world_batch / max(dt, 1e-9),
+                    **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items()},
+                }
+                if val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                    row.update(validate(model, val_loader, loss_fn, device, amp_dtype, cfg.channels_last))
+                if info.is_main:
+                    history.append(row)
+                    _append_jsonl(run_dir / "metrics.jsonl", row)
+                    if bar is not None:
+                        msg = ", ".join(
+                            f"{k[4:]}={row[k]:.3g}"
+                            for k in ("val_epe2d_px", "val_epe3d_mm", "val_auc3d_20_50")
+                            if row.get(k) is not None
+                        )
+                        loss_txt = f"{row.get('train_total', float('nan')):.4f}"
+                        bar.write(
+                            f"epoch {epoch + 1}/{cfg.epochs}: train loss {loss_txt}"
+                            + (f", {msg}" if msg else "")
+                        )
+                save(epoch + 1, row, "epoch end")
+                if info.enabled:
+                    dist.barrier()
+        finally:
+            if bar is not None:
+                bar.close()
+    return FitResult(run_dir, last_path, history, step, True)
+
+
+# ----------------------------------------------------------------------------------------
+# from a config to a trained run (what `handpose train` calls)
+
+
+def build_for_config(cfg: TrainConfig, checkpoint=None):
+    """The model for ``cfg`` (with weights from a loaded checkpoint when given)."""
+    from .model import build_model
+
+    model = build_model(model_config(cfg))
+    if checkpoint is not None:
+        ckpt.load_weights(model, checkpoint)
+    return model
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Build the model and data of ``cfg`` and :func:`fit` them (the ``handpose train`` command)."""
+    torch.manual_seed(cfg.seed)
+    model = build_for_config(cfg)
+    train_set, val_set = build_datasets(cfg)
+    return fit(
+        model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=extra_meta
+    )
+
+
+def load_trained(path: str | os.PathLike, which: str = "last", device: str = "cpu"):
+    """A trained model from a run folder or checkpoint: ``(model in eval mode, checkpoint)``."""
+    from .model import ModelConfig, build_model
+
+    c = ckpt.load_checkpoint(path, which)
+    mc = c.meta.get("model_config")
+    if mc is None:
+        tc = c.meta.get("train_config")
+        if tc is None:
+            raise ckpt.CheckpointError(f"{c.path}: the sidecar names no model_config or train_config")
+        model = build_for_config(TrainConfig.from_dict(tc))
+    else:
+        mc = dict(mc, pretrained=False, pretrained_path=None)
+        model = build_model(ModelConfig.from_dict(mc))
+    ckpt.load_weights(model, c)
+    return model.to(device).eval(), c
+
+
+# ----------------------------------------------------------------------------------------
+# the book model
+
+
+def profile(name: str | None = None) -> str:
+    """The active profile: ``name``, else ``$HANDPOSE_PROFILE``, else ``"quick"``."""
+    p = (name or os.environ.get("HANDPOSE_PROFILE") or "quick").strip().lower()
+    if p not in PROFILES:
+        raise ConfigError(f"HANDPOSE_PROFILE must be one of {PROFILES}, got {p!r}")
+    return p
+
+
+def quick_recipe() -> TrainConfig:
+    """The few-minute fallback the chapters train when the committed book model is missing."""
+    return tiny_recipe(n_train=2048, n_val=128, epochs=3, batch_size=32, lr=3e-3, ckpt_every_min=2.0)
+
+
+def load_book_model(profile_name: str | None = None, device: str = "cpu", verbose: bool = True):
+    """The model the book's chapters use: ``(model in eval mode, info dict)``.
+
+    1. ``models/book-tiny`` (the committed book checkpoint, see ``make model``) when present;
+    2. otherwise a quick model trained once into ``runs/quick-book`` (a few minutes on a CPU;
+       ``HANDPOSE_PROFILE=full`` trains the tiny recipe of ``make model`` instead). A finished
+       quick run is reused, never silently retrained; an unfinished one is resumed.
+
+    ``info`` says which (``source``: ``"book"`` or ``"quick"``), the checkpoint path and its metrics.
+    """
+    prof = profile(profile_name)
+    say = print if verbose else (lambda *a, **k: None)
+    if (BOOK_MODEL_DIR / ckpt.SIDECAR_FILE).is_file():
+        model, c = load_trained(BOOK_MODEL_DIR, device=device)
+        say(f"book model: {c.path} (trained with: {c.meta.get('provenance', {}).get('command', '?')})")
+        return model, {
+            "source": "book",
+            "path": str(c.path),
+            "metrics": c.meta.get("metrics", {}),
+            "meta": c.meta,
+        }
+    run = QUICK_RUN_DIR if prof == "quick" else REPO_ROOT / "runs" / "book-tiny"
+    cfg = quick_recipe() if prof == "quick" else book_recipe()
+    done = (run / ckpt.LAST_FILE).is_file() and ckpt.load_checkpoint(run).step >= _total_steps(cfg)
+    if not done:
+        say(
+            f"NOTE: the book model ({BOOK_MODEL_DIR.relative_to(REPO_ROOT)}) is missing, so this chapter "
+            f"trains a {'quick' if prof == 'quick' else 'full tiny'} model into {run.relative_to(REPO_ROOT)} "
+            "(once; later runs reuse it). Its accuracy is lower than the book model's; `make model` "
+            "trains the real one."
+        )
+        train(cfg, run, resume=(run / ckpt.LAST_FILE).is_file(), progress=verbose)
+    else:
+        say(f"NOTE: the book model is missing; using the quick model trained earlier in {run}")
+    model, c = load_trained(run, device=device)
+    return model, {
+        "source": "quick",
+        "path": str(c.path),
+        "metrics": c.meta.get("metrics", {}),
+        "meta": c.meta,
+    }
+
+
+def _total_steps(cfg: TrainConfig) -> int:
+    return cfg.epochs * (cfg.n_train // cfg.batch_size)
+
+
+def book_recipe() -> TrainConfig:
+    """The book model's recipe (``make model``): the tiny ResUnet on procedural data, about an
+    hour on 2 CPU cores (see ``models/README.md`` for the measured time and metrics)."""
+    return tiny_recipe()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use the command line: python -m handpose_lib.cli train --help")

@@ -1,0 +1,240 @@
+"""train.py: the loop on a small stand-in model (32x32 images): metrics, checkpoints, exact resume,
+stop signals, NaN handling, schedules and configs. The real ResUnet is exercised in test_cli.py."""
+
+import math
+import os
+import signal
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from handpose_lib import checkpoint as ck
+from handpose_lib import skeleton
+from handpose_lib import train as tr
+from handpose_lib.data.sample import make_sample
+
+S = 32  # image side
+
+
+class FakeHands(torch.utils.data.Dataset):
+    """Deterministic samples: random images whose joints are a function of the image."""
+
+    def __init__(self, n, seed=0):
+        self.n, self.seed = n, seed
+        g = np.random.default_rng(123)
+        self.w2 = g.normal(0, 1, (3, 42))
+        self.base3 = g.normal(0, 20, (21, 3))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = np.random.default_rng([self.seed, i])
+        img = g.uniform(0, 1, (3, S, S)).astype(np.float32)
+        feat = img.reshape(3, -1).mean(1) - 0.5
+        j2 = (S / 2 + 8 * np.tanh(feat @ self.w2)).reshape(21, 2)
+        j3 = self.base3 * (1 + feat.sum()) + np.array([0, 0, 300.0])
+        j3[10] = j3[9] + np.array([0, 40.0, 0])  # a fixed reference bone
+        vis = (np.arange(21) % 3 == 0).astype(int)  # some joints "hidden by object"
+        return make_sample(
+            torch.from_numpy(img), j2, j3, np.eye(3), dataset="fake", sample_id=i, visibility=vis
+        )
+
+
+@dataclass
+class Out:
+    coords2d: torch.Tensor
+    joints3d: torch.Tensor
+
+
+class StandIn(nn.Module):
+    """conv -> pooled features -> 2D and 3D heads; no BatchNorm (so DDP == one big batch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc2 = nn.Linear(8, 42)
+        self.fc3 = nn.Linear(8, 63)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x)).mean((2, 3))
+        return Out(S / 2 + self.fc2(f).view(-1, 21, 2), self.fc3(f).view(-1, 21, 3))
+
+
+def standin_loss(out, batch):
+    norm, _ = skeleton.normalise_3d(batch["joints3d"])
+    l2 = ((out.coords2d - batch["joints2d"]) / S).pow(2).mean()
+    l3 = (out.joints3d - norm).pow(2).mean()
+    return l2 + l3, {"total": l2 + l3, "coords2d": l2, "joints3d": l3}
+
+
+def noisy(sample, rng):
+    """An augmentation that uses the per-sample generator."""
+    s = dict(sample)
+    s["image"] = (
+        sample["image"] + torch.from_numpy(rng.normal(0, 0.05, (3, S, S)).astype(np.float32))
+    ).clamp(0, 1)
+    return s
+
+
+def cfg(**kw):
+    base = dict(
+        n_train=64,
+        n_val=16,
+        epochs=2,
+        batch_size=8,
+        lr=1e-2,
+        num_workers=0,
+        device="cpu",
+        augment=False,
+        ckpt_every_min=60.0,
+        log_every=1,
+    )
+    base.update(kw)
+    return tr.TrainConfig(**base)
+
+
+def _fit(c, run, **kw):
+    torch.manual_seed(c.seed)
+    model = StandIn()
+    view = kw.pop("view", None)
+    data = FakeHands(c.n_train) if view is None else view
+    return model, tr.fit(
+        model, data, FakeHands(c.n_val, seed=1), c, run, loss_fn=standin_loss, progress=False, **kw
+    )
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_fit_logs_metrics_and_checkpoints(tmp_path):
+    model, res = _fit(cfg(), tmp_path / "run")
+    assert res.finished and res.step == 16
+    rows = tr.read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in (
+        "train_total",
+        "val_total",
+        "val_epe2d_px",
+        "val_epe3d_mm",
+        "val_auc3d_20_50",
+        "val_auc2d_0_30",
+        "val_visible_epe2d_px",
+        "val_hidden_auc3d_20_50",
+        "img_per_s",
+    ):
+        assert key in rows[-1] and math.isfinite(rows[-1][key]), key
+    assert rows[-1]["train_total"] < rows[0]["train_total"] * 1.5
+    c = ck.load_checkpoint(tmp_path / "run")
+    assert c.step == 16 and c.meta["train_config"]["batch_size"] == 8 and c.resumable
+    assert c.meta["metrics"]["val_epe2d_px"] == pytest.approx(rows[-1]["val_epe2d_px"])
+    assert (tmp_path / "run" / "config.json").is_file()
+
+
+def test_resume_is_exact(tmp_path):
+    c = cfg(epochs=3)
+    view = tr.TrainView(FakeHands(64), noisy, seed=0)
+    straight, _ = _fit(c, tmp_path / "a", view=view)
+    # stop mid-epoch (step 11 of 24), resume with DataLoader workers this time
+    _, part = _fit(cfg(epochs=3, max_steps=11), tmp_path / "b", view=view)
+    assert not part.finished and part.step == 11 and part.stopped_by == "max_steps"
+    resumed, res = _fit(cfg(epochs=3, num_workers=2), tmp_path / "b", view=view, resume=True)
+    assert res.finished and res.step == 24
+    a, b = _weights(straight), _weights(resumed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_stop_signal_saves_a_checkpoint_then_resume(tmp_path):
+    def send_term(step, info):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    old = signal.getsignal(signal.SIGTERM)
+    _, res = _fit(cfg(), tmp_path / "r", on_step=send_term)
+    assert signal.getsignal(signal.SIGTERM) is old  # handler restored
+    assert not res.finished and res.stopped_by == "SIGTERM" and res.step == 3
+    c = ck.load_checkpoint(tmp_path / "r")
+    assert c.step == 3 and "SIGTERM" in c.meta["reason"]
+    _, res2 = _fit(cfg(), tmp_path / "r", resume=True)
+    assert res2.finished and res2.step == 16
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def sometimes_nan(out, batch):
+        calls["n"] += 1
+        total, parts = standin_loss(out, batch)
+        if calls["n"] == 11:  # training step 10 (after epoch 1's 8 steps and 2 validation batches)
+            total = total * float("nan")
+        return total, parts
+
+    model = StandIn()
+    with pytest.raises(tr.NonFiniteLossError, match=r"step 9 .*epoch 2.*last good checkpoint.*step-00000008"):
+        tr.fit(
+            model,
+            FakeHands(64),
+            FakeHands(16, 1),
+            cfg(),
+            tmp_path / "n",
+            loss_fn=sometimes_nan,
+            progress=False,
+        )
+    c = ck.load_checkpoint(tmp_path / "n")
+    assert c.step == 8 and all(torch.isfinite(v).all() for v in c.weights.values())
+
+
+def test_run_folder_guards(tmp_path):
+    with pytest.raises(ck.CheckpointError, match="no checkpoint to resume"):
+        _fit(cfg(), tmp_path / "x", resume=True)
+    _fit(cfg(epochs=1), tmp_path / "y")
+    with pytest.raises(ck.CheckpointError, match="--resume"):
+        _fit(cfg(epochs=1), tmp_path / "y")
+    with pytest.raises(tr.ConfigError, match="batch_size differs"):
+        _fit(cfg(epochs=2, batch_size=4), tmp_path / "y", resume=True)
+    with pytest.raises(tr.ConfigError, match="fewer than one batch"):
+        _fit(cfg(n_train=4), tmp_path / "z")
+
+
+def test_lr_schedules():
+    f = lambda s, sched: tr.lr_factor(s, 100, sched, 0.1, 0.01, (0.5, 0.8), 0.1)  # noqa: E731
+    warm = [f(s, "onecycle") for s in range(10)]
+    assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert f(10, "onecycle") == pytest.approx(1.0) and f(100, "onecycle") == pytest.approx(0.01)
+    cos = [f(s, "cosine") for s in range(101)]
+    assert cos[0] == pytest.approx(1.0) and all(a >= b for a, b in zip(cos, cos[1:]))
+    assert [f(s, "step") for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert f(37, "constant") == 1.0
+
+
+def test_configs(tmp_path):
+    assert tr.load_config("tiny").model == "tiny" and tr.load_config("paper").model == "paper"
+    assert tr.load_config("paper", epochs=2).epochs == 2
+    y = tmp_path / "c.yaml"
+    y.write_text("base: paper\nepochs: 7\nloss: {bones: 2.0}\n")
+    c = tr.load_config(str(y))
+    assert c.model == "paper" and c.epochs == 7 and c.loss == {"bones": 2.0}
+    y.write_text("epochs: 7\nlearning_rate: 3\n")
+    with pytest.raises(tr.ConfigError, match="unknown keys.*learning_rate"):
+        tr.load_config(str(y))
+    y.write_text("epochs: [7\n")
+    with pytest.raises(tr.ConfigError, match="not valid YAML"):
+        tr.load_config(str(y))
+    with pytest.raises(tr.ConfigError, match="neither a preset"):
+        tr.load_config("huge")
+    with pytest.raises(tr.ConfigError, match="schedule"):
+        tr.TrainConfig(schedule="linear")
+    with pytest.raises(tr.ConfigError, match="fp16 needs CUDA"):
+        tr.autocast_dtype("fp16", torch.device("cpu"))
+    assert tr.autocast_dtype("auto", torch.device("cpu")) is None
+
+
+def test_train_view_augmentation_is_keyed_by_epoch_and_index():
+    v = tr.TrainView(FakeHands(4), noisy, seed=3)
+    assert torch.equal(v[(1, 2)]["image"], v[(1, 2)]["image"])
+    assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
