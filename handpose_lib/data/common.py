@@ -133,7 +133,17 @@ def warp_sample(sample: dict, A, out_size: tuple[int, int], R=None, swap_hand: b
     W, H = int(out_size[0]), int(out_size[1])
     M = _to_index_coords(A)[:2]
     img = sample["image"].permute(1, 2, 0).numpy()
-    warped = cv2.warpAffine(img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    # shrinking: area-average first (no aliasing), then the bilinear warp does the rest
+    A_img = A
+    shrink = float(np.sqrt(abs(np.linalg.det(A[:2, :2]))))
+    if shrink < 0.75:
+        h0, w0 = img.shape[:2]
+        w1, h1 = max(1, round(w0 * shrink)), max(1, round(h0 * shrink))
+        img = cv2.resize(img, (w1, h1), interpolation=cv2.INTER_AREA)
+        A_img = A @ np.diag([w0 / w1, h0 / h1, 1.0])
+    warped = cv2.warpAffine(
+        img, _to_index_coords(A_img)[:2], (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+    )
     if warped.ndim == 2:
         warped = warped[:, :, None]
     out = dict(sample)
