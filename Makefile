@@ -13,7 +13,7 @@ BOOK_OUT    := _build/html
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook
 export MPLBACKEND ?= Agg
 
-.PHONY: help env book test lint unit site-test lab model browser-deps clean student publish
+.PHONY: help env book test lint unit site-test lab model browser-deps clean student publish site-with-notebooks
 
 help:
 	@echo "make book   - create .venv if missing, then build the book site into $(BOOK_OUT)"
@@ -40,6 +40,8 @@ $(STAMP): pyproject.toml
 # ---------------------------------------------------------------------------------------
 # the book
 book: env
+	@echo ">> checking the site's offline JavaScript (book/_offline_assets, see tools/offline_assets.py)"
+	$(PY) tools/offline_assets.py --check
 	@echo ">> building the book into $(BOOK_OUT) (chapters execute with HANDPOSE_PROFILE=$${HANDPOSE_PROFILE:-quick})"
 	PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/jupyter-book build . -W --keep-going --path-output .
 	@echo ">> done: open $(BOOK_OUT)/index.html"
@@ -64,15 +66,16 @@ browser-deps:
 
 lint: env
 	@echo ">> ruff check and ruff format --check"
-	$(VENV)/bin/ruff check handpose_lib tests data_scripts benchmarks
-	$(VENV)/bin/ruff format --check handpose_lib tests data_scripts benchmarks
+	$(VENV)/bin/ruff check handpose_lib tests data_scripts benchmarks tools
+	$(VENV)/bin/ruff format --check handpose_lib tests data_scripts benchmarks tools
 
 unit: env
 	@echo ">> unit tests (pytest fails when no test ran)"
 	$(PY) -m pytest -m "not book" -q
 
 site-test: env browser-deps
-	@echo ">> browser checks of the built site in headless chromium"
+	@if [ ! -f $(BOOK_OUT)/index.html ]; then echo ">> no site in $(BOOK_OUT) yet: building it first"; $(MAKE) --no-print-directory book; fi
+	@echo ">> browser checks of the built site in headless chromium (offline; screenshots in test-output/site)"
 	$(PY) -m pytest -m book -q
 
 test: lint unit book site-test
@@ -80,10 +83,20 @@ test: lint unit book site-test
 
 # ---------------------------------------------------------------------------------------
 student: env
-	$(PY) -m handpose_lib.student --out student --instructor-out instructor
+	@echo ">> writing chapter notebooks: student/ (solutions removed) and instructor/ (with solutions)"
+	$(PY) tools/student.py --student-out student --instructor-out instructor
 
-publish: book
-	$(VENV)/bin/ghp-import -n -p -f $(BOOK_OUT)
+# the site plus both notebook versions (Colab buttons open notebooks/<version>/ on gh-pages)
+site-with-notebooks: book student
+	@echo ">> copying student/ and instructor/ notebooks into $(BOOK_OUT)/notebooks/"
+	rm -rf $(BOOK_OUT)/notebooks && mkdir -p $(BOOK_OUT)/notebooks
+	cp -r student instructor $(BOOK_OUT)/notebooks/
+
+# GH_PAGES_REMOTE=upstream make publish to push elsewhere; `-n` adds .nojekyll (keeps _static/)
+GH_PAGES_REMOTE ?= origin
+publish: site-with-notebooks
+	@echo ">> pushing $(BOOK_OUT) to the gh-pages branch of $(GH_PAGES_REMOTE) (ghp-import)"
+	$(VENV)/bin/ghp-import -n -p -f -r $(GH_PAGES_REMOTE) -m "Publish the book" $(BOOK_OUT)
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache student instructor
