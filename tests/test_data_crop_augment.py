@@ -27,6 +27,13 @@ from handpose_lib.data import (
 from handpose_lib.data.augment import color_jitter, flip, rotate
 from handpose_lib.data.safe_pickle import safe_load
 
+
+@pytest.fixture(autouse=True)
+def _private_index_cache(tmp_path, monkeypatch):
+    """Loaders cache their index under $HANDPOSE_CACHE: keep it inside the test's tmp folder."""
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "handpose-cache"))
+
+
 K = np.array([[600.0, 0, 320.0], [0, 598.0, 240.0], [0, 0, 1]])
 
 

@@ -34,6 +34,12 @@ from handpose_lib.data import stb as stb_mod
 from handpose_lib.data import synthhands as sh
 
 
+@pytest.fixture(autouse=True)
+def _private_index_cache(tmp_path, monkeypatch):
+    """Loaders cache their index under $HANDPOSE_CACHE: keep it inside the test's tmp folder."""
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "handpose-cache"))
+
+
 def assert_consistent(sample, size, tol_px=0.5):
     """Shapes, dtypes, 2D == project(3D, K) within tol_px, image and labels aligned (dots)."""
     for k in REQUIRED_KEYS:

@@ -208,24 +208,36 @@ def default_cache_dir() -> Path:
     return Path(base) / "index"
 
 
-def _cache_file(cache_dir: Path, name: str, root: Path, params: dict) -> Path:
-    key = json.dumps({"v": INDEX_VERSION, "name": name, "root": str(root), "p": params}, sort_keys=True)
-    return cache_dir / f"{name.lower()}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+def _stamp(paths) -> list:
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            out.append([str(p), st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([str(p), None, None])
+    return out
 
 
-def load_or_build_index(name, root, params, build, cache_dir="auto", rebuild=False) -> dict:
+def _cache_file(cache_dir: Path, name: str, root: Path, params: dict, stamp) -> Path:
+    key = {"v": INDEX_VERSION, "name": name, "root": str(root), "p": params, "stamp": _stamp(stamp)}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / f"{name.lower()}-{digest}.npz"
+
+
+def load_or_build_index(name, root, params, build, cache_dir="auto", stamp=(), rebuild=False) -> dict:
     """Return the data set's index (dict of numpy arrays), from the cache when possible.
 
     The cache is an ``.npz`` read with ``allow_pickle=False`` (strings stored as unicode arrays),
-    keyed by data set, absolute root and loader parameters. ``cache_dir=None`` turns it off;
-    ``"auto"`` uses :func:`default_cache_dir`. Delete the file (or pass ``rebuild=True``) after
-    changing the data on disk.
+    keyed by data set, absolute root, loader parameters and the size and modification time of the
+    ``stamp`` paths (label files, image folders: changing them invalidates the cache).
+    ``cache_dir=None`` turns it off; ``"auto"`` uses :func:`default_cache_dir`.
     """
     root = Path(root).expanduser().resolve()
     if cache_dir is None:
         return build()
     cdir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
-    path = _cache_file(cdir, name, root, params)
+    path = _cache_file(cdir, name, root, params, stamp)
     if path.exists() and not rebuild:
         try:
             with np.load(path, allow_pickle=False) as z:

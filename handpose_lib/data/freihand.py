@@ -67,7 +67,7 @@ class FreiHAND(HandDataset):
     url = "https://lmb.informatik.uni-freiburg.de/resources/datasets/FreihandDataset.en.html"
 
     def __init__(
-        self, root, split: str = "training", versions=VERSIONS, crop=None, transform=None, cache_dir=None
+        self, root, split: str = "training", versions=VERSIONS, crop=None, transform=None, cache_dir="auto"
     ):
         super().__init__(root, crop, transform)
         if split not in DB_SIZE:
@@ -81,7 +81,10 @@ class FreiHAND(HandDataset):
         self._require(self.root, "data set folder")
         self._require(self.root / split / "rgb", f"{split}/rgb/ folder")
         params = {"split": split, "versions": list(self.versions)}
-        self._finish_index(load_or_build_index(self.name, self.root, params, self._build_index, cache_dir))
+        stamp = [self.root / f"{split}_xyz.json", self.root / f"{split}_K.json", self.root / split / "rgb"]
+        self._finish_index(
+            load_or_build_index(self.name, self.root, params, self._build_index, cache_dir, stamp)
+        )
 
     def _build_index(self) -> dict:
         xyz = _load_json_array(

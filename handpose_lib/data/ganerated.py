@@ -85,7 +85,7 @@ class GANerated(HandDataset):
         mirror_to_right: bool = True,
         crop=None,
         transform=None,
-        cache_dir=None,
+        cache_dir="auto",
     ):
         super().__init__(root, crop, transform)
         if subset not in SUBSETS:
@@ -94,8 +94,11 @@ class GANerated(HandDataset):
         self._require(self.root, "data set folder")
         if not any((self.root / s).is_dir() for s in SUBSETS["all"]):
             self.root = self._require(self.root / "data", "data/ folder (with noObject/ and withObject/)")
+        subs = [self.root / sub for sub in SUBSETS[subset] if (self.root / sub).is_dir()]
+        stamp = [d for sub in subs for d in sorted(sub.iterdir())]  # folder times: frames added/removed
+        params = {"subset": subset}
         self._finish_index(
-            load_or_build_index(self.name, self.root, {"subset": subset}, self._build_index, cache_dir)
+            load_or_build_index(self.name, self.root, params, self._build_index, cache_dir, stamp)
         )
 
     def _build_index(self) -> dict:

@@ -84,7 +84,7 @@ class RHD(HandDataset):
         mirror_to_right: bool = False,
         crop=None,
         transform=None,
-        cache_dir=None,
+        cache_dir="auto",
     ):
         super().__init__(root, crop, transform)
         if split not in SPLITS:
@@ -100,7 +100,10 @@ class RHD(HandDataset):
         self._require(self.root, "data set folder")
         self._require(self.root / split, f"{split}/ folder")
         params = {"split": split, "hands": hands, "min_visible": min_visible}
-        self._finish_index(load_or_build_index(self.name, self.root, params, self._build_index, cache_dir))
+        stamp = [self.root / split / f"anno_{split}.pickle", self.root / split / "color"]
+        self._finish_index(
+            load_or_build_index(self.name, self.root, params, self._build_index, cache_dir, stamp)
+        )
 
     def _build_index(self) -> dict:
         anno = load_annotations(

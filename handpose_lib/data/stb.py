@@ -98,7 +98,7 @@ class STB(HandDataset):
             (``"palm"`` keeps the palm centre as root).
         mirror_to_right: mirror the (left) hand to a right hand.
         crop, transform: applied to each sample (e.g. :class:`~handpose_lib.data.crop.HandCrop`).
-        cache_dir: index cache (``"auto"``, a folder, or None).
+        cache_dir: index cache (``"auto"``: ``$HANDPOSE_CACHE/index``; a folder; None = off).
     """
 
     name = "STB"
@@ -114,7 +114,7 @@ class STB(HandDataset):
         mirror_to_right: bool = False,
         crop=None,
         transform=None,
-        cache_dir=None,
+        cache_dir="auto",
     ):
         super().__init__(root, crop, transform)
         if split not in SEQUENCES:
@@ -128,7 +128,10 @@ class STB(HandDataset):
         self._require(self.root, "data set folder")
         self._require(self.root / "labels", "labels/ folder")
         params = {"split": split, "camera": camera, "wrist": wrist}
-        self._finish_index(load_or_build_index(self.name, self.root, params, self._build_index, cache_dir))
+        stamp = sorted((self.root / "labels").iterdir()) + [self._image_dir(s) for s in SEQUENCES[split]]
+        self._finish_index(
+            load_or_build_index(self.name, self.root, params, self._build_index, cache_dir, stamp)
+        )
 
     def _image_dir(self, seq: str) -> Path:
         for cand in (self.root / "images" / seq, self.root / seq):

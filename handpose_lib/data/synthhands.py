@@ -57,7 +57,7 @@ class SynthHands(HandDataset):
     url = "https://handtracker.mpi-inf.mpg.de/projects/OccludedHands/SynthHands.htm"
 
     def __init__(
-        self, root, groups=GROUPS, mirror_to_right: bool = False, crop=None, transform=None, cache_dir=None
+        self, root, groups=GROUPS, mirror_to_right: bool = False, crop=None, transform=None, cache_dir="auto"
     ):
         super().__init__(root, crop, transform)
         bad = [g for g in groups if g not in GROUPS]
@@ -68,7 +68,10 @@ class SynthHands(HandDataset):
         if not any((self.root / g).is_dir() for g in self.groups):
             self._require(self.root / self.groups[0], "group folder")
         params = {"groups": list(self.groups)}
-        self._finish_index(load_or_build_index(self.name, self.root, params, self._build_index, cache_dir))
+        stamp = [self.root / g for g in self.groups]  # folder times: frames added or removed
+        self._finish_index(
+            load_or_build_index(self.name, self.root, params, self._build_index, cache_dir, stamp)
+        )
 
     def _build_index(self) -> dict:
         paths, j3d, missing = [], [], []
