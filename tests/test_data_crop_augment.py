@@ -9,7 +9,6 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _data_fixtures import corrupt, dot_image, dots_at, known_hand, write_rhd, write_stb
 
 from handpose_lib import skeleton
 from handpose_lib.data import (
@@ -25,6 +24,7 @@ from handpose_lib.data import (
     uncrop_points,
 )
 from handpose_lib.data.augment import color_jitter, flip, rotate
+from handpose_lib.data.examples import corrupt, dot_image, dots_at, known_hand, write_rhd, write_stb
 from handpose_lib.data.safe_pickle import safe_load
 
 

@@ -7,16 +7,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from _data_fixtures import (
-    SIZES,
-    corrupt,
-    dots_at,
-    write_freihand,
-    write_ganerated,
-    write_rhd,
-    write_stb,
-    write_synthhands,
-)
 
 from handpose_lib.data import (
     REQUIRED_KEYS,
@@ -32,6 +22,16 @@ from handpose_lib.data import (
 from handpose_lib.data import ganerated as gn
 from handpose_lib.data import stb as stb_mod
 from handpose_lib.data import synthhands as sh
+from handpose_lib.data.examples import (
+    SIZES,
+    corrupt,
+    dots_at,
+    write_freihand,
+    write_ganerated,
+    write_rhd,
+    write_stb,
+    write_synthhands,
+)
 
 
 @pytest.fixture(autouse=True)

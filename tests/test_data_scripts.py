@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from _data_fixtures import write_rhd
+
+from handpose_lib.data.examples import write_rhd
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
 

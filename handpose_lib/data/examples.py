@@ -1,7 +1,14 @@
-"""Tiny data set folders in the exact on-disk formats, written from a known 3D hand and camera.
+"""Tiny example folders in each real data set's exact on-disk format, written from a known 3D
+hand and camera (file names, text/mat/pickle/json encodings, image sizes as published).
 
-Every image is a dark-grey frame with a bright 3x3 dot at each joint's expected pixel, so a test
-can check that the image and the labels stay aligned through loading, mirroring and cropping.
+Used by the tests (the loaders must return the known joints) and by the data chapter to show
+every format side by side without the real data::
+
+    from handpose_lib.data.examples import write_example
+    root = write_example("rhd", "/tmp/rhd")          # then RHD(root)[0]
+
+Every image is a dark-grey frame with a bright dot at each joint's expected pixel, so one can
+see (and test) that image and labels stay aligned through loading, mirroring and cropping.
 """
 
 from __future__ import annotations
@@ -251,6 +258,23 @@ SIZES = {
 }
 
 
+def write_example(name: str, root) -> Path:
+    """Write the example folder of one data set (``stb``, ``ganerated``, ``synthhands``, ``rhd``,
+    ``freihand``) under ``root`` and return the folder to give its loader."""
+    root = Path(root)
+    writers = {
+        "stb": write_stb,
+        "ganerated": write_ganerated,
+        "synthhands": write_synthhands,
+        "rhd": write_rhd,
+        "freihand": write_freihand,
+    }
+    if name not in writers:
+        raise ValueError(f"no example for {name!r}; choose one of {sorted(writers)}")
+    writers[name](root)
+    return root
+
+
 __all__ = [
     "corrupt",
     "dot_image",
@@ -262,4 +286,5 @@ __all__ = [
     "write_rhd",
     "write_stb",
     "write_synthhands",
+    "write_example",
 ]
