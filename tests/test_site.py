@@ -70,6 +70,8 @@ def toc_docnames(toc: Path = TOC) -> list[str]:
 def site() -> Path:
     if not (SITE / "index.html").is_file():
         pytest.fail(f"no built site at {SITE}: run `make book` first (or `make site-test`, which builds it)")
+    shutil.rmtree(OUT, ignore_errors=True)  # screenshots of this run only
+    OUT.mkdir(parents=True)
     return SITE
 
 
@@ -159,7 +161,12 @@ def test_page_renders_offline(browser, server, site, docname):
     page, problems = _load(browser, f"{server}/{docname}.html")
     try:
         source = html_file.read_text(encoding="utf-8")
-        # plotly: every figure drawn; 3D scenes need a WebGL canvas
+        # widgets: each embedded view replaced by a rendered widget
+        n_views = source.count('type="application/vnd.jupyter.widget-view+json"')
+        if n_views:
+            page.wait_for_function(WIDGETS_RENDERED, timeout=30_000)
+        # plotly, after the widgets (an Output widget may hold figures): every figure drawn,
+        # 3D scenes with a WebGL canvas
         if "plotly-graph-div" in source:
             page.wait_for_function(
                 "() => Array.from(document.querySelectorAll('.plotly-graph-div'))"
@@ -176,10 +183,6 @@ def test_page_renders_offline(browser, server, site, docname):
                     )
             for i, f in enumerate(x for x in figs if x["scene"]):
                 page.locator(f"[id='{f['id']}']").screenshot(path=str(OUT / f"{_slug(docname)}-3d-{i}.png"))
-        # widgets: each embedded view replaced by a rendered widget
-        n_views = source.count('type="application/vnd.jupyter.widget-view+json"')
-        if n_views:
-            page.wait_for_function(WIDGETS_RENDERED, timeout=30_000)
         # math: typeset by MathJax (served from the site)
         if re.search(r'class="math[ "]', source):
             page.wait_for_function(

@@ -5,7 +5,8 @@ Enabled in ``_config.yml`` (``sphinx: local_extensions: {handpose_site: tools}``
 1. **Offline.** plotly's ``notebook`` renderer puts ``<script src="https://cdnjs.../mathjax/...">``
    into every figure's HTML. That script is removed (the page's MathJax is served locally, see
    ``tools/offline_assets.py``); any *other* external script or stylesheet left in a notebook output
-   is reported as a warning, which fails the build (``jupyter-book build -W``).
+   is reported as a warning, which fails the build (``jupyter-book build -W``). The same is done
+   for HTML inside embedded widget states (a figure shown in an ipywidgets ``Output``).
 2. **Colab.** The theme's Colab button opens ``blob/<branch>/book/<chapter>.md`` on GitHub, which
    Colab cannot read (it needs ``.ipynb``). The button is rewritten to open the notebook that
    ``make student`` writes and ``make publish`` pushes to the ``gh-pages`` branch:
@@ -80,11 +81,35 @@ def _rewrite_colab(app: Sphinx, pagename: str, templatename: str, context: dict,
             button["url"] = url
 
 
-def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """Drop repeated inline scripts (sphinx-thebe adds its config twice: 'THEBE_JS_URL already declared')."""
+# the same tag inside the JSON of an embedded widget state (an ipywidgets Output showing a figure)
+PLOTLY_MATHJAX_CDN_JSON = re.compile(
+    r'<script\s+src=\\"https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"\\]*\\"\s*><\\?/script>'
+)
+EXTERNAL_ASSET_JSON = re.compile(r'<script[^>]*\ssrc=\\"(?:https?:)?//[^"\\]*', re.IGNORECASE)
+
+
+def strip_cdn_scripts_json(body: str) -> tuple[str, list[str]]:
+    """strip_cdn_scripts for HTML held in a JSON string (widget state), quotes escaped as \\"."""
+    body = PLOTLY_MATHJAX_CDN_JSON.sub("", body)
+    return body, EXTERNAL_ASSET_JSON.findall(body)
+
+
+def _page_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Per page: drop repeated inline scripts (sphinx-thebe adds its config twice: 'THEBE_JS_URL
+    already declared'), and strip CDN scripts from HTML inside embedded widget states."""
     seen = set()
     scripts = []
     for js in context.get("script_files", []):
+        attrs = getattr(js, "attributes", {})
+        if attrs.get("type") == "application/vnd.jupyter.widget-state+json" and attrs.get("body"):
+            body, external = strip_cdn_scripts_json(attrs["body"])
+            for tag in external:
+                LOGGER.warning(
+                    "%s: a widget's output loads %s from the internet; the site must work offline",
+                    pagename,
+                    tag,
+                )
+            js = type(js)(js.filename, priority=js.priority, **{**attrs, "body": body})
         key = (getattr(js, "filename", str(js)) or "", tuple(sorted(getattr(js, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
@@ -97,5 +122,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _offline_outputs)
     # after sphinx-book-theme's add_launch_buttons (priority 501), before the page is written
     app.connect("html-page-context", _rewrite_colab, priority=502)
-    app.connect("html-page-context", _dedupe_scripts, priority=502)
+    app.connect("html-page-context", _page_scripts, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
