@@ -1,0 +1,546 @@
+"""The ``handpose`` command line: train, eval, predict, export, render, data check, book-model.
+
+Every sub-command has ``--help`` with an example. Heavy modules (torch models, data sets) are
+imported inside the sub-commands, so ``handpose --help`` stays fast. Expected problems (a
+missing checkpoint, a wrong config, an unreadable image, a missing data set) print one
+``handpose: error: ...`` line and exit with status 2; a NaN loss exits with 3; a run stopped by
+Ctrl-C/SIGTERM saves a checkpoint and exits with 130.
+
+Layer 4: imports everything below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_NAN = 3
+EXIT_STOPPED = 130
+
+
+class CLIError(Exception):
+    """An expected problem with the user's input; printed without a traceback."""
+
+
+def _fmt(text: str) -> str:
+    return text.strip("\n")
+
+
+# ----------------------------------------------------------------------------------------
+# handpose train
+
+
+TRAIN_HELP = """
+examples:
+  handpose train --config tiny --data synthetic --out runs/x            # minutes on a laptop CPU
+  handpose train --config tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
+  handpose train --config paper --data synthetic --out runs/paper       # the paper's model, one GPU
+  handpose train --config my.yaml --data stb --data-root ~/data/STB --out runs/stb
+  torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
+
+Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped.
+RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, metrics.jsonl and config.json.
+"""
+
+
+def _add_train(sub):
+    p = sub.add_parser(
+        "train",
+        help="train a model (tiny or paper config) into a run folder",
+        description="Train a ResUnet; writes checkpoints and per-epoch metrics into --out.",
+        epilog=_fmt(TRAIN_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default="tiny", help="tiny | paper | a YAML file of TrainConfig fields")
+    p.add_argument(
+        "--data", default="synthetic", help="synthetic | stb | ganerated | synthhands | rhd | freihand"
+    )
+    p.add_argument("--data-root", default=None, help="folder of a real data set (not for synthetic)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in RUN_DIR exactly where it stopped"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="per process")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--n-train", type=int, default=None, help="procedural training samples")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:1 | mps")
+    p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this step")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.set_defaults(func=cmd_train)
+
+
+def _train_config(a):
+    from . import train as tr
+
+    overrides = {
+        k: v
+        for k, v in {
+            "epochs": a.epochs,
+            "batch_size": a.batch_size,
+            "lr": a.lr,
+            "n_train": a.n_train,
+            "device": a.device,
+            "amp": a.amp,
+            "num_workers": a.workers,
+            "max_steps": a.max_steps,
+            "seed": a.seed,
+            "data": a.data,
+            "data_root": a.data_root,
+        }.items()
+        if v is not None
+    }
+    return tr.load_config(a.config, **overrides)
+
+
+def cmd_train(a) -> int:
+    from . import train as tr
+
+    cfg = _train_config(a)
+    if cfg.data != "synthetic" and cfg.data not in tr.REAL_DATASETS:
+        raise CLIError(
+            f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(tr.REAL_DATASETS)}"
+        )
+    prov = {
+        "command": "handpose " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
+        "commit": tr.git_commit(),
+    }
+    t0 = time.time()
+    res = tr.train(cfg, a.out, resume=a.resume, progress=not a.no_progress, extra_meta={"provenance": prov})
+    if not res.finished:
+        again = f"handpose train --config {a.config} --data {cfg.data} --out {a.out} --resume"
+        print(f"stopped at step {res.step} ({res.stopped_by}); checkpoint: {res.checkpoint}")
+        print(f"resume with: {again}")
+        return EXIT_STOPPED if res.stopped_by in ("SIGINT", "SIGTERM") else 0
+    last = res.history[-1] if res.history else {}
+    shown = {k: round(v, 4) for k, v in last.items() if k.startswith("val_") and isinstance(v, float)}
+    print(f"done: {res.step} steps in {time.time() - t0:.0f} s; checkpoint {res.checkpoint}; {shown}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# handpose eval
+
+
+EVAL_HELP = """
+examples:
+  handpose eval --checkpoint runs/x                                   # the procedural benchmark
+  handpose eval --checkpoint models/book-tiny --json book.json --figures figs/
+  handpose eval --checkpoint runs/stb --data stb --data-root ~/data/STB --alignment hand3d
+
+The procedural benchmark: 2000 samples of the synthetic engine (default occluders) with a fixed
+seed; its name includes the generator version, so numbers from different versions are never mixed.
+3D metrics are root-relative and scale-aligned by the reference bone (the report states how).
+"""
+
+
+def _add_eval(sub):
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint: 2D/3D EPE, PCK, AUC, visible vs hidden",
+        description="Evaluate a trained model on a data set and print/write the report.",
+        epilog=_fmt(EVAL_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
+    p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run folder")
+    p.add_argument("--data", default="synthetic", help="synthetic (the benchmark) | stb | rhd | ...")
+    p.add_argument("--data-root", default=None, help="folder of a real data set")
+    p.add_argument(
+        "--n", type=int, default=None, help="number of samples (default: all / 2000 for synthetic)"
+    )
+    p.add_argument("--alignment", default="gt_ref", choices=["gt_ref", "hand3d"], help="3D scale alignment")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write the full report here")
+    p.add_argument("--figures", default=None, metavar="DIR", help="write PCK figures (HTML) here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0)
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(a) -> int:
+    from . import evaluate as ev
+    from . import train as tr
+
+    model, c = tr.load_trained(a.checkpoint, which=a.which, device=str(ev.pick_device(a.device)))
+    size = model.config.input_size
+    if a.data == "synthetic":
+        data, name = tr.benchmark_dataset(n=a.n or tr.BENCHMARK_N, image_size=size)
+    else:
+        if a.data_root is None:
+            raise CLIError(f"--data {a.data} needs --data-root (the data set's folder)")
+        data, name = tr.real_dataset(a.data, a.data_root, "test", size), a.data
+        if a.n:
+            import torch
+
+            data = torch.utils.data.Subset(data, range(min(a.n, len(data))))
+    rep = ev.evaluate(
+        model,
+        data,
+        alignment=a.alignment,
+        dataset=name,
+        batch_size=a.batch_size,
+        device=a.device,
+        num_workers=a.workers,
+        progress=sys.stderr.isatty(),
+    )
+    rep["checkpoint"] = {"path": str(c.path), "step": c.step, "epoch": c.epoch}
+    print(ev.summary(rep))
+    if a.json:
+        print(f"report: {ev.write_report(rep, a.json)}")
+    if a.figures:
+        for p in ev.write_figures(rep, a.figures):
+            print(f"figure: {p}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# handpose predict
+
+
+PREDICT_HELP = """
+examples:
+  handpose predict --checkpoint models/book-tiny handpose_lib/assets/real_hands/freihand/*.jpg --out pred/
+  handpose predict --checkpoint runs/x photo.jpg --box 120 80 360 330 --out pred/
+
+Each image is cropped to a square and resized to the model's input (128x128): around --box
+(the hand's box X0 Y0 X1 Y1 in pixels, enlarged by 20% on each side like the training crops),
+or, without --box, the largest centred square. Writes IMAGE_pred.png (the 2D skeleton drawn on
+the photo) and predictions.json (2D joints in photo pixels; 3D joints root-relative in units of
+the reference bone and in mm for an assumed hand size, --ref-bone-mm).
+"""
+
+
+def _add_predict(sub):
+    p = sub.add_parser(
+        "predict",
+        help="predict 2D/3D joints on photos; writes overlay PNGs and a JSON",
+        description="Run a trained model on images.",
+        epilog=_fmt(PREDICT_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="hand box (all images)"
+    )
+    p.add_argument("--margin", type=float, default=0.2, help="space added around --box, per side")
+    p.add_argument("--ref-bone-mm", type=float, default=None, help="assumed middle MCP->PIP length (mm)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_predict)
+
+
+def crop_for_model(image_rgb, size: int, box=None, margin: float = 0.2):
+    """Square crop of an (H, W, 3) uint8 photo -> ((3, size, size) float tensor, crop params).
+
+    ``box`` (x0, y0, x1, y1) is enlarged by ``margin`` of its larger side on each side; without
+    it the largest centred square is used. ``crop params`` feed ``data.crop.uncrop_points``.
+    """
+    import numpy as np
+
+    from .data.common import affine_crop_matrix, warp_sample
+    from .data.sample import make_sample
+
+    h, w = image_rgb.shape[:2]
+    if box is None:
+        side = float(min(h, w))
+        x0, y0 = (w - side) / 2.0, (h - side) / 2.0
+    else:
+        bx0, by0, bx1, by1 = (float(v) for v in box)
+        if not (bx1 > bx0 and by1 > by0):
+            raise CLIError(f"--box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {box}")
+        side = max(bx1 - bx0, by1 - by0) * (1.0 + 2.0 * margin)
+        x0, y0 = (bx0 + bx1 - side) / 2.0, (by0 + by1 - side) / 2.0
+    s = make_sample(image_rgb, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="photo", sample_id="0")
+    out = warp_sample(s, affine_crop_matrix(x0, y0, size / side), (size, size))
+    return out["image"], {"x0": x0, "y0": y0, "side": side, "size": float(size)}
+
+
+def cmd_predict(a) -> int:
+    import cv2
+    import numpy as np
+    import torch
+
+    from . import skeleton
+    from . import train as tr
+    from .data.common import read_rgb
+    from .data.crop import uncrop_points
+    from .viz import overlay_2d
+
+    model, c = tr.load_trained(a.checkpoint, device=a.device)
+    size = model.config.input_size
+    ref_mm = a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM
+    out_dir = Path(a.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in a.images:
+        try:
+            img = read_rgb(path)
+        except (FileNotFoundError, OSError) as e:
+            raise CLIError(f"cannot read image {path}: {e}") from e
+        crop, params = crop_for_model(img, size, a.box, a.margin)
+        with torch.no_grad():
+            pred = model(crop[None].to(a.device))
+        uv_crop = pred.coords2d[0].float().cpu().numpy()
+        uv = uncrop_points(uv_crop, params)
+        j3 = pred.joints3d[0].float().cpu().numpy()
+        scale = max(1, round(512 / max(img.shape[:2])))
+        over = overlay_2d(
+            img,
+            uv,
+            scale=scale,
+            radius=max(2, round(max(img.shape[:2]) * scale / 150)),
+            thickness=max(1, round(max(img.shape[:2]) * scale / 300)),
+        )
+        x0, y0, side = params["x0"] * scale, params["y0"] * scale, params["side"] * scale
+        cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
+        png = out_dir / (Path(path).stem + "_pred.png")
+        cv2.imwrite(str(png), cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+        results.append(
+            {
+                "image": str(path),
+                "overlay": str(png),
+                "crop": params,
+                "joints2d_px": np.round(uv, 2).tolist(),
+                "joints3d_units": np.round(j3, 4).tolist(),
+                "joints3d_mm": np.round(skeleton.denormalise_3d(j3, ref_mm), 2).tolist(),
+            }
+        )
+        print(f"{path} -> {png}")
+    info = {
+        "checkpoint": str(c.path),
+        "joint_names": list(skeleton.JOINT_NAMES),
+        "units": {
+            "joints2d_px": "pixels of the input photo (continuous, pixel centres at i + 0.5)",
+            "joints3d_units": "root-relative (wrist = 0), in units of the middle MCP->PIP bone",
+            "joints3d_mm": f"joints3d_units x {ref_mm} mm (an assumed reference bone length; "
+            "one RGB image does not give the hand's absolute size)",
+        },
+        "predictions": results,
+    }
+    from .checkpoint import atomic_write_json
+
+    print(f"predictions: {atomic_write_json(out_dir / 'predictions.json', info)}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# handpose export
+
+
+EXPORT_HELP = """
+example:
+  handpose export --checkpoint models/book-tiny --onnx book-tiny.onnx
+
+The ONNX graph takes images (B, 3, 128, 128) float32 in [0, 1] and returns coords2d, joints3d,
+bones, heatmaps, probs. The export is checked with onnxruntime against PyTorch (--no-check skips).
+"""
+
+
+def _add_export(sub):
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (checked with onnxruntime)",
+        description="Export a trained model to ONNX.",
+        epilog=_fmt(EXPORT_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
+    p.add_argument("--onnx", required=True, metavar="MODEL.onnx", help="output file")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a) -> int:
+    import numpy as np
+    import torch
+
+    from . import train as tr
+    from .model import export_onnx
+
+    model, _ = tr.load_trained(a.checkpoint, device="cpu")
+    out = Path(a.onnx)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if not a.no_check:
+        import onnxruntime as ort
+
+        s = model.config.input_size
+        x = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(0))
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        got = sess.run(["coords2d", "joints3d"], {"images": x.numpy()})
+        with torch.no_grad():
+            ref = model(x)
+        d2 = float(np.abs(got[0] - ref.coords2d.numpy()).max())
+        d3 = float(np.abs(got[1] - ref.joints3d.numpy()).max())
+        print(f"onnxruntime vs PyTorch: max |coords2d| diff {d2:.2e} px, max |joints3d| diff {d3:.2e}")
+        if d2 > 1e-2 or d3 > 1e-3:
+            raise CLIError(f"the ONNX model disagrees with PyTorch (coords2d {d2:.3g} px, joints3d {d3:.3g})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# handpose book-model
+
+
+BOOK_HELP = """
+example:
+  make model          # = python -m handpose_lib.cli book-model
+
+Trains the tiny config on procedural data into runs/book-tiny (resuming a stopped run),
+evaluates it on the procedural benchmark, and writes models/book-tiny/ (fp16 safetensors and a
+JSON sidecar with the command, commit, budget and metrics). Reuses a finished run.
+"""
+
+
+def _add_book(sub):
+    p = sub.add_parser(
+        "book-model",
+        help="train (or reuse) and package the book model in models/book-tiny",
+        description="Build the book's model checkpoint.",
+        epilog=_fmt(BOOK_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", default=None, help="run folder (default runs/book-tiny)")
+    p.add_argument("--out", default=None, help="package folder (default models/book-tiny)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_book_model)
+
+
+def cmd_book_model(a) -> int:
+    from . import train as tr
+
+    run = Path(a.run) if a.run else tr.REPO_ROOT / "runs" / "book-tiny"
+    out = Path(a.out) if a.out else tr.BOOK_MODEL_DIR
+    report = tr.build_book_model(run, out, progress=not a.no_progress)
+    print(report)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# passthroughs: handpose render, handpose data check
+
+
+def cmd_render(argv) -> int:
+    from .data.synthetic import render_main
+
+    return int(render_main(argv) or 0)
+
+
+def cmd_data(argv) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(
+            "usage: handpose data check NAME ROOT [--index I] [--decode N] [--split S] [--json]\n\n"
+            "example:\n  handpose data check stb ~/data/STB\n\n"
+            "Validates a data set folder (layout, missing and corrupt images, label ranges)."
+        )
+        return 0 if argv else EXIT_USAGE
+    if argv[0] != "check":
+        raise CLIError(f"unknown data command {argv[0]!r}; did you mean `handpose data check`?")
+    from .data.check import data_check_main
+
+    return int(data_check_main(argv[1:]) or 0)
+
+
+# ----------------------------------------------------------------------------------------
+# main
+
+
+MAIN_HELP = """
+commands:
+  train       train a model into a run folder (Ctrl-C saves; --resume continues)
+  eval        2D/3D EPE, PCK, AUC of a checkpoint, split by visible/hidden joints
+  predict     2D skeleton overlays and joints for photos
+  export      ONNX export checked with onnxruntime
+  render      render procedural hand images to disk
+  data check  validate a data set folder
+  book-model  train or reuse the book's model (make model)
+
+quick start:
+  handpose train --config tiny --data synthetic --out runs/x
+  handpose eval --checkpoint runs/x
+  handpose predict --checkpoint runs/x handpose_lib/assets/real_hands/freihand/*.jpg --out pred/
+
+`handpose COMMAND --help` shows each command's options and examples.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="handpose",
+        description="3D hand pose from one RGB image (ResUnet + LHR + bones): train, evaluate, predict.",
+        epilog=_fmt(MAIN_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"handpose {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(sub)
+    _add_eval(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_book(sub)
+    # render and data are passed through to their own parsers (they own their options)
+    sub.add_parser("render", help="render procedural hands to disk (handpose render --help)", add_help=False)
+    sub.add_parser("data", help="data set tools: handpose data check NAME ROOT", add_help=False)
+    return p
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input, printed as one line (imported lazily)."""
+    errs: list[type[BaseException]] = [CLIError, FileNotFoundError]
+    mods = {
+        "handpose_lib.checkpoint": ("CheckpointError",),
+        "handpose_lib.train": ("ConfigError",),
+        "handpose_lib.data.common": ("DatasetNotFoundError", "CorruptImageError"),
+        "handpose_lib.model": ("PretrainedWeightsUnavailable",),
+    }
+    for mod, names in mods.items():
+        m = sys.modules.get(mod)
+        if m is not None:
+            errs += [getattr(m, n) for n in names if hasattr(m, n)]
+    return tuple(errs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``handpose`` command (``[project.scripts]`` in pyproject.toml)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        if argv and argv[0] == "render":
+            return cmd_render(argv[1:])
+        if argv and argv[0] == "data":
+            return cmd_data(argv[1:])
+        a = parser.parse_args(argv)
+        if a.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return a.func(a)
+    except _expected_errors() as e:
+        msg = str(e).strip() or type(e).__name__
+        print(f"handpose: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("handpose: interrupted", file=sys.stderr)
+        return EXIT_STOPPED
+    except Exception as e:  # NaN loss: a clear message, no traceback
+        if type(e).__name__ == "NonFiniteLossError":
+            print(f"handpose: error: {e}", file=sys.stderr)
+            return EXIT_NAN
+        raise
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
