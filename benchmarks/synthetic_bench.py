@@ -1,0 +1,72 @@
+"""Crops per second of the procedural hand engine (128 x 128, default config: backgrounds,
+objects, noise, blur).
+
+    python benchmarks/synthetic_bench.py [--threads 2] [--batch 256] [--batches 8] [--repeats 3]
+                                         [--device cpu|cuda] [--occlusion default] [--profile]
+
+Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
+renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batches", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--occlusion", default="default")
+    ap.add_argument("--full-frame", action="store_true", help="render 640x480 frames instead of crops")
+    ap.add_argument("--profile", action="store_true", help="print torch profiler table of one batch")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    occ = a.occlusion if a.occlusion in ("none", "light", "default", "heavy") else float(a.occlusion)
+    cfg = SyntheticConfig(occlusion=occ, full_frame=a.full_frame)
+    ds = SyntheticHands(10**9, seed=0, config=cfg, device=a.device)
+
+    def sync():
+        if a.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    ds.render_batch(range(a.batch))  # warm-up: background pool, caches
+    sync()
+    if a.profile:
+        from torch.profiler import profile
+
+        with profile() as prof:
+            ds.render_batch(range(a.batch, 2 * a.batch))
+            sync()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+    rates = []
+    start = a.batch
+    for _ in range(a.repeats):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(a.batches):
+            ds.render_batch(range(start, start + a.batch))
+            start += a.batch
+        sync()
+        rates.append(a.batch * a.batches / (time.perf_counter() - t0))
+    what = "640x480 frames" if a.full_frame else f"{cfg.crop_size}x{cfg.crop_size} crops"
+    dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {a.threads} threads"
+    runs = ", ".join(f"{r:.0f}" for r in rates)
+    print(
+        f"synthetic hands: {what}/s on {dev}, occlusion={a.occlusion}, batch {a.batch}: "
+        f"best {max(rates):.0f}, median {statistics.median(rates):.0f} (runs: {runs})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

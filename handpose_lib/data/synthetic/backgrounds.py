@@ -1,0 +1,120 @@
+"""Background images: real photographs shipped with scikit-image, plus procedural textures.
+
+The pool is built once per image size (deterministically, with a fixed numpy seed) and kept in
+memory as uint8. Each sample picks a pool entry, a shift, a flip and a colour jitter from its
+random stream, so backgrounds cost one gather per batch.
+
+Photographs (scikit-image ``skimage.data``, bundled with the package, public domain or
+CC-licensed as listed in its ``skimage/data/README.txt``): astronaut, coffee, chelsea, rocket,
+motorcycle left/right, hubble deep field; and, tinted, the grey images camera, brick, grass,
+gravel, moon, text, page, coins.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+_RGB = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "motorcycle_left",
+    "motorcycle_right",
+    "hubble_deep_field",
+)
+_GREY = ("camera", "brick", "grass", "gravel", "moon", "text", "page", "coins")
+PAD = 16  # pool entries are (size + PAD) so a random shift can be taken
+
+
+@functools.lru_cache(maxsize=2)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The photographs as (H, W, 3) uint8 RGB, read from scikit-image's data folder."""
+    import skimage.data
+
+    folder = Path(skimage.data.__file__).parent
+    out = []
+    rng = np.random.default_rng(0)
+    for name in _RGB + _GREY:
+        files = sorted(folder.glob(name + ".*"))
+        img = (
+            cv2.imread(str(files[0]), cv2.IMREAD_GRAYSCALE if name in _GREY else cv2.IMREAD_COLOR)
+            if files
+            else None
+        )
+        if img is None:
+            continue  # a trimmed scikit-image install: use what is there
+        if img.ndim == 2:
+            img = (img[..., None] * rng.uniform(0.6, 1.0, 3)[None, None, :]).astype(np.uint8)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        out.append(np.ascontiguousarray(img))
+    if not out:
+        raise RuntimeError(
+            f"no background photographs found in {folder}; reinstall scikit-image "
+            "(pip install --force-reinstall scikit-image) or set SyntheticConfig(background_prob=0)"
+        )
+    return tuple(out)
+
+
+def _procedural(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random smooth colour field, stripes or blobs: (h, w, 3) uint8."""
+    kind = rng.integers(3)
+    if kind == 0:  # low-frequency colour noise
+        g = rng.uniform(0, 255, (rng.integers(2, 6), rng.integers(2, 6), 3)).astype(np.float32)
+        img = cv2.resize(g, (w, h), interpolation=cv2.INTER_CUBIC)
+    elif kind == 1:  # stripes
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = rng.uniform(0, np.pi)
+        period = rng.uniform(6, 40)
+        s = (np.sin((x * np.cos(a) + y * np.sin(a)) * 2 * np.pi / period) > 0).astype(np.float32)
+        c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        img = s[..., None] * c1 + (1 - s[..., None]) * c2
+    else:  # blobs
+        img = np.full((h, w, 3), rng.uniform(0, 255, 3), np.float32)
+        for _ in range(rng.integers(3, 10)):
+            c = (int(rng.integers(w)), int(rng.integers(h)))
+            axes = (int(rng.integers(5, w // 2)), int(rng.integers(5, h // 2)))
+            cv2.ellipse(img, c, axes, float(rng.uniform(0, 180)), 0, 360, rng.uniform(0, 255, 3).tolist(), -1)
+        img = cv2.GaussianBlur(img, (0, 0), 1.5)
+    noise = rng.normal(0, 6, (h, w, 1)).astype(np.float32)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def background_pool(h: int, w: int) -> torch.Tensor:
+    """(N, 3, h + PAD, w + PAD) uint8 pool: crops of the photographs at several scales and
+    procedural textures (about one in five)."""
+    rng = np.random.default_rng(12345)
+    n_photo_crops = 24 if h * w <= 256 * 256 else 3  # keep big-frame pools small (about 60 MB)
+    hh, ww = h + PAD, w + PAD
+    out = []
+    for img in _photos():
+        H, W = img.shape[:2]
+        for _ in range(n_photo_crops):
+            frac = rng.uniform(0.25, 1.0)
+            ch = int(min(H, W * hh / ww) * frac)
+            cw = int(ch * ww / hh)
+            y0 = int(rng.integers(0, H - ch + 1))
+            x0 = int(rng.integers(0, W - cw + 1))
+            out.append(cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (ww, hh), interpolation=cv2.INTER_AREA))
+    for _ in range(len(out) // 4):
+        out.append(_procedural(rng, hh, ww))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+@functools.lru_cache(maxsize=2)
+def noise_texture(n: int = 256) -> torch.Tensor:
+    """(2, n, n) float32 fixed noise: channel 0 white noise in [-0.5, 0.5], channel 1 smooth
+    noise (for skin), both tileable by wrapping indices."""
+    rng = np.random.default_rng(777)
+    white = rng.uniform(-0.5, 0.5, (n, n)).astype(np.float32)
+    padded = np.pad(rng.normal(0, 1, (n, n)).astype(np.float32), 16, mode="wrap")
+    smooth = cv2.GaussianBlur(padded, (0, 0), 3.0)[16:-16, 16:-16]
+    smooth = smooth / (np.abs(smooth).max() + 1e-6)
+    return torch.from_numpy(np.stack([white, smooth]))

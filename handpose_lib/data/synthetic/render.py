@@ -1,0 +1,406 @@
+"""Batched ray casting of sphere-mesh hands and objects with 8 x 8 tile culling (torch, CPU/CUDA).
+
+Pipeline for a batch of B images of H x W pixels (H, W multiples of 8):
+
+1. *Culling*: every primitive gets a conservative screen-space bound (a 2D capsule around its
+   projected axis); the (image, primitive, tile) triples whose tile centre is close enough become
+   the work list. A hand covers a small part of the tiles, so this removes most tests.
+2. *Depth pass*: the 64 rays of each listed tile are intersected with its primitive (closed
+   forms from ``geometry.py``) and ``scatter_reduce(amin)`` keeps, per pixel, the nearest hit as
+   an int64 key ``depth * 16 << 6 | primitive``, separately for the hand and for the objects.
+3. *Shading pass*: for the pixels that hit something, the winning primitive is intersected again
+   for the exact point and normal; skin and object albedo (with texture), one random directional
+   light, ambient, a specular highlight and a soft rim term give the colour.
+4. Composition over the background, optional blur, noise and JPEG; labels.
+
+Joint visibility casts one exact ray per joint against every primitive (see :func:`visibility`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE
+from .backgrounds import PAD, background_pool, noise_texture
+from .geometry import INF, ray_box, ray_cylinder, ray_round_cone, ray_sphere
+from .occluders import NUM_BOXES, NUM_CYLINDERS, NUM_SPHERES, TEX_CHECKER, TEX_STRIPES
+
+TILE = 8
+DEPTH_QUANT = 16.0  # key resolution: 1/16 mm
+_ID_BITS = 6  # primitive slot ids < 64
+_BIG = 1 << 62
+SELF_TOL_MM = 3.0
+
+
+# ---------------------------------------------------------------------------------------------
+# pixel layout helpers: "tile-major" order = (tile row, tile col, row in tile, col in tile)
+
+
+def tile_pixel_centres(H: int, W: int, device) -> torch.Tensor:
+    """(H * W, 2) pixel centres (u, v) in tile-major order."""
+    if H % TILE or W % TILE:
+        raise ValueError(f"image size must be a multiple of {TILE}, got {W}x{H}")
+    ty, tx, py, px = torch.meshgrid(
+        torch.arange(H // TILE, device=device),
+        torch.arange(W // TILE, device=device),
+        torch.arange(TILE, device=device),
+        torch.arange(TILE, device=device),
+        indexing="ij",
+    )
+    u = (tx * TILE + px).flatten().float() + 0.5
+    v = (ty * TILE + py).flatten().float() + 0.5
+    return torch.stack([u, v], -1)
+
+
+def from_tiles(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(B, H*W, C) tile-major -> (B, C, H, W)."""
+    B, _, C = x.shape
+    x = x.reshape(B, H // TILE, W // TILE, TILE, TILE, C)
+    return x.permute(0, 5, 1, 3, 2, 4).reshape(B, C, H, W)
+
+
+def to_tiles(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C) tile-major."""
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // TILE, TILE, W // TILE, TILE)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(B, H * W, C)
+
+
+def pixel_rays(K: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(B, 3, 3) intrinsics -> (B, H*W, 3) unit ray directions through the pixel centres,
+    tile-major."""
+    uv = tile_pixel_centres(H, W, K.device)
+    Kinv = torch.linalg.inv(K)
+    homo = torch.cat([uv, torch.ones_like(uv[:, :1])], -1)  # (HW, 3)
+    d = homo @ Kinv.transpose(-1, -2)  # (B, HW, 3)
+    return d / d.norm(dim=-1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# scene -> primitive slots
+
+
+def slot_layout(num_cones: int) -> dict[str, tuple[int, int]]:
+    """Slot ranges [start, stop) of each primitive type."""
+    s0 = num_cones
+    s1 = s0 + NUM_SPHERES
+    s2 = s1 + NUM_BOXES
+    s3 = s2 + NUM_CYLINDERS
+    return {"cone": (0, s0), "sphere": (s0, s1), "box": (s1, s2), "cyl": (s2, s3)}
+
+
+def _bounds(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Capsule bounds (a, b, r) of every slot and the slots' active flags: (B,P,3)x2, (B,P), (B,P)."""
+    ob = scene["objects"]
+    B, C = scene["cone_ra"].shape
+    act = ob["active"]
+    a = torch.cat([scene["cone_a"], ob["sph_c"], ob["box_c"], ob["cyl_a"]], 1)
+    b = torch.cat([scene["cone_b"], ob["sph_c"], ob["box_c"], ob["cyl_b"]], 1)
+    r = torch.cat(
+        [
+            torch.maximum(scene["cone_ra"], scene["cone_rb"]),
+            ob["sph_r"],
+            ob["box_half"].norm(dim=-1),
+            ob["cyl_r"],
+        ],
+        1,
+    )
+    active = torch.cat([torch.ones(B, C, dtype=torch.bool, device=a.device), act], 1)
+    return a, b, r, active
+
+
+def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Work list of (image, slot, tile) triples whose tile may see the slot: (N, 3) int64.
+
+    Bound: a sphere of radius r at distance d, seen at angle theta from the optical axis,
+    projects within ``f * asin(r / d) / cos^2(theta + asin(r / d))`` pixels of its projected
+    centre; the capsule's projection lies within that radius of the projected axis segment
+    (theta is largest at an end of the segment, d smallest at the segment's closest point).
+    """
+    a, b, r, active = _bounds(scene)
+    dev = a.device
+    f = torch.maximum(K[:, 0, 0], K[:, 1, 1])[:, None]
+    ab = b - a
+    s = (-(a * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    dmin = (a + s[..., None] * ab).norm(dim=-1)
+    cos_t = torch.minimum(a[..., 2] / a.norm(dim=-1), b[..., 2] / b.norm(dim=-1))
+    beta = torch.asin((r / dmin).clamp(max=0.999))
+    ang = torch.acos(cos_t.clamp(-1, 1)) + beta
+    ok = (ang < 1.4) & (torch.minimum(a[..., 2], b[..., 2]) - r > 1.0)
+    rs = f * beta / torch.cos(ang.clamp(max=1.4)) ** 2 + 1.0
+    pa = a @ K.transpose(-1, -2)
+    pb = b @ K.transpose(-1, -2)
+    ua = pa[..., :2] / pa[..., 2:3].clamp_min(1e-3)
+    ub = pb[..., :2] / pb[..., 2:3].clamp_min(1e-3)
+    ty, tx = torch.meshgrid(
+        torch.arange(H // TILE, device=dev), torch.arange(W // TILE, device=dev), indexing="ij"
+    )
+    c = torch.stack([tx.flatten(), ty.flatten()], -1).float() * TILE + TILE / 2  # (T, 2)
+    e = (ub - ua)[:, :, None]  # (B, P, 1, 2)
+    w = c[None, None] - ua[:, :, None]  # (B, P, T, 2)
+    h = ((w * e).sum(-1) / (e * e).sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    dist = (w - h[..., None] * e).norm(dim=-1)
+    keep = dist <= (rs + TILE * 0.7072)[..., None]
+    keep = (keep | ~ok[..., None]) & active[..., None]
+    return keep.nonzero()
+
+
+def _intersect(kind: str, d, scene: dict, bi, si, lay, normals: bool):
+    """Intersect rays d (N, ..., 3) with slots si of images bi (N,) of one primitive type."""
+    ob = scene["objects"]
+    k = si - lay[kind][0]
+    extra = (None,) * (d.dim() - 2)  # broadcast parameters over the ray dimensions
+
+    def g(x):
+        return x[bi, k][(slice(None), *extra)]
+
+    if kind == "cone":
+        return ray_round_cone(
+            d, g(scene["cone_a"]), g(scene["cone_b"]), g(scene["cone_ra"]), g(scene["cone_rb"]), normals
+        )
+    if kind == "sphere":
+        return ray_sphere(d, g(ob["sph_c"]), g(ob["sph_r"]), normals)
+    if kind == "box":
+        return ray_box(d, g(ob["box_c"]), g(ob["box_rot"]), g(ob["box_half"]), normals)
+    return ray_cylinder(d, g(ob["cyl_a"]), g(ob["cyl_b"]), g(ob["cyl_r"]), normals)
+
+
+def depth_pass(scene: dict, rays: torch.Tensor, triples: torch.Tensor, chunk: int = 8192):
+    """Nearest-hit keys per pixel: returns (hand_keys, object_keys), each (B, HW) int64
+    (``_BIG`` where nothing was hit)."""
+    B, HW, _ = rays.shape
+    C = scene["cone_ra"].shape[1]
+    lay = slot_layout(C)
+    rays_t = rays.reshape(B * (HW // 64), 64, 3)
+    T = HW // 64
+    zh = torch.full((B * HW,), _BIG, dtype=torch.int64, device=rays.device)
+    zo = torch.full_like(zh, _BIG)
+    lane = torch.arange(64, device=rays.device)
+    for kind, (lo, hi) in lay.items():
+        sel = triples[(triples[:, 1] >= lo) & (triples[:, 1] < hi)]
+        for c0 in range(0, sel.shape[0], chunk):
+            tri = sel[c0 : c0 + chunk]
+            bi, si, ti = tri.unbind(1)
+            tile = bi * T + ti
+            t = _intersect(kind, rays_t[tile], scene, bi, si, lay, normals=False)  # (n, 64)
+            key = torch.where(torch.isfinite(t), (t * DEPTH_QUANT).clamp_max(2**40).long() << _ID_BITS, _BIG)
+            key = key | si[:, None]
+            idx = (tile[:, None] * 64 + lane).flatten()
+            (zh if kind == "cone" else zo).scatter_reduce_(0, idx, key.flatten(), "amin")
+    return zh.reshape(B, HW), zo.reshape(B, HW)
+
+
+# ---------------------------------------------------------------------------------------------
+# shading
+
+
+def _gather_tex(tex: torch.Tensor, bi: torch.Tensor, q: torch.Tensor, offs: torch.Tensor, W: int):
+    """Sample a (n, n) wrapping texture at pixel index q (row-major in a W-wide image) shifted
+    per image by offs (B, 2)."""
+    n = tex.shape[-1]
+    y = (q // W + offs[bi, 1]) % n
+    x = (q % W + offs[bi, 0]) % n
+    return tex[y, x]
+
+
+def shade(scene: dict, rays: torch.Tensor, key: torch.Tensor, H: int, W: int):
+    """Colour, hit point and normal of every pixel that hits something.
+
+    Returns ``(colour (B, HW, 3), z (B, HW) camera-frame depth of the visible surface (0 where
+    nothing), slot (B, HW) int64 (-1 where nothing))``, tile-major.
+    """
+    B, HW, _ = rays.shape
+    C = scene["cone_ra"].shape[1]
+    lay = slot_layout(C)
+    dev = rays.device
+    hit = key < _BIG
+    bi, q = hit.nonzero().unbind(1)
+    si = key[bi, q] & ((1 << _ID_BITS) - 1)
+    d = rays[bi, q]
+    n_hit = bi.shape[0]
+    t = torch.zeros(n_hit, device=dev)
+    nrm = torch.zeros(n_hit, 3, device=dev)
+    for kind, (lo, hi) in lay.items():
+        m = (si >= lo) & (si < hi)
+        if m.any():
+            tk, nk = _intersect(kind, d[m], scene, bi[m], si[m], lay, normals=True)
+            t[m] = tk
+            nrm[m] = nk
+    p = d * t[:, None]
+    is_hand = si < C
+    # albedo: skin with smooth texture, objects with their texture
+    app = scene["appearance"]
+    tex = noise_texture().to(dev)
+    # image-layout pixel index of tile-major q, for texture lookups
+    T_w = W // TILE
+    tile, lane = q // 64, q % 64
+    row = (tile // T_w) * TILE + lane // TILE
+    col = (tile % T_w) * TILE + lane % TILE
+    qi = row * W + col
+    skin_n = _gather_tex(tex[1], bi, qi, app["tex_offset"], W)
+    albedo = app["skin"][bi] * (1.0 + app["skin_texture"][bi, None] * skin_n[:, None])
+    ob = scene["objects"]
+    oi = (si - C).clamp(0, ob["color"].shape[1] - 1)
+    oc = ob["color"][bi, oi]
+    kind = ob["tex"][bi, oi]
+    sc = ob["tex_scale"][bi, oi]
+    checker = (torch.floor(p / sc[:, None]).sum(-1) % 2) * 0.35
+    stripes = (torch.floor((p * ob["tex_axis"][bi, oi]).sum(-1) / sc) % 2) * 0.35
+    fac = 1.0 - torch.where(kind == TEX_CHECKER, checker, torch.where(kind == TEX_STRIPES, stripes, 0.0))
+    albedo = torch.where(is_hand[:, None], albedo, oc * fac[:, None])
+    # lighting
+    L = app["light_dir"][bi]
+    ndl = (nrm * L).sum(-1)
+    wrap = app["wrap"][bi]
+    diffuse = ((ndl + wrap) / (1 + wrap)).clamp_min(0)
+    hvec = L - d
+    hvec = hvec / hvec.norm(dim=-1, keepdim=True)
+    spec = (nrm * hvec).sum(-1).clamp_min(0) ** 24 * app["specular"][bi] * torch.where(is_hand, 1.0, 1.6)
+    rim = 0.7 + 0.3 * (-(nrm * d).sum(-1)).clamp(0, 1)
+    light = app["ambient"][bi] + app["light_power"][bi] * diffuse
+    col = albedo * (light * rim)[:, None] * app["light_color"][bi] + spec[:, None]
+    colour = torch.zeros(B, HW, 3, device=dev)
+    colour[bi, q] = col.clamp(0, 1)
+    z = torch.zeros(B, HW, device=dev)
+    z[bi, q] = p[:, 2]
+    slot = torch.full((B, HW), -1, dtype=torch.int64, device=dev)
+    slot[bi, q] = si
+    return colour, z, slot
+
+
+def backgrounds(scene: dict, H: int, W: int) -> torch.Tensor:
+    """(B, 3, H, W) background images for the batch."""
+    app = scene["appearance"]
+    dev = app["skin"].device
+    pool = background_pool(H, W).to(dev)
+    idx = (app["bg_u"][:, 0] * pool.shape[0]).long().clamp_max(pool.shape[0] - 1)
+    oy = (app["bg_u"][:, 1] * PAD).long()
+    ox = (app["bg_u"][:, 2] * PAD).long()
+    rows = oy[:, None] + torch.arange(H, device=dev)
+    cols = ox[:, None] + torch.arange(W, device=dev)
+    flip = app["bg_u"][:, 3] < 0.5
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    bg = pool[
+        idx[:, None, None, None],
+        torch.arange(3, device=dev)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+    bg = bg.float() * (1.0 / 255.0)
+    gain = app["bg_gain"][:, :, None, None]  # (B, 3, 1, 1) colour jitter
+    bg = (bg * gain).clamp(0, 1)
+    plain = app["bg_plain"][:, :, None, None].expand_as(bg)
+    use_photo = app["bg_u"][:, 4] < app["bg_prob"]
+    return torch.where(use_photo[:, None, None, None], bg, plain)
+
+
+def postprocess(img: torch.Tensor, scene: dict) -> torch.Tensor:
+    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W)."""
+    app = scene["appearance"]
+    B, _, H, W = img.shape
+    blur = app["blur"]  # (B,) sigma, 0 = none
+    if bool((blur > 0).any()):
+        k = torch.arange(-2, 3, device=img.device).float()
+        gk = torch.exp(-(k**2)[None] / (2 * blur.clamp_min(0.3)[:, None] ** 2))
+        gk = gk / gk.sum(-1, keepdim=True)  # (B, 5)
+        w = gk[:, :, None, None, None]  # (B, 5, 1, 1, 1)
+        xp = F.pad(img, (2, 2, 0, 0), mode="replicate")
+        x = sum(w[:, k] * xp[..., k : k + W] for k in range(5))
+        xp = F.pad(x, (0, 0, 2, 2), mode="replicate")
+        x = sum(w[:, k] * xp[..., k : k + H, :] for k in range(5))
+        img = torch.where((blur > 0)[:, None, None, None], x, img)
+    tex = noise_texture().to(img.device)[0]
+    n = tex.shape[-1]
+    off = app["tex_offset"]
+    ys = (torch.arange(H, device=img.device)[None] + off[:, 1:2] * 3) % n
+    xs = (torch.arange(W, device=img.device)[None] + off[:, 0:1] * 7) % n
+    nz = tex[ys[:, :, None], xs[:, None, :]]  # (B, H, W)
+    img = img + (app["noise"] * math.sqrt(12.0))[:, None, None, None] * nz[:, None]
+    img = img.clamp(0, 1)
+    jq = app["jpeg_quality"]
+    if bool((jq > 0).any()):
+        out = []
+        for i in range(B):
+            if jq[i] > 0:
+                arr = (img[i].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+                ok, buf = cv2.imencode(".jpg", arr[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jq[i])])
+                dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+                out.append(torch.from_numpy(dec).to(img.device).permute(2, 0, 1).float() / 255.0)
+            else:
+                out.append(img[i])
+        img = torch.stack(out)
+    return img
+
+
+# ---------------------------------------------------------------------------------------------
+# visibility of the joints
+
+
+def first_hits(scene: dict, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest hand and object hits along the rays from the camera through points (B, J, 3):
+    returns ``(t_hand, t_object)`` (B, J) distances in mm (inf where missed)."""
+    B, J, _ = points.shape
+    d = points / points.norm(dim=-1, keepdim=True)
+    ob = scene["objects"]
+    dd = d[:, :, None]  # (B, J, 1, 3)
+
+    def e(x):  # (B, S, ...) -> (B, 1, S, ...)
+        return x[:, None]
+
+    th = ray_round_cone(dd, e(scene["cone_a"]), e(scene["cone_b"]), e(scene["cone_ra"]), e(scene["cone_rb"]))
+    ts = ray_sphere(dd, e(ob["sph_c"]), e(ob["sph_r"]))
+    tb = ray_box(dd, e(ob["box_c"]), e(ob["box_rot"]), e(ob["box_half"]))
+    tc = ray_cylinder(dd, e(ob["cyl_a"]), e(ob["cyl_b"]), e(ob["cyl_r"]))
+    to = torch.cat([ts, tb, tc], -1)
+    to = torch.where(ob["active"][:, None], to, INF)
+    return th.amin(-1), to.amin(-1)
+
+
+def visibility(
+    scene: dict, joints: torch.Tensor, uv: torch.Tensor, joint_radius: torch.Tensor, H: int, W: int
+):
+    """Per-joint visibility codes (B, 21) int64.
+
+    Along the line of sight through joint j (distance ``t_j``), with ``t_h``/``t_o`` the first
+    hand/object surfaces: outside the image if the 2D joint is outside ``[0, W) x [0, H)``; else
+    hidden by an object if ``t_o < t_h`` (the first surface seen there is an object); else hidden
+    by the hand itself if ``t_h < t_j - joint_radius_j - 3 mm`` (the first surface is farther
+    from the joint than the joint's own flesh); else visible.
+    """
+    tj = joints.norm(dim=-1)
+    th, to = first_hits(scene, joints)
+    code = torch.full(tj.shape, VIS_VISIBLE, dtype=torch.int64, device=joints.device)
+    code = torch.where(th < tj - joint_radius - SELF_TOL_MM, VIS_SELF, code)
+    code = torch.where(to < th, VIS_OBJECT, code)
+    outside = (uv[..., 0] < 0) | (uv[..., 0] >= W) | (uv[..., 1] < 0) | (uv[..., 1] >= H)
+    return torch.where(outside, VIS_OUTSIDE, code)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole image
+
+
+def render(scene: dict, K: torch.Tensor, H: int, W: int) -> dict:
+    """Render a batch: returns image (B,3,H,W) [0,1], mask (B,H,W) bool, depth (B,H,W) mm (z of
+    the visible hand surface, 0 where the pixel does not show the hand), occlusion_fraction (B,)."""
+    rays = pixel_rays(K, H, W)
+    triples = cull(scene, K, H, W)
+    zh, zo = depth_pass(scene, rays, triples)
+    key = torch.minimum(zh, zo)
+    colour, z, slot = shade(scene, rays, key, H, W)
+    C = scene["cone_ra"].shape[1]
+    hand = (slot >= 0) & (slot < C)
+    hand_any = zh < _BIG
+    occluded = hand_any & (zo < zh)
+    frac = occluded.sum(1).float() / hand_any.sum(1).clamp_min(1).float()
+    hit = (slot >= 0)[..., None].float()
+    img = from_tiles(torch.cat([colour, hit, hand[..., None].float(), (z * hand)[..., None]], -1), H, W)
+    bg = backgrounds(scene, H, W)
+    image = img[:, :3] + bg * (1 - img[:, 3:4])
+    image = postprocess(image, scene)
+    return {"image": image, "mask": img[:, 4] > 0.5, "depth": img[:, 5], "occlusion_fraction": frac}

@@ -1,0 +1,290 @@
+"""Tests of the procedural hand engine (handpose_lib.data.synthetic)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from handpose_lib import skeleton
+from handpose_lib.data.sample import REQUIRED_KEYS, VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, project
+from handpose_lib.data.synthetic import (
+    DiskHands,
+    SyntheticConfig,
+    SyntheticHands,
+    camera,
+    dataset,
+    hand,
+    render,
+    render_main,
+    render_to_disk,
+)
+from handpose_lib.data.synthetic.geometry import ray_round_cone, sdf_round_cone
+from handpose_lib.data.synthetic.rng import Stream
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    ds = SyntheticHands(1000, seed=7, config=SyntheticConfig(occlusion="heavy"))
+    return ds.render_batch(range(48))
+
+
+def test_sample_structure():
+    s = SyntheticHands(10, seed=1)[3]
+    assert set(REQUIRED_KEYS) <= set(s)
+    assert s["image"].shape == (3, 128, 128) and s["image"].dtype == torch.float32
+    assert 0 <= s["image"].min() and s["image"].max() <= 1
+    assert s["mask"].shape == (128, 128) and s["mask"].dtype == torch.bool
+    assert s["depth"].shape == (128, 128)
+    assert torch.equal(s["mask"], s["depth"] > 0)
+    assert s["hand_side"] == "right"
+    assert s["meta"]["dataset"] == "synthetic" and s["meta"]["generator_version"] == dataset.GENERATOR_VERSION
+    assert s["meta"]["pose_family"] in hand.POSE_FAMILIES
+    assert isinstance(s["occlusion_fraction"], float)
+
+
+def test_projection_consistency(batch):
+    uv = project(batch["joints3d"], batch["K"])
+    assert (uv - batch["joints2d"]).abs().max() < 0.5
+    # the crop camera is a crop of the full frame: full-frame pixels -> box -> crop pixels
+    cfg = SyntheticConfig()
+    p = dataset.sample_scene(7, torch.arange(8), cfg)
+    out = dataset.render_scene(p, cfg)
+    full = dataset.render_scene(p, SyntheticConfig(full_frame=True))
+    assert full["image"].shape[-2:] == (480, 640)
+    box = out["meta"]["crop_box"]
+    mapped = (full["joints2d"] - box[:, None, :2]) * (128 / box[:, None, 2:3])
+    assert (mapped - out["joints2d"]).abs().max() < 0.05
+    assert torch.allclose(full["joints3d"], out["joints3d"])
+
+
+def test_bone_lengths_in_range(batch):
+    lo, hi = hand.segment_lengths_range()
+    lengths = skeleton.bone_lengths(batch["joints3d"])
+    assert (lengths >= lo - 1e-2).all() and (lengths <= hi + 1e-2).all()
+    ref = skeleton.reference_bone_length(batch["joints3d"])
+    assert 30 < ref.min() and ref.max() < 55  # compare skeleton.MEAN_REFERENCE_BONE_MM = 43
+
+
+def _flexion_deg(joints, a, b, c):
+    u = joints[:, b] - joints[:, a]
+    v = joints[:, c] - joints[:, b]
+    cos = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
+    return torch.rad2deg(torch.acos(cos.clamp(-1, 1)))
+
+
+def test_joint_angles_within_limits():
+    rs = Stream(3, torch.arange(2000))
+    angles, fam = hand.sample_pose(rs)
+    lim = hand.LIMITS_DEG * hand.DEG
+    assert (angles >= lim[:, 0] - 1e-6).all() and (angles <= lim[:, 1] + 1e-6).all()
+    assert set(fam.tolist()) == set(range(len(hand.POSE_FAMILIES)))
+    j, _ = hand.forward_kinematics(angles)
+    for f in range(4):  # PIP and DIP are hinges: the bend between bones is the joint angle
+        m, p, d, t = 5 + 4 * f, 6 + 4 * f, 7 + 4 * f, 8 + 4 * f
+        pip = _flexion_deg(j, m, p, d)
+        dip = _flexion_deg(j, p, d, t)
+        assert torch.allclose(pip, angles[:, 4 * f + 2].abs() / hand.DEG, atol=0.3)  # float32 acos
+        assert pip.max() <= 105 + 1e-2 and dip.max() <= 80 + 1e-2
+        signed_dip = angles[:, 4 * f + 3] / hand.DEG
+        coupled = (signed_dip - hand.DIP_PIP_RATIO * angles[:, 4 * f + 2] / hand.DEG).abs()
+        assert (coupled <= hand.DIP_COUPLING_TOL_DEG + 1e-3).float().mean() > 0.97
+    # the fist family curls the fingers: fingertips end up close to the palm
+    fist = fam == hand.POSE_FAMILIES.index("fist")
+    tip_to_wrist = (j[fist][:, 12] - j[fist][:, 0]).norm(dim=-1)
+    assert tip_to_wrist.max() < 120
+
+
+def test_determinism_and_batch_independence():
+    ds = SyntheticHands(100, seed=5)
+    b = ds.render_batch([9, 3, 42])
+    s3 = SyntheticHands(100, seed=5)[3]
+    assert torch.equal(b["image"][1], s3["image"])
+    assert torch.equal(b["joints3d"][1], s3["joints3d"])
+    assert torch.equal(b["visibility"][1], s3["visibility"])
+    assert not torch.equal(b["image"][0], b["image"][1])
+    other = SyntheticHands(100, seed=6)[3]
+    assert not torch.equal(other["joints3d"], s3["joints3d"])
+    collated = torch.utils.data.default_collate([ds[i] for i in (9, 3, 42)])
+    for k in ("image", "joints2d", "joints3d", "K", "visibility", "mask", "depth", "occlusion_fraction"):
+        assert torch.equal(collated[k], b[k]), k
+    assert collated["meta"]["id"] == b["meta"]["id"]
+
+
+def test_visibility_agrees_with_depth_map(batch):
+    uv = batch["joints2d"]
+    inside = (uv[..., 0] >= 1) & (uv[..., 0] < 127) & (uv[..., 1] >= 1) & (uv[..., 1] < 127)
+    px = uv.long().clamp(0, 127)
+    bi = torch.arange(uv.shape[0])[:, None].expand(-1, 21)
+    mask_at = batch["mask"][bi, px[..., 1], px[..., 0]]
+    depth_at = batch["depth"][bi, px[..., 1], px[..., 0]]
+    vis = batch["visibility"]
+    # the outside code is exactly "outside the image"
+    assert torch.equal(vis == VIS_OUTSIDE, ~((uv >= 0).all(-1) & (uv[..., 0] < 128) & (uv[..., 1] < 128)))
+    v = (vis == VIS_VISIBLE) & inside
+    assert v.sum() > 100
+    assert mask_at[v].float().mean() > 0.95
+    z = batch["joints3d"][..., 2]
+    close = (depth_at[v] <= z[v] + 1) & (depth_at[v] >= z[v] - 40)
+    assert close.float().mean() > 0.95
+    o = (vis == VIS_OBJECT) & inside
+    assert o.sum() > 20
+    assert (~mask_at[o]).float().mean() > 0.9
+    s = (vis == VIS_SELF) & inside  # hidden by the hand: the hand is seen, well in front
+    assert s.sum() > 20
+    assert (mask_at[s] & (depth_at[s] < z[s] - 5)).float().mean() > 0.85
+
+
+def _frontal_open_hand(level=0.0):
+    """One scene: an open right hand, palm to the camera, 400 mm away, no objects."""
+    cfg = SyntheticConfig(occlusion=level, blur_prob=0, noise_max=0)
+    p = dataset.sample_scene(0, torch.tensor([0]), cfg)
+    p["angles"] = torch.zeros(1, 20)
+    p["angles"][0, 17] = 0.3  # thumb abducted a little
+    p["scale"] = torch.ones(1)
+    p["seg"] = torch.ones(1, 5, 3)
+    p["R"] = torch.tensor([[[1.0, 0, 0], [0, -1, 0], [0, 0, -1]]])
+    p["wrist_rot"] = torch.eye(3)[None]
+    p["T"] = torch.tensor([[0.0, 70.0, 400.0]])
+    joints = (hand.forward_kinematics(p["angles"])[0] @ p["R"].transpose(-1, -2)) + p["T"][:, None]
+    p["box"] = torch.tensor([[p["K_full"][0, 0, 2] - 150, p["K_full"][0, 1, 2] - 150, 300.0]])
+    p["objects"]["active"][:] = False
+    return cfg, p, joints
+
+
+def test_occluder_over_one_fingertip():
+    cfg, p, joints = _frontal_open_hand()
+    clean = dataset.render_scene(p, cfg)
+    assert (clean["visibility"][0, 5:] == VIS_VISIBLE).all()
+    tip = joints[0, 8]
+    p["objects"]["sph_c"][0, 1] = tip * (1 - 30.0 / tip.norm())  # 30 mm in front of the tip
+    p["objects"]["sph_r"][0, 1] = 6.0
+    p["objects"]["active"][0, 1] = True
+    occ = dataset.render_scene(p, cfg)
+    vis = occ["visibility"][0]
+    assert vis[8] == VIS_OBJECT
+    assert (vis[torch.arange(21) != 8] != VIS_OBJECT).all()
+    assert torch.equal(vis[torch.arange(21) != 8], clean["visibility"][0, torch.arange(21) != 8])
+    assert 0 < occ["occlusion_fraction"][0] < 0.05
+    # a bigger ball over the index finger's last two joints hides exactly those
+    p["objects"]["sph_c"][0, 1] = (joints[0, 7] + joints[0, 8]) / 2 * 0.9
+    p["objects"]["sph_r"][0, 1] = 14.0
+    vis = dataset.render_scene(p, cfg)["visibility"][0]
+    assert set((vis == VIS_OBJECT).nonzero()[:, 0].tolist()) == {7, 8}
+
+
+def test_left_hand_is_the_mirror_image():
+    right = SyntheticHands(50, seed=2, config=SyntheticConfig(left_hand_prob=0.0)).render_batch([1, 4])
+    left = SyntheticHands(50, seed=2, config=SyntheticConfig(left_hand_prob=1.0)).render_batch([1, 4])
+    assert left["hand_side"] == ["left", "left"] and right["hand_side"] == ["right", "right"]
+    assert torch.equal(left["image"], right["image"].flip(-1))
+    assert torch.equal(left["mask"], right["mask"].flip(-1))
+    assert torch.allclose(left["joints3d"], skeleton.mirror_x(right["joints3d"]))
+    assert torch.allclose(left["joints2d"], skeleton.mirror_x(right["joints2d"], 128), atol=1e-4)
+    assert (project(left["joints3d"], left["K"]) - left["joints2d"]).abs().max() < 1e-3
+    assert torch.equal(left["visibility"], right["visibility"])
+
+    # a mirrored right hand is a left hand: the hand frame's handedness flips
+    def handedness(j):
+        x = j[:, 5] - j[:, 17]  # pinky MCP -> index MCP (radial)
+        y = j[:, 9] - j[:, 0]  # wrist -> middle MCP (distal)
+        n = torch.cross(x, y, dim=-1)  # palmar for a right hand
+        return torch.sign((n * (j[:, 10] - j[:, 9])).sum(-1))
+
+    assert not torch.equal(handedness(left["joints3d"]), handedness(right["joints3d"]))
+
+
+def test_culling_matches_brute_force():
+    cfg = SyntheticConfig(occlusion="heavy")
+    p = dataset.sample_scene(11, torch.arange(6), cfg)
+    out = dataset.render_scene(p, cfg)
+    # rebuild the scene and compare the culled depth pass with testing every tile
+    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
+    from handpose_lib.data.synthetic.geometry import hand_cones
+
+    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
+    Rt = p["R"].transpose(-1, -2)
+    scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
+             "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
+    K = camera.crop_intrinsics(p["K_full"], p["box"], 128)
+    rays = render.pixel_rays(K, 128, 128)
+    tri = render.cull(scene, K, 128, 128)
+    B, P = 6, ra.shape[1] + 6
+    _, _, _, active = render._bounds(scene)
+    allt = torch.stack(torch.meshgrid(torch.arange(B), torch.arange(P), torch.arange(256), indexing="ij"), -1)
+    allt = allt.reshape(-1, 3)
+    allt = allt[active[allt[:, 0], allt[:, 1]]]
+    assert tri.shape[0] < allt.shape[0] / 4
+    assert [
+        torch.equal(x, y)
+        for x, y in zip(render.depth_pass(scene, rays, tri), render.depth_pass(scene, rays, allt))
+    ] == [True, True]
+    assert out["mask"].any()
+
+
+def test_round_cone_intersection_matches_sphere_tracing():
+    g = torch.Generator().manual_seed(0)
+    N = 3000
+    pa = torch.randn(N, 3, generator=g) * 30 + torch.tensor([0, 0, 300.0])
+    pb = pa + torch.randn(N, 3, generator=g) * 25
+    ra = torch.rand(N, generator=g) * 10 + 5
+    rb = torch.rand(N, generator=g) * 10 + 5
+    d = pa + torch.randn(N, 3, generator=g) * 15
+    d = d / d.norm(dim=-1, keepdim=True)
+    t = ray_round_cone(d, pa, pb, ra, rb)
+    s = torch.zeros(N)
+    for _ in range(200):
+        s = s + sdf_round_cone(d * s[:, None], pa, pb, ra, rb).clamp_min(0)
+    hit = sdf_round_cone(d * s[:, None], pa, pb, ra, rb).abs() < 1e-2
+    assert (torch.isfinite(t) == hit).float().mean() > 0.999
+    m = hit & torch.isfinite(t)
+    assert (t[m] - s[m]).abs().quantile(0.999) < 0.05
+
+
+def test_occlusion_level_controls_objects():
+    fr = []
+    for occ in ("none", 0.3, "heavy"):
+        b = SyntheticHands(64, seed=4, config=SyntheticConfig(occlusion=occ)).render_batch(range(64))
+        fr.append(b["occlusion_fraction"].mean().item())
+        if occ == "none":
+            assert (b["visibility"] != VIS_OBJECT).all() and b["occlusion_fraction"].max() == 0
+    assert fr[0] < fr[1] < fr[2]
+
+
+def test_writer_reader_round_trip(tmp_path):
+    cfg = SyntheticConfig(left_hand_prob=0.5)
+    render_to_disk(tmp_path / "ds", 6, seed=9, config=cfg, progress=False)
+    disk = DiskHands(tmp_path / "ds")
+    ref = SyntheticHands(6, seed=9, config=cfg)
+    assert len(disk) == 6
+    for i in range(6):
+        a, b = disk[i], ref[i]
+        assert (a["image"] - b["image"]).abs().max() <= 1 / 255 + 1e-6
+        for k in ("joints2d", "joints3d", "K", "visibility", "visible", "mask"):
+            assert torch.equal(a[k], b[k]), k
+        assert (a["depth"] - b["depth"]).abs().max() <= 1 / 32 + 1e-4
+        assert a["hand_side"] == b["hand_side"] and a["meta"]["id"] == b["meta"]["id"]
+        assert math.isclose(a["occlusion_fraction"], b["occlusion_fraction"], rel_tol=1e-9)
+    assert (
+        render_main(
+            ["--out", str(tmp_path / "cli"), "--n", "2", "--seed", "1", "--occlusion", "0.2", "--quiet"]
+        )
+        == 0
+    )
+    assert len(DiskHands(tmp_path / "cli")) == 2
+
+
+def test_bad_input_messages(tmp_path):
+    with pytest.raises(ValueError, match="occlusion"):
+        SyntheticHands(3, config=SyntheticConfig(occlusion="lots"))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        SyntheticHands(3, config=SyntheticConfig(crop_size=100))
+    with pytest.raises(FileNotFoundError, match="handpose render"):
+        DiskHands(tmp_path / "missing")
+    with pytest.raises(IndexError):
+        SyntheticHands(3)[3]
+    with pytest.raises(SystemExit):
+        render_main(["--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
