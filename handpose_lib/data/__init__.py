@@ -54,3 +54,22 @@ __all__ += [
     "real_hands_sample",
     "uncrop_points",
 ]
+
+# the procedural engine (data/synthetic/)
+from .synthetic import (  # noqa: E402
+    GENERATOR_VERSION,
+    DiskHands,
+    SyntheticConfig,
+    SyntheticHands,
+    render_main,
+    render_to_disk,
+)
+
+__all__ += [
+    "GENERATOR_VERSION",
+    "DiskHands",
+    "SyntheticConfig",
+    "SyntheticHands",
+    "render_main",
+    "render_to_disk",
+]
