@@ -18,7 +18,7 @@ ResNet-34)::
       Unet-Block 4 (.. + F0) -> (B, 64,64,64)  + heatmap H4 (B,21,64,64)
       head: bilinear resize to heatmap_size, conv3x3, ReLU, conv3x3 -> latent (B,21,64,64)
     LHR (lhr.py): per-joint softmax with learnable beta, expected coordinate -> coords2d (B,21,2)
-    3D branch: [maxpool2, conv3x3+ReLU, conv3x3+ReLU] x 3 on the Block-4 features -> (B,128,8,8),
+    3D branch: [maxpool2, conv3x3+ReLU, conv3x3+ReLU] x 3 on the Block-4 output -> (B,128,8,8),
       concatenated with H1..H4 max-pooled to 8x8 (84 channels) -> flatten (13,568)
       -> FC 512 + ReLU -> FC 60 -> bones (B,20,3) -> skeleton.bones_to_joints -> joints3d (B,21,3)
 
@@ -61,9 +61,10 @@ Reading of the paper (Bekiri & Babahenini), what it says, what we chose and why:
    the paper states and read the upsample as a bilinear **resize to** ``heatmap_size``: for
    the paper's 128 input and 64x64 heatmaps it is the identity (and is skipped); with
    ``heatmap_size=128`` it is a real 2x upsampling. Then conv3x3 (C->C), ReLU, conv3x3
-   (C->21), with biases and no normalisation, give the latent heatmaps. A real 128x128 stage
-   followed by a strided convolution back to 64 would cost about 50% more computation for a
-   result that LHR's sub-pixel expectation does not need.
+   (C->21), with biases and no normalisation, give the latent heatmaps. The alternative, a
+   real 2x upsampling to 128x128 with the second convolution strided back to 64, adds 17% to
+   the FLOPs of the whole paper model (21% of the tiny one) and full-resolution activations,
+   for detail that LHR's sub-pixel expectation does not need.
 5. *LHR.* Eq. 1-2 exactly, see :mod:`handpose_lib.lhr`: ``beta_i = exp(log_beta_i)``
    (initialised to 1), softmax in float32, coordinates in input pixels.
 6. *3D branch.* The paper: "two convolutional layers, each followed by ReLU ... every two
@@ -84,6 +85,10 @@ Reading of the paper (Bekiri & Babahenini), what it says, what we chose and why:
    subtracts the ImageNet mean and divides by the ImageNet std itself (buffers, not saved in
    the state dict), so data code never has to know.
 
+Size (``benchmarks/model_bench.py``): the paper model has 32.3M parameters (21.3M in the
+encoder, 6.9M in the first FC layer of the 3D branch) and needs 5.3 GFLOPs per 128x128 image;
+``tiny_config()`` has 2.9M parameters and needs 0.27 GFLOPs.
+
 Export: :func:`export_onnx` writes an ONNX graph (opset 17, TorchScript-based exporter) whose
 outputs are ``(coords2d, joints3d, bones, heatmaps, probs)``.
 """
@@ -92,7 +97,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import urllib.error
 import warnings
 from dataclasses import dataclass, field
 
@@ -145,7 +149,7 @@ class ModelConfig:
     heatmap_size: int = 64
     num_joints: int = 21
     tiny_widths: tuple[int, int, int, int] = (16, 32, 64, 128)
-    tiny_layers: tuple[int, int, int, int] = (1, 1, 1, 1)
+    tiny_layers: tuple[int, int, int, int] = (1, 1, 2, 2)
     decoder_widths: tuple[int, int, int, int] = (256, 128, 64, 64)
     branch3d_width: int = 128
     fc_hidden: int = 512
@@ -311,17 +315,25 @@ def _download_state_dict(encoder: str) -> dict[str, Tensor]:
     weights = _TORCHVISION[encoder][1]
     fname = os.path.basename(weights.url)
     target = os.path.join(torch.hub.get_dir(), "checkpoints", fname)
+    cached = os.path.isfile(target)
     try:  # reads the cached file if present (no hash check), else downloads (hash checked)
         return torch.hub.load_state_dict_from_url(
             weights.url, progress=False, check_hash=True, weights_only=True
         )
-    except (urllib.error.URLError, OSError, RuntimeError) as e:
+    except Exception as e:  # no network, DNS failure, bad hash, unreadable cache file, ...
+        reason = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+        if cached:
+            raise PretrainedWeightsUnavailable(
+                f"the cached ImageNet weights {target} could not be read ({reason}).\n"
+                f"Fix: delete the file and copy a good {fname} (from {weights.url}) there, or set "
+                "ModelConfig.pretrained_path to a local copy, or use pretrained=False."
+            ) from None
         raise PretrainedWeightsUnavailable(
-            f"ImageNet weights for {encoder} ({weights}) are not on disk and could not be downloaded "
-            f"({type(e).__name__}: {getattr(e, 'reason', e)}).\n"
+            f"ImageNet weights for {encoder} ({weights}) are not on disk and could not be "
+            f"downloaded ({reason}).\n"
             f"Fix: copy {fname} (from {weights.url}) to {target}\n"
-            f"  (torchvision's cache: $TORCH_HOME/hub/checkpoints, TORCH_HOME defaults to ~/.cache/torch),\n"
-            f"or set ModelConfig.pretrained_path to a local copy, or use pretrained=False."
+            "  (torchvision's cache: $TORCH_HOME/hub/checkpoints; TORCH_HOME defaults to ~/.cache/torch),\n"
+            "or set ModelConfig.pretrained_path to a local copy, or use pretrained=False."
         ) from None
 
 

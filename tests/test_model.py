@@ -263,3 +263,12 @@ def test_pretrained_offline_gives_a_clear_error(tmp_path, monkeypatch):
     assert "resnet34-b627a593.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg
     assert "pretrained_path" in msg and "Traceback" not in msg
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_corrupt_cached_weights_give_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "resnet18-f37072fd.pth").write_bytes(b"truncated download")
+    with pytest.raises(PretrainedWeightsUnavailable, match="(?s)could not be read.*delete the file"):
+        build_model(ModelConfig(encoder="resnet18", pretrained=True))
