@@ -520,21 +520,23 @@ def build_model(config: ModelConfig) -> ResUnet:
     overwrites the encoder anyway).
     """
     want_weights = config.pretrained or config.pretrained_path is not None
-    if config.encoder == "tiny":
-        if want_weights:
-            raise ValueError(
-                "ModelConfig: there are no ImageNet weights for the 'tiny' encoder; "
-                "use pretrained=False or a resnet18/34/50 encoder."
-            )
-        net = _tiny_resnet(config.tiny_widths, config.tiny_layers)
-    else:
-        net = _TORCHVISION[config.encoder][0](weights=None)
-    model = ResUnet(config, net)
-    if want_weights:
+    if want_weights and config.encoder == "tiny":
+        raise ValueError(
+            "ModelConfig: there are no ImageNet weights for the 'tiny' encoder; "
+            "use pretrained=False or a resnet18/34/50 encoder."
+        )
+    state = source = None
+    if want_weights:  # fetch first: a missing file fails before building a large model
         if config.pretrained_path is not None:
             state, source = _read_state_dict(os.fspath(config.pretrained_path)), repr(config.pretrained_path)
         else:
             state, source = _download_state_dict(config.encoder), str(_TORCHVISION[config.encoder][1])
+    if config.encoder == "tiny":
+        net = _tiny_resnet(config.tiny_widths, config.tiny_layers)
+    else:
+        net = _TORCHVISION[config.encoder][0](weights=None)
+    model = ResUnet(config, net)
+    if state is not None:
         model.encoder.load_torchvision_state_dict(state, source)
     return model
 
