@@ -69,6 +69,7 @@ def _add_train(sub):
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--n-train", type=int, default=None, help="procedural training samples")
+    p.add_argument("--n-val", type=int, default=None, help="procedural validation samples")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:1 | mps")
     p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
     p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
@@ -88,6 +89,7 @@ def _train_config(a):
             "batch_size": a.batch_size,
             "lr": a.lr,
             "n_train": a.n_train,
+            "n_val": a.n_val,
             "device": a.device,
             "amp": a.amp,
             "num_workers": a.workers,
@@ -110,7 +112,7 @@ def cmd_train(a) -> int:
             f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(tr.REAL_DATASETS)}"
         )
     prov = {
-        "command": "handpose " + " ".join(shlex.quote(x) for x in sys.argv[1:]),
+        "command": "handpose " + " ".join(shlex.quote(x) for x in a.argv),
         "commit": tr.git_commit(),
     }
     t0 = time.time()
@@ -523,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "data":
             return cmd_data(argv[1:])
         a = parser.parse_args(argv)
+        a.argv = argv
         if a.command is None:
             parser.print_help()
             return EXIT_USAGE

@@ -705,6 +705,35 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
+    """The checkpoint to resume from (``None`` for a new run); refuses to overwrite a run, to
+    resume a run that has no checkpoint, or to resume with a different model/data/batch/seed."""
+    run_dir = Path(run_dir)
+    has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
+    if not resume:
+        if has_ckpt:
+            raise ckpt.CheckpointError(
+                f"{run_dir} already holds a training run (last checkpoint: "
+                f"{ckpt.resolve_checkpoint(run_dir).name}); pass --resume to continue it or choose "
+                "another --out folder"
+            )
+        return None
+    if not has_ckpt:
+        raise ckpt.CheckpointError(
+            f"--resume: {run_dir} has no checkpoint to resume from (no {ckpt.LAST_FILE}); "
+            "start a new run without --resume"
+        )
+    last = ckpt.load_checkpoint(run_dir)
+    saved = last.meta.get("train_config", {})
+    for key in ("model", "model_overrides", "batch_size", "seed", "data", "n_train"):
+        if key in saved and saved[key] != ckpt.to_jsonable(getattr(cfg, key)):
+            raise ConfigError(
+                f"--resume: {key} differs from the run's ({saved[key]!r} there, "
+                f"{getattr(cfg, key)!r} now); resume with the same config or use a new --out"
+            )
+    return last
+
+
 def _nonfinite_message(loss_value: float, parts: Mapping[str, Any], step: int, epoch: int, last_path) -> str:
     keep = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was saved yet"
     shown = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
@@ -754,28 +783,7 @@ def fit(
     progress = info.is_main if progress is None else (progress and info.is_main)
 
     # --- the run folder: refuse to overwrite, or find the checkpoint to resume from
-    last = None
-    has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
-    if resume:
-        if not has_ckpt:
-            raise ckpt.CheckpointError(
-                f"--resume: {run_dir} has no checkpoint to resume from (no {ckpt.LAST_FILE}); "
-                "start a new run without --resume"
-            )
-        last = ckpt.load_checkpoint(run_dir)
-        saved = last.meta.get("train_config", {})
-        for key in ("model", "model_overrides", "batch_size", "seed", "data", "n_train"):
-            if key in saved and saved[key] != ckpt.to_jsonable(getattr(cfg, key)):
-                raise ConfigError(
-                    f"--resume: {key} differs from the run's ({saved[key]!r} there, "
-                    f"{getattr(cfg, key)!r} now); resume with the same config or use a new --out"
-                )
-    elif has_ckpt:
-        raise ckpt.CheckpointError(
-            f"{run_dir} already holds a training run (last checkpoint: "
-            f"{ckpt.resolve_checkpoint(run_dir).name}); pass --resume to continue it or choose "
-            "another --out folder"
-        )
+    last = check_run_dir(run_dir, resume, cfg)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -1018,6 +1026,7 @@ def train(
     extra_meta: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Build the model and data of ``cfg`` and :func:`fit` them (the ``handpose train`` command)."""
+    check_run_dir(Path(run_dir), resume, cfg)  # before any slow set-up
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg)
     train_set, val_set = build_datasets(cfg)

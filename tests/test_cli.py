@@ -1,0 +1,187 @@
+"""The `handpose` command line on tiny inputs: every command, its --help, and its error paths."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handpose_lib import checkpoint as ck
+from handpose_lib import cli
+from handpose_lib.model import build_model, tiny_config
+
+ASSETS = Path(__file__).resolve().parents[1] / "handpose_lib" / "assets" / "real_hands"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A weights-only checkpoint of an untrained tiny ResUnet (the CLI does not care)."""
+    torch.manual_seed(0)
+    m = build_model(tiny_config())
+    d = tmp_path_factory.mktemp("ckpt") / "m"
+    ck.save_checkpoint(d, m, {"model_config": m.config.to_dict(), "step": 0}, save_rng=False)
+    return d
+
+
+def run(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("cmd", ["train", "eval", "predict", "export", "book-model"])
+def test_every_command_has_help_with_an_example(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([cmd, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out and f"handpose {cmd}" in out or "make model" in out
+
+
+def test_main_help_and_data_help(capsys):
+    code, out, _ = run([], capsys)
+    assert code == cli.EXIT_USAGE and "train" in out and "predict" in out
+    code, out, _ = run(["data", "--help"], capsys)
+    assert code == 0 and "handpose data check stb" in out
+    code, _, err = run(["data", "list"], capsys)
+    assert code == cli.EXIT_USAGE and "data check" in err
+
+
+def test_data_check_passthrough_reports_a_missing_folder(tmp_path, capsys):
+    code, out, _ = run(["data", "check", "stb", tmp_path / "nope"], capsys)
+    assert code == 1 and "STB" in out
+
+
+def test_train_then_resume_then_eval(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    conf = tmp_path / "small.yaml"  # a YAML config on top of the tiny preset: small and quick
+    conf.write_text("base: tiny\naugment: false\nthreads: 1\nn_val: 8\nnum_workers: 0\n")
+    args = [
+        "train",
+        "--config",
+        conf,
+        "--data",
+        "synthetic",
+        "--out",
+        out_dir,
+        "--epochs",
+        "2",
+        "--n-train",
+        "16",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    ]
+    code, out, err = run([*args, "--max-steps", "1"], capsys)
+    assert code == 0, err
+    assert "stopped at step 1" in out and "--resume" in out
+    code, _, err = run(args, capsys)  # without --resume: refuses to overwrite
+    assert code == cli.EXIT_USAGE and "--resume" in err
+    code, out, err = run([*args, "--resume"], capsys)
+    assert code == 0, err
+    assert "done: 4 steps" in out
+    sidecar = ck.load_checkpoint(out_dir).meta
+    assert sidecar["provenance"]["command"].startswith("handpose train") and sidecar["step"] == 4
+    rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and "val_auc3d_20_50" in rows[-1]
+
+    rep = tmp_path / "r.json"
+    code, out, err = run(
+        ["eval", "--checkpoint", out_dir, "--n", "8", "--json", rep, "--figures", tmp_path / "f"], capsys
+    )
+    assert code == 0, err
+    assert "3D AUC(20-50 mm)" in out and "hidden" in out
+    r = json.loads(rep.read_text())
+    assert r["n_samples"] == 8 and r["dataset"].startswith("synthetic-v") and r["checkpoint"]["step"] == 4
+    assert (tmp_path / "f" / "pck3d.html").is_file()
+
+
+def test_train_errors(tmp_path, capsys):
+    code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "neither a preset" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\nlearnin_rate: 1\n")
+    code, _, err = run(["train", "--config", bad, "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "learnin_rate" in err
+    code, _, err = run(["train", "--out", tmp_path / "a", "--resume"], capsys)
+    assert code == cli.EXIT_USAGE and "no checkpoint to resume" in err
+    code, _, err = run(["train", "--data", "stb", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "data_root" in err
+    code, _, err = run(["train", "--data", "imagenet", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "unknown data set" in err
+
+
+def test_predict_on_real_photos(model_dir, tmp_path, capsys):
+    photos = sorted((ASSETS / "freihand").glob("*.jpg"))[:2]
+    code, out, err = run(["predict", "--checkpoint", model_dir, *photos, "--out", tmp_path / "p"], capsys)
+    assert code == 0, err
+    pred = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert len(pred["predictions"]) == 2
+    p0 = pred["predictions"][0]
+    assert np.asarray(p0["joints2d_px"]).shape == (21, 2) and np.asarray(p0["joints3d_mm"]).shape == (21, 3)
+    # centre crop of a 224x224 photo: the predictions lie inside the photo
+    assert p0["crop"]["side"] == 224 and np.all(np.asarray(p0["joints2d_px"]) >= 0)
+    import cv2
+
+    img = cv2.imread(p0["overlay"])
+    assert img is not None and img.shape[0] >= 224
+    code, _, err = run(
+        ["predict", "--checkpoint", model_dir, photos[0], "--box", 40, 40, 160, 180, "--out", tmp_path / "q"],
+        capsys,
+    )
+    assert code == 0, err
+    crop = json.loads((tmp_path / "q" / "predictions.json").read_text())["predictions"][0]["crop"]
+    assert crop["side"] == pytest.approx(140 * 1.4)
+
+
+def test_predict_errors(model_dir, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    code, _, err = run(["predict", "--checkpoint", model_dir, broken, "--out", tmp_path / "p"], capsys)
+    assert code == cli.EXIT_USAGE and "cannot read image" in err and "broken.png" in err
+    code, _, err = run(
+        ["predict", "--checkpoint", model_dir, tmp_path / "missing.jpg", "--out", tmp_path / "p"], capsys
+    )
+    assert code == cli.EXIT_USAGE and "missing.jpg" in err
+    photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
+    code, _, err = run(
+        ["predict", "--checkpoint", model_dir, photo, "--box", 50, 50, 10, 10, "--out", tmp_path / "p"],
+        capsys,
+    )
+    assert code == cli.EXIT_USAGE and "--box" in err
+    code, _, err = run(["predict", "--checkpoint", tmp_path / "nope", photo, "--out", tmp_path / "p"], capsys)
+    assert code == cli.EXIT_USAGE and "checkpoint not found" in err
+
+
+def test_eval_and_export_errors(model_dir, tmp_path, capsys):
+    code, _, err = run(["eval", "--checkpoint", tmp_path / "nope"], capsys)
+    assert code == cli.EXIT_USAGE and "checkpoint not found" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(["export", "--checkpoint", empty, "--onnx", tmp_path / "m.onnx"], capsys)
+    assert code == cli.EXIT_USAGE and "no checkpoint in" in err
+    code, _, err = run(["eval", "--checkpoint", model_dir, "--data", "stb"], capsys)
+    assert code == cli.EXIT_USAGE and "--data-root" in err
+    # a checkpoint whose weights do not fit its config
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    meta = json.loads((other / "checkpoint.json").read_text())
+    meta["model_config"]["decoder_widths"] = [32, 32, 16, 16]
+    (other / "checkpoint.json").write_text(json.dumps(meta))
+    code, _, err = run(["eval", "--checkpoint", other], capsys)
+    assert code == cli.EXIT_USAGE and "do not fit" in err
+
+
+@pytest.mark.slow
+def test_export_onnx_matches_pytorch(model_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    code, out, err = run(["export", "--checkpoint", model_dir, "--onnx", tmp_path / "m.onnx"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "m.onnx").stat().st_size > 100_000 and "onnxruntime vs PyTorch" in out
