@@ -383,6 +383,7 @@ def cached_synthetic(
         return CachedHands(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ds = SyntheticHands(n, seed=seed, config=config)
+    workers = max(1, min(8, os.cpu_count() or 2)) if workers is None else workers
     size = config.crop_size
     images = np.lib.format.open_memmap(
         folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)

@@ -238,3 +238,32 @@ def test_train_view_augmentation_is_keyed_by_epoch_and_index():
     v = tr.TrainView(FakeHands(4), noisy, seed=3)
     assert torch.equal(v[(1, 2)]["image"], v[(1, 2)]["image"])
     assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
+
+
+def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatch, capsys):
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    meta = {"model_config": m.config.to_dict(), "provenance": {"command": "make model"}}
+    book, quick = tmp_path / "models" / "book-tiny", tmp_path / "runs" / "quick-book"
+    monkeypatch.setattr(tr, "BOOK_MODEL_DIR", book)
+    monkeypatch.setattr(tr, "QUICK_RUN_DIR", quick)
+    monkeypatch.setattr(tr, "REPO_ROOT", tmp_path)
+    calls = []
+
+    def fake_train(cfg, run, resume=False, progress=None):  # stands in for a few minutes of training
+        calls.append(run)
+        total = cfg.epochs * (cfg.n_train // cfg.batch_size)
+        ck.save_run_checkpoint(run, total, m, {**meta, "step": total})
+
+    monkeypatch.setattr(tr, "train", fake_train)
+    _, info = tr.load_book_model("quick")
+    assert info["source"] == "quick" and calls == [quick]
+    assert "NOTE: the book model" in capsys.readouterr().out
+    _, info = tr.load_book_model("quick")  # reused, not retrained
+    assert info["source"] == "quick" and len(calls) == 1
+    ck.save_checkpoint(book, m, {**meta, "step": 1}, save_rng=False, weights_dtype=torch.float16)
+    model, info = tr.load_book_model()
+    assert info["source"] == "book" and not model.training and len(calls) == 1
+    with pytest.raises(tr.ConfigError, match="HANDPOSE_PROFILE"):
+        tr.load_book_model("fast")
