@@ -145,7 +145,9 @@ def predict(
         return model(_input(images, channels_last))
 
 
-def compile_model(model: nn.Module, mode: str | None = None, dynamic: bool = False) -> nn.Module:
+def compile_model(
+    model: nn.Module, mode: str | None = None, dynamic: bool = False, backend: str = "inductor"
+) -> nn.Module:
     """``torch.compile`` (Inductor) of a model, with a readable error when it cannot compile.
 
     The first call per input shape compiles (about a minute for the paper model on 2 cores);
@@ -154,7 +156,7 @@ def compile_model(model: nn.Module, mode: str | None = None, dynamic: bool = Fal
     """
     if not hasattr(torch, "compile"):
         raise RuntimeError(f"torch.compile needs torch >= 2.0 (this is {torch.__version__})")
-    return torch.compile(model, mode=mode, dynamic=dynamic)
+    return torch.compile(model, mode=mode, dynamic=dynamic, backend=backend)
 
 
 # ----------------------------------------------------------------------------------------
