@@ -137,6 +137,7 @@ examples:
   handpose eval --checkpoint runs/x                                   # the procedural benchmark
   handpose eval --checkpoint models/book-tiny --json book.json --figures figs/
   handpose eval --checkpoint runs/stb --data stb --data-root ~/data/STB --alignment hand3d
+  handpose eval --checkpoint runs/x --data real-hands     # 2D EPE on the 16 shipped real photos
 
 The procedural benchmark: 2000 samples of the synthetic engine (default occluders) with a fixed
 seed; its name includes the generator version, so numbers from different versions are never mixed.
@@ -154,7 +155,11 @@ def _add_eval(sub):
     )
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
     p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run folder")
-    p.add_argument("--data", default="synthetic", help="synthetic (the benchmark) | stb | rhd | ...")
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic (the benchmark) | real-hands (the 16 photos) | stb | rhd | ...",
+    )
     p.add_argument("--data-root", default=None, help="folder of a real data set")
     p.add_argument(
         "--n", type=int, default=None, help="number of samples (default: all / 2000 for synthetic)"
@@ -176,6 +181,11 @@ def cmd_eval(a) -> int:
     size = model.config.input_size
     if a.data == "synthetic":
         data, name = tr.benchmark_dataset(n=a.n or tr.BENCHMARK_N, image_size=size)
+    elif a.data == "real-hands":  # the 16 shipped photos: 2D labels only, cropped around them
+        from .data import real_hands_sample
+        from .data.crop import HandCrop
+
+        data, name = real_hands_sample(crop=HandCrop(size=size)), "real-hands (16 photos, 2D only)"
     else:
         if a.data_root is None:
             raise CLIError(f"--data {a.data} needs --data-root (the data set's folder)")

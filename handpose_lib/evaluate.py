@@ -200,13 +200,19 @@ def _nan_to_none(x):
 
 
 def _group_stats(pred2d, gt2d, pred3d_mm, gt3d_mm, mask) -> dict[str, Any]:
-    e2 = metrics.epe(pred2d, gt2d, mask)
-    e3 = metrics.epe(pred3d_mm, gt3d_mm, mask)
-    a3 = metrics.auc(pred3d_mm, gt3d_mm, THRESHOLDS_3D_AUC, mask)
-    a2 = metrics.auc(pred2d, gt2d, THRESHOLDS_2D, mask)
-    c3 = metrics.pck(pred3d_mm, gt3d_mm, THRESHOLDS_3D_CURVE, mask)
+    mask = np.ones(gt2d.shape[:2], dtype=bool) if mask is None else mask
+    m2 = mask & np.isfinite(gt2d).all(-1)  # joints without a 2D / 3D label are left out
+    m3 = mask & np.isfinite(gt3d_mm).all(-1) & np.isfinite(pred3d_mm).all(-1)
+    gt2d, gt3d_mm = np.nan_to_num(gt2d), np.nan_to_num(gt3d_mm)
+    pred3d_mm = np.nan_to_num(pred3d_mm)
+    e2 = metrics.epe(pred2d, gt2d, m2)
+    e3 = metrics.epe(pred3d_mm, gt3d_mm, m3)
+    a3 = metrics.auc(pred3d_mm, gt3d_mm, THRESHOLDS_3D_AUC, m3)
+    a2 = metrics.auc(pred2d, gt2d, THRESHOLDS_2D, m2)
+    c3 = metrics.pck(pred3d_mm, gt3d_mm, THRESHOLDS_3D_CURVE, m3)
     return {
         "n_joints": int(e2.count),
+        "n_joints_3d": int(e3.count),
         "epe2d_px": _nan_to_none(e2.mean),
         "epe2d_median_px": _nan_to_none(e2.median),
         "epe3d_mm": _nan_to_none(e3.mean),
@@ -256,7 +262,7 @@ def evaluate_predictions(
     pred_mm = align_3d(pred3d, gt3d_mm, alignment)
     other = "hand3d" if alignment == "gt_ref" else "gt_ref"
     gt_rel = metrics.align_root(gt3d_mm)
-    finite = np.isfinite(pred2d).all(-1) & np.isfinite(pred_mm).all(-1)
+    finite = np.isfinite(pred2d).all(-1) & np.isfinite(np.asarray(pred3d, dtype=np.float64)).all(-1)
     if not finite.all():
         raise ValueError(f"evaluate: the model predicted NaN/inf for {int((~finite).sum())} joints")
 
@@ -274,7 +280,9 @@ def evaluate_predictions(
             "pck2d_thresholds_px": THRESHOLDS_2D.tolist(),
         },
         "overall": overall,
-        f"epe3d_mm_{other}": float(metrics.epe(align_3d(pred3d, gt3d_mm, other), gt_rel).mean),
+        f"epe3d_mm_{other}": _group_stats(pred2d, gt2d, align_3d(pred3d, gt3d_mm, other), gt_rel, None)[
+            "epe3d_mm"
+        ],
     }
     report["per_joint"] = {
         name: {k: _nan_to_none(float(v[j])) for k, v in per_joint_arrays.items()}
@@ -339,7 +347,7 @@ def evaluate(
 
 def summary(report: Mapping[str, Any]) -> str:
     """A few lines of text: the headline numbers of a report, with the protocol."""
-    o = report["overall"]
+    o = {k: (float("nan") if v is None else v) for k, v in report["overall"].items()}
     lines = [
         f"{report.get('dataset') or 'data'}: {report['n_samples']} samples",
         f"  2D EPE {o['epe2d_px']:.2f} px (median {o['epe2d_median_px']:.2f}), "
@@ -348,6 +356,7 @@ def summary(report: Mapping[str, Any]) -> str:
         f"3D AUC(20-50 mm) {o['auc3d_20_50']:.3f}",
     ]
     for name, st in report.get("by_visibility", {}).items():
+        st = {k: (float("nan") if v is None else v) for k, v in st.items()}
         if name in ("visible", "hidden"):
             lines.append(
                 f"  {name:8s} joints ({100 * st['fraction_of_joints']:.0f}%): "

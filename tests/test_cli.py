@@ -141,6 +141,16 @@ def test_predict_on_real_photos(model_dir, tmp_path, capsys):
     assert crop["side"] == pytest.approx(140 * 1.4)
 
 
+def test_eval_on_the_real_photos_reports_2d_only(model_dir, tmp_path, capsys):
+    code, out, err = run(
+        ["eval", "--checkpoint", model_dir, "--data", "real-hands", "--json", tmp_path / "r.json"], capsys
+    )
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["n_samples"] == 16 and r["overall"]["epe2d_px"] > 0
+    assert r["overall"]["epe3d_mm"] is None and r["overall"]["n_joints_3d"] == 0
+
+
 def test_predict_errors(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
