@@ -195,3 +195,12 @@ def test_export_onnx_matches_pytorch(model_dir, tmp_path, capsys):
     code, out, err = run(["export", "--checkpoint", model_dir, "--onnx", tmp_path / "m.onnx"], capsys)
     assert code == 0, err
     assert (tmp_path / "m.onnx").stat().st_size > 100_000 and "onnxruntime vs PyTorch" in out
+
+
+def test_render_passthrough(tmp_path, capsys):
+    code, out, err = run(["render", "--out", tmp_path / "r", "--n", "2", "--quiet"], capsys)
+    assert code == 0, err
+    assert "wrote 2 samples" in out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["render", "--help"])
+    assert e.value.code == 0 and "handpose render" in capsys.readouterr().out
