@@ -1154,6 +1154,7 @@ def book_recipe() -> TrainConfig:
         warmup_frac=0.03,
         weight_decay=1e-4,
         num_workers=1,
+        threads=1,  # one compute thread: on a shared or busy CPU, two OpenMP threads spin-wait
         ckpt_every_min=4.0,
         keep_last=2,
     )

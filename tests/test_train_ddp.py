@@ -28,7 +28,8 @@ torch.manual_seed(0)
 model = StandIn()
 res = tr.fit(model, FakeHands(64), FakeHands(16, 1), c, run, loss_fn=standin_loss, progress=False)
 rank = int(os.environ.get("RANK", "0"))
-save_file({{k: v.contiguous() for k, v in model.state_dict().items()}}, os.path.join(run, f"rank{{rank}}.safetensors"))
+weights = {{k: v.contiguous() for k, v in model.state_dict().items()}}
+save_file(weights, os.path.join(run, f"rank{{rank}}.safetensors"))
 print("rank", rank, "step", res.step)
 """
 
