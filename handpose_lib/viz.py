@@ -539,6 +539,14 @@ def image_grid(images: Sequence[np.ndarray], cols: int = 4, pad: int = 2, fill: 
     return out
 
 
+def png_bytes(image) -> bytes:
+    """Encode an image as PNG bytes (for ``ipywidgets.Image`` in live JupyterLab cells)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(to_uint8_image(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("png_bytes: opencv could not encode the image")
+    return buf.tobytes()
+
+
 def show_image(image, title: str | None = None, height: int | None = None) -> go.Figure:
     """A plain image as a plotly figure (axes hidden); works offline on the site."""
     img = to_uint8_image(image)

@@ -162,6 +162,16 @@ def test_to_uint8_image_layouts():
         viz.to_uint8_image(np.zeros((2, 5, 7, 3)))
 
 
+def test_png_bytes_round_trip():
+    import cv2
+
+    img = np.random.default_rng(0).integers(0, 255, (9, 11, 3), dtype=np.uint8)
+    data = viz.png_bytes(img)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(back, img)
+
+
 def test_image_grid_tiles_in_rows():
     ims = [np.full((4, 6, 3), k * 40, np.uint8) for k in range(5)]
     g = viz.image_grid(ims, cols=3, pad=1)
