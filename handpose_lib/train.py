@@ -19,7 +19,7 @@ from a generator seeded by ``(seed, epoch, sample index)`` inside the data set (
 depend on the number of DataLoader workers or on where a run was resumed). Checkpoints store
 the optimiser, scheduler, grad scaler and RNG states and the position inside the epoch, so
 ``--resume`` continues exactly: training N steps straight or N/2 + resume + N/2 gives the same
-weights (``tests/test_train_resume.py``).
+weights (``tests/test_train.py::test_resume_is_exact``).
 
 Several GPUs or machines: launch with ``torchrun`` (it sets ``RANK``/``WORLD_SIZE``/
 ``LOCAL_RANK``); :func:`fit` then wraps the model in ``DistributedDataParallel`` and shards the
