@@ -118,7 +118,11 @@ def cmd_train(a) -> int:
     t0 = time.time()
     res = tr.train(cfg, a.out, resume=a.resume, progress=not a.no_progress, extra_meta={"provenance": prov})
     if not res.finished:
-        again = f"handpose train --config {a.config} --data {cfg.data} --out {a.out} --resume"
+        args = [x for x in a.argv if x not in ("--resume",)]
+        i = args.index("--max-steps") if "--max-steps" in args else -1
+        if i >= 0:  # the resumed run should go to the end
+            del args[i : i + 2]
+        again = "handpose " + " ".join(shlex.quote(str(x)) for x in args) + " --resume"
         print(f"stopped at step {res.step} ({res.stopped_by}); checkpoint: {res.checkpoint}")
         print(f"resume with: {again}")
         return EXIT_STOPPED if res.stopped_by in ("SIGINT", "SIGTERM") else 0

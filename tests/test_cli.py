@@ -81,7 +81,7 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     ]
     code, out, err = run([*args, "--max-steps", "1"], capsys)
     assert code == 0, err
-    assert "stopped at step 1" in out and "--resume" in out
+    assert "stopped at step 1" in out and "--n-train 16 --batch-size 8 --no-progress --resume" in out
     code, _, err = run(args, capsys)  # without --resume: refuses to overwrite
     assert code == cli.EXIT_USAGE and "--resume" in err
     code, out, err = run([*args, "--resume"], capsys)
