@@ -14,9 +14,9 @@ and eq. 2 takes the expected position under that map::
 Choices made here (the paper does not state them):
 
 - **Positive beta.** ``beta_i = exp(log_beta_i)``; ``log_beta_i`` is the learnable parameter,
-  initialised to ``log(init_beta)`` (``init_beta = 1``). A multiplicative parametrisation keeps
-  beta positive (a negative beta would turn peaks into troughs) and makes its updates
-  scale-free. A larger beta sharpens the map; a smaller one spreads it.
+  initialised to ``log(init_beta)`` (the model uses ``init_beta = 5``, see ``model.py``).
+  A multiplicative parametrisation keeps beta positive (a negative beta would turn peaks into
+  troughs) and makes its updates scale-free. A larger beta sharpens the map; a smaller one spreads it.
 - **Pixel convention.** Cell ``k`` of a ``w``-wide map covers input pixels
   ``[k W/w, (k+1) W/w]`` and stands for its centre ``(k + 0.5) W / w``, so coordinates are in
   input-image pixels and lie inside ``[0, W]`` (the library's pixel-edge convention; pixel

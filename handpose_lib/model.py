@@ -65,8 +65,14 @@ Reading of the paper (Bekiri & Babahenini), what it says, what we chose and why:
    real 2x upsampling to 128x128 with the second convolution strided back to 64, adds 17% to
    the FLOPs of the whole paper model (21% of the tiny one) and full-resolution activations,
    for detail that LHR's sub-pixel expectation does not need.
-5. *LHR.* Eq. 1-2 exactly, see :mod:`handpose_lib.lhr`: ``beta_i = exp(log_beta_i)``
-   (initialised to 1), softmax in float32, coordinates in input pixels.
+5. *LHR.* Eq. 1-2 exactly, see :mod:`handpose_lib.lhr`: ``beta_i = exp(log_beta_i)``,
+   softmax in float32, coordinates in input pixels. The paper gives no initial beta; we start
+   at ``init_beta = 5``.
+9. *Initialisation (ours).* Encoder as torchvision; the 1x1 side-output convolutions of the
+   intermediate heatmaps start at zero. On an overfitting check (tiny model, 8 fixed images,
+   Adam 1e-3, 80 steps) the 2D error fell from 24 px to 21 px with the default
+   initialisation and beta 1, to 9 px with zero side outputs, and to 4 px with zero side
+   outputs and beta 5 (beta 10: 4 px as well; a zero last head convolution did not help).
 6. *3D branch.* The paper: "two convolutional layers, each followed by ReLU ... every two
    convolutional layers are preceded by a max-pooling layer. Then we concatenate the
    processed 3D features with intermediate features ... two fully connected layers ... a
@@ -153,7 +159,7 @@ class ModelConfig:
     decoder_widths: tuple[int, int, int, int] = (256, 128, 64, 64)
     branch3d_width: int = 128
     fc_hidden: int = 512
-    init_beta: float = 1.0
+    init_beta: float = 5.0
     pretrained: bool = False
     pretrained_path: str | None = None
 
@@ -395,6 +401,10 @@ class UnetBlock(nn.Module):
         self.conv1 = _conv_bn_relu(in_ch + skip_ch, out_ch)
         self.conv2 = _conv_bn_relu(out_ch, out_ch)
         self.to_heatmap = nn.Conv2d(out_ch, num_joints, kernel_size=1)
+        # start from all-zero heatmaps: the heatmap loss then begins at the targets' energy
+        # instead of hundreds, which would swamp the shared features early on
+        nn.init.zeros_(self.to_heatmap.weight)
+        nn.init.zeros_(self.to_heatmap.bias)
 
     def forward(self, x: Tensor, skip: Tensor) -> tuple[Tensor, Tensor]:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
