@@ -203,8 +203,9 @@ def tiny_config(**overrides) -> ModelConfig:
 
     A ResNet of ``BasicBlock``s with 16/32/64/128 channels (a quarter of ResNet-18/34's) and
     1, 1, 2, 2 blocks per stage (depth where it is cheap: the 8x8 and 4x4 stages), decoder
-    widths 64/32/16/16, a 32-channel 3D branch and a 256-wide FC layer. About 200 images/s
-    forward+backward at batch 32 on 2 CPU cores (``benchmarks/model_bench.py``).
+    widths 64/32/16/16, a 32-channel 3D branch and a 256-wide FC layer. Measured 200-230
+    images/s forward+backward(+SGD step) at batch 32 on 2 lightly loaded CPU cores (240 with
+    channels_last); ``benchmarks/model_bench.py`` times the full training step.
     """
     cfg = dict(
         encoder="tiny",
