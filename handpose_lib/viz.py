@@ -48,11 +48,12 @@ def _np(x, dtype=np.float64) -> np.ndarray:
 
 
 def _joints(x, d: int, what: str) -> np.ndarray:
+    """(21, d) float64; NaN marks an unlabelled joint (not drawn), infinity is an error."""
     j = _np(x)
     if j.shape != (sk.NUM_JOINTS, d):
         raise ValueError(f"{what}: expected shape ({sk.NUM_JOINTS}, {d}), got {j.shape}")
-    if not np.isfinite(j).all():
-        raise ValueError(f"{what}: contains NaN or infinite values")
+    if np.isinf(j).any():
+        raise ValueError(f"{what}: contains infinite values")
     return j
 
 
@@ -334,7 +335,7 @@ def compare_3d(
     traces += skeleton_traces_3d(p, name=labels[1], color=PRED_COLOR, dash="dash", width=4, visible=vis)
     seg = np.full((3 * sk.NUM_JOINTS, 3), np.nan)
     seg[0::3], seg[1::3] = g, p
-    err = np.linalg.norm(g - p, axis=1)
+    err = np.linalg.norm(g - p, axis=1)  # NaN where a joint is unlabelled
     traces.append(
         go.Scatter3d(
             x=seg[:, 0],
@@ -348,7 +349,7 @@ def compare_3d(
     )
     fig = go.Figure(traces)
     _scene(fig)
-    sub = f"mean error {err.mean():.1f} mm"
+    sub = f"mean error {np.nanmean(err):.1f} mm" if np.isfinite(err).any() else "no labelled joints"
     fig.update_layout(
         title=f"{title} ({sub})" if title else sub, height=height, margin=dict(l=0, r=0, t=40, b=0)
     )
@@ -486,9 +487,10 @@ def overlay_2d(
     Ground truth in finger colours (filled dots; hidden joints as rings); an optional
     prediction in dark grey with white-rimmed dots. Coordinates follow the pixel convention
     (pixel centre at ``i + 0.5``) and are drawn with sub-pixel precision. ``scale`` enlarges
-    the image first (nearest neighbour) so small crops stay legible.
+    the image first (nearest neighbour) so small crops stay legible. NaN joints (unlabelled)
+    and the bones that touch them are not drawn.
     """
-    img = to_uint8_image(image)
+    img = to_uint8_image(image).copy()  # never draw into the caller's array
     if scale != 1:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     img = np.ascontiguousarray(img)
@@ -496,15 +498,26 @@ def overlay_2d(
     one = 1 << shift
 
     def pts(j2):
-        return np.round((_joints(j2, 2, "joints2d") * scale - 0.5) * one).astype(np.int64)
+        j = _joints(j2, 2, "joints2d")
+        ok = np.isfinite(j).all(axis=1)  # unlabelled (NaN) joints are not drawn
+        return np.round((np.nan_to_num(j) * scale - 0.5) * one).astype(np.int64), ok
 
     def draw(j2, vis, colors, dot_fill):
-        p = pts(j2)
+        p, ok = pts(j2)
         for b, (a, c) in enumerate(sk.BONES):
-            cv2.line(
-                img, tuple(map(int, p[a])), tuple(map(int, p[c])), colors[b], thickness, cv2.LINE_AA, shift
-            )
+            if ok[a] and ok[c]:
+                cv2.line(
+                    img,
+                    tuple(map(int, p[a])),
+                    tuple(map(int, p[c])),
+                    colors[b],
+                    thickness,
+                    cv2.LINE_AA,
+                    shift,
+                )
         for i in range(sk.NUM_JOINTS):
+            if not ok[i]:
+                continue
             col = colors[max(i - 1, 0)] if i else colors[0]
             centre = tuple(map(int, p[i]))
             if dot_fill is not None:
@@ -517,7 +530,9 @@ def overlay_2d(
     wrist = _hex_to_rgb(sk.FINGER_COLORS["wrist"])
     draw(joints2d, _mask(visible), gt_colors, None)
     # the wrist in its own colour
-    cv2.circle(img, tuple(map(int, pts(joints2d)[0])), radius * one, wrist, -1, cv2.LINE_AA, shift)
+    p, ok = pts(joints2d)
+    if ok[0]:
+        cv2.circle(img, tuple(map(int, p[0])), radius * one, wrist, -1, cv2.LINE_AA, shift)
     return img
 
 

@@ -86,13 +86,29 @@ def test_compare_3d_traces_and_error_segments():
     assert fig.data[0].marker.symbol[-1] == "circle-open"  # thumb tip hidden
 
 
-def test_bad_joint_shapes_and_nans_are_refused():
+def test_bad_joint_shapes_and_infinities_are_refused():
     with pytest.raises(ValueError, match=r"\(21, 3\)"):
         viz.hand_figure_3d(np.zeros((20, 3)))
     bad = hand()
-    bad[3, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match="infinite"):
         viz.compare_3d(hand(), bad)
+
+
+def test_unlabelled_nan_joints_are_skipped():
+    g, p = hand(0), hand(0) + 3.0
+    g[20] = np.nan  # pinky tip without a label
+    fig = viz.compare_3d(g, p)
+    assert "5.2 mm" in fig.layout.title.text  # |(3, 3, 3)| over the 20 labelled joints
+    img = np.zeros((64, 64, 3), np.uint8)
+    j2 = np.full((21, 2), 40.5)
+    j2[0] = (10.5, 20.5)
+    j2[5:] = np.nan
+    out = viz.overlay_2d(img, j2)
+    assert out[20, 10].sum() > 0 and out[40, 40].sum() > 0
+    assert img.sum() == 0  # a uint8 input is not drawn into
+    j2[:] = np.nan
+    assert viz.overlay_2d(img, j2).sum() == 0
 
 
 def test_camera_frustum_corners_project_to_the_image_corners():
