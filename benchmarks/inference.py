@@ -154,6 +154,26 @@ def backends(model, device: str, args, tmp: Path, name: str):
             return lambda x: fast.ort_predict(s, x)
 
         yield "ort-tuned", ort_tuned
+        if args.threads > 1:
+            # one thread: on a 2-core machine shared with other work, a second intra-op thread
+            # that gets descheduled stalls every parallel region (see the README)
+
+            def ort_1t(_b):
+                s = fast.ort_session(path, 1, providers=["CPUExecutionProvider"])
+                return lambda x: fast.ort_predict(s, x)
+
+            def eager_1t(_b):
+                def run(x):
+                    torch.set_num_threads(1)
+                    try:
+                        return fast.predict(prepared, x)
+                    finally:
+                        torch.set_num_threads(args.threads)
+
+                return run
+
+            yield "eager-fast-1thread", eager_1t
+            yield "ort-tuned-1thread", ort_1t
 
 
 def bench_model(name: str, device: str, args, peak: dict, tmp: Path) -> tuple[list[dict], dict]:
