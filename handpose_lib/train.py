@@ -725,6 +725,15 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
             "start a new run without --resume"
         )
     last = ckpt.load_checkpoint(run_dir)
+    if cfg.data == "synthetic" and "generator_version" in last.meta:
+        from .data.synthetic import GENERATOR_VERSION
+
+        if last.meta["generator_version"] != GENERATOR_VERSION:
+            raise ConfigError(
+                f"--resume: the run was trained on procedural data of generator version "
+                f"{last.meta['generator_version']}, the engine is now version {GENERATOR_VERSION}; "
+                "resuming would change the training data mid-run. Start a new run (another --out)."
+            )
     saved = last.meta.get("train_config", {})
     for key in ("model", "model_overrides", "batch_size", "seed", "data", "n_train"):
         if key in saved and saved[key] != ckpt.to_jsonable(getattr(cfg, key)):
@@ -1031,9 +1040,12 @@ def train(
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg)
     train_set, val_set = build_datasets(cfg)
-    return fit(
-        model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=extra_meta
-    )
+    meta = dict(extra_meta or {})
+    if cfg.data == "synthetic":  # recorded so that --resume refuses data of another engine version
+        from .data.synthetic import GENERATOR_VERSION
+
+        meta["generator_version"] = GENERATOR_VERSION
+    return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
 
 
 def load_trained(path: str | os.PathLike, which: str = "last", device: str = "cpu"):

@@ -88,6 +88,9 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     assert code == 0, err
     assert "done: 4 steps" in out
     sidecar = ck.load_checkpoint(out_dir).meta
+    from handpose_lib.data.synthetic import GENERATOR_VERSION
+
+    assert sidecar["generator_version"] == GENERATOR_VERSION
     assert sidecar["provenance"]["command"].startswith("handpose train") and sidecar["step"] == 4
     rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_auc3d_20_50" in rows[-1]
