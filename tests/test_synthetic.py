@@ -14,6 +14,7 @@ from handpose_lib.data.synthetic import (
     SyntheticConfig,
     SyntheticHands,
     camera,
+    compiled,
     dataset,
     hand,
     render,
@@ -288,3 +289,39 @@ def test_bad_input_messages(tmp_path):
         SyntheticHands(3)[3]
     with pytest.raises(SystemExit):
         render_main(["--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
+
+
+def test_set_compile_rejects_bad_mode():
+    with pytest.raises(ValueError, match="set_compile"):
+        compiled.set_compile("sometimes")
+    assert not compiled.use_compiled(torch.device("cpu"), compiled.MIN_COMPILE_BATCH - 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not compiled.can_compile("cpu"), reason="torch.compile needs torch >= 2.4 and a C++ compiler"
+)
+def test_compiled_kernels_equal_reference():
+    """The fast path (torch.compile of the ray kernels) gives the eager reference's bits."""
+    cfg = SyntheticConfig(occlusion="heavy")
+    p = dataset.sample_scene(13, torch.arange(4), cfg)
+    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
+    from handpose_lib.data.synthetic.geometry import hand_cones
+
+    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
+    Rt = p["R"].transpose(-1, -2)
+    scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
+             "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
+    K = camera.crop_intrinsics(p["K_full"], p["box"], 128)
+    rays = render.pixel_rays(K, 128, 128)
+    tri = render.cull(scene, K, 128, 128)
+    lay = render.slot_layout(ra.shape[1])
+    rays_t = rays.reshape(-1, 64, 3)
+    for kind in ("cone", "box"):  # the two most involved intersections (labels depend on them)
+        lo, hi = lay[kind]
+        sel = tri[(tri[:, 1] >= lo) & (tri[:, 1] < hi)]
+        if kind == "box" and sel.shape[0] == 0:  # make sure the box kernel is exercised
+            sel = torch.stack([torch.arange(4), torch.full((4,), lo), torch.full((4,), 100)], 1)
+        bi, si, ti = sel.unbind(1)
+        args = (kind, rays_t, bi * 256 + ti, bi, si - lo, si, render._params(scene, kind))
+        assert torch.equal(render._tile_keys(*args, compiled=True), render._tile_keys.reference(*args)), kind

@@ -6,6 +6,7 @@ Modules: ``hand`` (skeleton, proportions, limits, pose sampler, kinematics), ``g
 ``dataset`` (``SyntheticConfig``, ``SyntheticHands``) and ``io`` (writer, reader, CLI).
 """
 
+from . import compiled  # noqa: F401  (the fast-path switch: compiled.set_compile)
 from .dataset import GENERATOR_VERSION, OCCLUSION_LEVELS, SyntheticConfig, SyntheticHands
 from .io import DiskHands, render_main, render_to_disk
 

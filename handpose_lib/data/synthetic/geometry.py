@@ -159,8 +159,36 @@ def sdf_round_cone(p, a, b, ra, rb):
 # ray intersections, ray origin at 0, unit directions
 
 
+# The intersection code is written with explicit elementwise products and sums (no ``sum(-1)``,
+# ``norm``, ``@`` or ``**``) and a correctly rounded square root, so that the eager code and its
+# ``torch.compile``-d version (``compiled.py``) round identically: the same bits on every path.
+
+
 def _dot(a, b):
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _sqrt(x):
+    """Correctly rounded square root: torch's vectorised float32 ``sqrt`` is not always (it
+    depends on the CPU's vector unit), float64's rounded back to float32 is."""
+    return torch.sqrt(x.double()).to(x.dtype)
+
+
+def _unit(v, eps: float = 0.0):
+    """v (..., 3) / its length (at least ``eps``)."""
+    n = _sqrt(_dot(v, v))
+    return v / (n.clamp_min(eps) if eps else n)[..., None]
+
+
+def _rot_t(rot, v):
+    """rot^T v for rotations (..., 3, 3) and vectors (..., 3): the coordinates of v on rot's
+    columns."""
+    return torch.stack([_dot(rot[..., :, i], v) for i in range(3)], -1)
+
+
+def _rot(rot, v):
+    """rot v for rotations (..., 3, 3) and vectors (..., 3)."""
+    return rot[..., :, 0] * v[..., 0:1] + rot[..., :, 1] * v[..., 1:2] + rot[..., :, 2] * v[..., 2:3]
 
 
 def ray_round_cone(d, pa, pb, ra, rb, normals: bool = False):
@@ -179,13 +207,13 @@ def ray_round_cone(d, pa, pb, ra, rb, normals: bool = False):
     k1 = d2 * m3 - m1 * m2 + m2 * rr * ra
     k0 = d2 * m5 - m1 * m1 + m1 * rr * ra * 2.0 - m0 * ra * ra
     h = k1 * k1 - k0 * k2
-    t_body = (-torch.sqrt(h.clamp_min(0)) - k1) / k2
+    t_body = (-_sqrt(h.clamp_min(0)) - k1) / k2
     y = m1 - ra * rr + t_body * m2
     body = (h >= 0) & (y > 0) & (y < d2)
     h1 = m3 * m3 - m5 + ra * ra
     h2 = m6 * m6 - m7 + rb * rb
-    t1 = torch.where(h1 > 0, -m3 - torch.sqrt(h1.clamp_min(0)), INF)
-    t2 = torch.where(h2 > 0, -m6 - torch.sqrt(h2.clamp_min(0)), INF)
+    t1 = torch.where(h1 > 0, -m3 - _sqrt(h1.clamp_min(0)), INF)
+    t2 = torch.where(h2 > 0, -m6 - _sqrt(h2.clamp_min(0)), INF)
     t_cap = torch.minimum(t1, t2)
     t = torch.where(body, t_body, t_cap)
     t = torch.where(t > 0, t, INF)
@@ -195,14 +223,14 @@ def ray_round_cone(d, pa, pb, ra, rb, normals: bool = False):
     n_body = (p - pa) * d2[:, None] - ba * y[:, None]
     n_cap = torch.where((t1 <= t2)[:, None], (p - pa) / ra[:, None], (p - pb) / rb[:, None])
     n = torch.where(body[:, None], n_body, n_cap)
-    return t, n / n.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    return t, _unit(n, 1e-9)
 
 
 def ray_sphere(d, c, r, normals: bool = False):
     """First hit with spheres: d (N, 3), c (N, 3), r (N,)."""
     b = _dot(d, c)
     h = b * b - _dot(c, c) + r * r
-    t = torch.where(h > 0, b - torch.sqrt(h.clamp_min(0)), INF)
+    t = torch.where(h > 0, b - _sqrt(h.clamp_min(0)), INF)
     t = torch.where(t > 0, t, INF)
     if not normals:
         return t
@@ -213,8 +241,8 @@ def ray_sphere(d, c, r, normals: bool = False):
 def ray_box(d, c, rot, half, normals: bool = False):
     """First hit with oriented boxes: centre c (N, 3), rot (N, 3, 3) (columns = box axes), half
     extents (N, 3)."""
-    o = -(rot.transpose(-1, -2) @ c[..., None])[..., 0]  # ray origin in box coordinates
-    dl = (rot.transpose(-1, -2) @ d[..., None])[..., 0]
+    o = -_rot_t(rot, c)  # ray origin in box coordinates
+    dl = _rot_t(rot, d)
     inv = 1.0 / torch.where(dl.abs() < 1e-12, torch.full_like(dl, 1e-12), dl)
     n = -o * inv
     k = inv.abs() * half
@@ -228,7 +256,7 @@ def ray_box(d, c, rot, half, normals: bool = False):
         return t
     axis = t1.argmax(-1)
     nl = torch.zeros_like(dl).scatter_(-1, axis[:, None], 1.0) * -torch.sign(dl)
-    return t, (rot @ nl[..., None])[..., 0]
+    return t, _rot(rot, nl)
 
 
 def ray_cylinder(d, pa, pb, r, normals: bool = False):
@@ -242,7 +270,7 @@ def ray_cylinder(d, pa, pb, r, normals: bool = False):
     k1 = baba * _dot(oc, d) - baoc * bard
     k0 = baba * _dot(oc, oc) - baoc * baoc - r * r * baba
     h = k1 * k1 - k2 * k0
-    hs = torch.sqrt(h.clamp_min(0))
+    hs = _sqrt(h.clamp_min(0))
     t_body = (-k1 - hs) / k2
     y = baoc + t_body * bard
     body = (h >= 0) & (y > 0) & (y < baba)
@@ -254,5 +282,5 @@ def ray_cylinder(d, pa, pb, r, normals: bool = False):
         return t
     p = d * t[:, None]
     n_body = (p - pa - ba * (y / baba)[:, None]) / r[:, None]
-    n_cap = ba * (torch.sign(y) / torch.sqrt(baba))[:, None]
+    n_cap = ba * (torch.sign(y) / _sqrt(baba))[:, None]
     return t, torch.where(body[:, None], n_body, n_cap)

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE
 from .backgrounds import PAD, background_pool, noise_texture
-from .geometry import INF, ray_box, ray_cylinder, ray_round_cone, ray_sphere
+from .compiled import fast, use_compiled
+from .geometry import INF, _dot, _unit, ray_box, ray_cylinder, ray_round_cone, ray_sphere
 from .occluders import NUM_BOXES, NUM_CYLINDERS, NUM_SPHERES, TEX_CHECKER, TEX_STRIPES
 
 TILE = 8
@@ -150,29 +151,44 @@ def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return keep.nonzero()
 
 
-def _intersect(kind: str, d, scene: dict, bi, si, lay, normals: bool):
-    """Intersect rays d (N, ..., 3) with slots si of images bi (N,) of one primitive type."""
+def _params(scene: dict, kind: str) -> tuple[torch.Tensor, ...]:
+    """The (B, S, ...) parameter tensors of the slots of one primitive type."""
     ob = scene["objects"]
-    k = si - lay[kind][0]
-    extra = (None,) * (d.dim() - 2)  # broadcast parameters over the ray dimensions
-
-    def g(x):
-        return x[bi, k][(slice(None), *extra)]
-
     if kind == "cone":
-        return ray_round_cone(
-            d, g(scene["cone_a"]), g(scene["cone_b"]), g(scene["cone_ra"]), g(scene["cone_rb"]), normals
-        )
+        return scene["cone_a"], scene["cone_b"], scene["cone_ra"], scene["cone_rb"]
     if kind == "sphere":
-        return ray_sphere(d, g(ob["sph_c"]), g(ob["sph_r"]), normals)
+        return ob["sph_c"], ob["sph_r"]
     if kind == "box":
-        return ray_box(d, g(ob["box_c"]), g(ob["box_rot"]), g(ob["box_half"]), normals)
-    return ray_cylinder(d, g(ob["cyl_a"]), g(ob["cyl_b"]), g(ob["cyl_r"]), normals)
+        return ob["box_c"], ob["box_rot"], ob["box_half"]
+    return ob["cyl_a"], ob["cyl_b"], ob["cyl_r"]
 
 
-def depth_pass(scene: dict, rays: torch.Tensor, triples: torch.Tensor, chunk: int = 8192):
+def _intersect(kind: str, d, params, bi, k, normals: bool):
+    """Intersect rays d (N, ..., 3) with slots k (N,) of images bi (N,) of one primitive type;
+    ``params`` from :func:`_params`."""
+    extra = (None,) * (d.dim() - 2)  # broadcast parameters over the ray dimensions
+    g = [x[bi, k][(slice(None), *extra)] for x in params]
+    if kind == "cone":
+        return ray_round_cone(d, *g, normals)
+    if kind == "sphere":
+        return ray_sphere(d, *g, normals)
+    if kind == "box":
+        return ray_box(d, *g, normals)
+    return ray_cylinder(d, *g, normals)
+
+
+@fast
+def _tile_keys(kind: str, rays_t, tile, bi, k, si, params):
+    """Depth keys (n, 64) int64 of the 64 rays of tiles ``tile`` (n,) (rows of ``rays_t``
+    (B * T, 64, 3)) against slot ``si`` = type start + ``k`` of image ``bi``."""
+    t = _intersect(kind, rays_t[tile], params, bi, k, normals=False)  # (n, 64)
+    key = torch.where(torch.isfinite(t), (t * DEPTH_QUANT).clamp_max(2**40).long() << _ID_BITS, _BIG)
+    return key | si[:, None]
+
+
+def depth_pass(scene: dict, rays: torch.Tensor, triples: torch.Tensor, chunk: int = 8192, compiled=False):
     """Nearest-hit keys per pixel: returns (hand_keys, object_keys), each (B, HW) int64
-    (``_BIG`` where nothing was hit)."""
+    (``_BIG`` where nothing was hit). ``compiled``: use the compiled kernel (same keys)."""
     B, HW, _ = rays.shape
     C = scene["cone_ra"].shape[1]
     lay = slot_layout(C)
@@ -181,15 +197,16 @@ def depth_pass(scene: dict, rays: torch.Tensor, triples: torch.Tensor, chunk: in
     zh = torch.full((B * HW,), _BIG, dtype=torch.int64, device=rays.device)
     zo = torch.full_like(zh, _BIG)
     lane = torch.arange(64, device=rays.device)
+    if compiled:
+        chunk = max(chunk, 65536)  # the fused kernel holds only its (n, 64) output
     for kind, (lo, hi) in lay.items():
         sel = triples[(triples[:, 1] >= lo) & (triples[:, 1] < hi)]
+        params = _params(scene, kind)
         for c0 in range(0, sel.shape[0], chunk):
             tri = sel[c0 : c0 + chunk]
             bi, si, ti = tri.unbind(1)
             tile = bi * T + ti
-            t = _intersect(kind, rays_t[tile], scene, bi, si, lay, normals=False)  # (n, 64)
-            key = torch.where(torch.isfinite(t), (t * DEPTH_QUANT).clamp_max(2**40).long() << _ID_BITS, _BIG)
-            key = key | si[:, None]
+            key = _tile_keys(kind, rays_t, tile, bi, si - lo, si, params, compiled=compiled)
             idx = (tile[:, None] * 64 + lane).flatten()
             (zh if kind == "cone" else zo).scatter_reduce_(0, idx, key.flatten(), "amin")
     return zh.reshape(B, HW), zo.reshape(B, HW)
@@ -208,7 +225,53 @@ def _gather_tex(tex: torch.Tensor, bi: torch.Tensor, q: torch.Tensor, offs: torc
     return tex[y, x]
 
 
-def shade(scene: dict, rays: torch.Tensor, key: torch.Tensor, H: int, W: int):
+@fast
+def _hit_normals(kind: str, d, params, bi, k):
+    """Distance t (n,) and unit normal (n, 3) of rays d (n, 3) at slots k of images bi."""
+    return _intersect(kind, d, params, bi, k, normals=True)
+
+
+@fast
+def _surface_colour(d, t, nrm, bi, si, q, C: int, W: int, app: dict, ob: dict, tex):
+    """Colour (n, 3) in [0, 1] and camera-frame point (n, 3) of hit pixels: rays d (n, 3) hit
+    slot si (n,) of image bi (n,) at distance t (n,) with normal nrm (n, 3); q (n,) tile-major
+    pixel index (for the skin texture), C hand cones, W image width, tex (2, n, n) noise."""
+    p = d * t[:, None]
+    is_hand = si < C
+    # albedo: skin with smooth texture, objects with their texture
+    # image-layout pixel index of tile-major q, for texture lookups
+    T_w = W // TILE
+    tile, lane = q // 64, q % 64
+    row = (tile // T_w) * TILE + lane // TILE
+    col = (tile % T_w) * TILE + lane % TILE
+    qi = row * W + col
+    skin_n = _gather_tex(tex[1], bi, qi, app["tex_offset"], W)
+    albedo = app["skin"][bi] * (1.0 + app["skin_texture"][bi, None] * skin_n[:, None])
+    oi = (si - C).clamp(0, ob["color"].shape[1] - 1)
+    oc = ob["color"][bi, oi]
+    kind = ob["tex"][bi, oi]
+    sc = ob["tex_scale"][bi, oi]
+    cell = torch.floor(p / sc[:, None])
+    checker = ((cell[:, 0] + cell[:, 1] + cell[:, 2]) % 2) * 0.35
+    stripes = (torch.floor(_dot(p, ob["tex_axis"][bi, oi]) / sc) % 2) * 0.35
+    fac = 1.0 - torch.where(kind == TEX_CHECKER, checker, torch.where(kind == TEX_STRIPES, stripes, 0.0))
+    albedo = torch.where(is_hand[:, None], albedo, oc * fac[:, None])
+    # lighting
+    L = app["light_dir"][bi]
+    ndl = _dot(nrm, L)
+    wrap = app["wrap"][bi]
+    diffuse = ((ndl + wrap) / (1 + wrap)).clamp_min(0)
+    s = _dot(nrm, _unit(L - d)).clamp_min(0)  # cosine to the half vector
+    s8 = (s * s) * (s * s)
+    s8 = s8 * s8
+    spec = (s8 * s8) * s8 * app["specular"][bi] * torch.where(is_hand, 1.0, 1.6)  # s ** 24
+    rim = 0.7 + 0.3 * (-_dot(nrm, d)).clamp(0, 1)
+    light = app["ambient"][bi] + app["light_power"][bi] * diffuse
+    colour = albedo * (light * rim)[:, None] * app["light_color"][bi] + spec[:, None]
+    return colour.clamp(0, 1), p
+
+
+def shade(scene: dict, rays: torch.Tensor, key: torch.Tensor, H: int, W: int, compiled: bool = False):
     """Colour, hit point and normal of every pixel that hits something.
 
     Returns ``(colour (B, HW, 3), z (B, HW) camera-frame depth of the visible surface (0 where
@@ -226,46 +289,17 @@ def shade(scene: dict, rays: torch.Tensor, key: torch.Tensor, H: int, W: int):
     t = torch.zeros(n_hit, device=dev)
     nrm = torch.zeros(n_hit, 3, device=dev)
     for kind, (lo, hi) in lay.items():
-        m = (si >= lo) & (si < hi)
-        if m.any():
-            tk, nk = _intersect(kind, d[m], scene, bi[m], si[m], lay, normals=True)
-            t[m] = tk
-            nrm[m] = nk
-    p = d * t[:, None]
-    is_hand = si < C
-    # albedo: skin with smooth texture, objects with their texture
-    app = scene["appearance"]
+        m = ((si >= lo) & (si < hi)).nonzero()[:, 0]
+        if m.numel():
+            t[m], nrm[m] = _hit_normals(
+                kind, d[m], _params(scene, kind), bi[m], si[m] - lo, compiled=compiled
+            )
     tex = noise_texture().to(dev)
-    # image-layout pixel index of tile-major q, for texture lookups
-    T_w = W // TILE
-    tile, lane = q // 64, q % 64
-    row = (tile // T_w) * TILE + lane // TILE
-    col = (tile % T_w) * TILE + lane % TILE
-    qi = row * W + col
-    skin_n = _gather_tex(tex[1], bi, qi, app["tex_offset"], W)
-    albedo = app["skin"][bi] * (1.0 + app["skin_texture"][bi, None] * skin_n[:, None])
-    ob = scene["objects"]
-    oi = (si - C).clamp(0, ob["color"].shape[1] - 1)
-    oc = ob["color"][bi, oi]
-    kind = ob["tex"][bi, oi]
-    sc = ob["tex_scale"][bi, oi]
-    checker = (torch.floor(p / sc[:, None]).sum(-1) % 2) * 0.35
-    stripes = (torch.floor((p * ob["tex_axis"][bi, oi]).sum(-1) / sc) % 2) * 0.35
-    fac = 1.0 - torch.where(kind == TEX_CHECKER, checker, torch.where(kind == TEX_STRIPES, stripes, 0.0))
-    albedo = torch.where(is_hand[:, None], albedo, oc * fac[:, None])
-    # lighting
-    L = app["light_dir"][bi]
-    ndl = (nrm * L).sum(-1)
-    wrap = app["wrap"][bi]
-    diffuse = ((ndl + wrap) / (1 + wrap)).clamp_min(0)
-    hvec = L - d
-    hvec = hvec / hvec.norm(dim=-1, keepdim=True)
-    spec = (nrm * hvec).sum(-1).clamp_min(0) ** 24 * app["specular"][bi] * torch.where(is_hand, 1.0, 1.6)
-    rim = 0.7 + 0.3 * (-(nrm * d).sum(-1)).clamp(0, 1)
-    light = app["ambient"][bi] + app["light_power"][bi] * diffuse
-    col = albedo * (light * rim)[:, None] * app["light_color"][bi] + spec[:, None]
+    col, p = _surface_colour(
+        d, t, nrm, bi, si, q, C, W, scene["appearance"], scene["objects"], tex, compiled=compiled
+    )
     colour = torch.zeros(B, HW, 3, device=dev)
-    colour[bi, q] = col.clamp(0, 1)
+    colour[bi, q] = col
     z = torch.zeros(B, HW, device=dev)
     z[bi, q] = p[:, 2]
     slot = torch.full((B, HW), -1, dtype=torch.int64, device=dev)
@@ -273,17 +307,18 @@ def shade(scene: dict, rays: torch.Tensor, key: torch.Tensor, H: int, W: int):
     return colour, z, slot
 
 
-def backgrounds(scene: dict, H: int, W: int) -> torch.Tensor:
-    """(B, 3, H, W) background images for the batch."""
-    app = scene["appearance"]
-    dev = app["skin"].device
-    pool = background_pool(H, W).to(dev)
-    idx = (app["bg_u"][:, 0] * pool.shape[0]).long().clamp_max(pool.shape[0] - 1)
-    oy = (app["bg_u"][:, 1] * PAD).long()
-    ox = (app["bg_u"][:, 2] * PAD).long()
+@fast
+def _background(pool, bg_u, gain, plain, prob, H: int, W: int):
+    """(B, 3, H, W) backgrounds: crops of pool images (N, 3, H + PAD, W + PAD) uint8 chosen,
+    shifted and flipped by bg_u (B, 5), colour-jittered by gain (B, 3), or the plain colour
+    (B, 3) where ``bg_u[:, 4] >= prob`` (B,)."""
+    dev = pool.device
+    idx = (bg_u[:, 0] * pool.shape[0]).long().clamp_max(pool.shape[0] - 1)
+    oy = (bg_u[:, 1] * PAD).long()
+    ox = (bg_u[:, 2] * PAD).long()
     rows = oy[:, None] + torch.arange(H, device=dev)
     cols = ox[:, None] + torch.arange(W, device=dev)
-    flip = app["bg_u"][:, 3] < 0.5
+    flip = bg_u[:, 3] < 0.5
     cols = torch.where(flip[:, None], cols.flip(1), cols)
     bg = pool[
         idx[:, None, None, None],
@@ -292,36 +327,73 @@ def backgrounds(scene: dict, H: int, W: int) -> torch.Tensor:
         cols[:, None, None, :],
     ]
     bg = bg.float() * (1.0 / 255.0)
-    gain = app["bg_gain"][:, :, None, None]  # (B, 3, 1, 1) colour jitter
-    bg = (bg * gain).clamp(0, 1)
-    plain = app["bg_plain"][:, :, None, None].expand_as(bg)
-    use_photo = app["bg_u"][:, 4] < app["bg_prob"]
-    return torch.where(use_photo[:, None, None, None], bg, plain)
+    bg = (bg * gain[:, :, None, None]).clamp(0, 1)  # colour jitter
+    use_photo = bg_u[:, 4] < prob
+    return torch.where(use_photo[:, None, None, None], bg, plain[:, :, None, None].expand_as(bg))
 
 
-def postprocess(img: torch.Tensor, scene: dict) -> torch.Tensor:
-    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W)."""
+def backgrounds(scene: dict, H: int, W: int, compiled: bool = False) -> torch.Tensor:
+    """(B, 3, H, W) background images for the batch."""
     app = scene["appearance"]
-    B, _, H, W = img.shape
-    blur = app["blur"]  # (B,) sigma, 0 = none
-    if bool((blur > 0).any()):
-        k = torch.arange(-2, 3, device=img.device).float()
-        gk = torch.exp(-(k**2)[None] / (2 * blur.clamp_min(0.3)[:, None] ** 2))
-        gk = gk / gk.sum(-1, keepdim=True)  # (B, 5)
-        w = gk[:, :, None, None, None]  # (B, 5, 1, 1, 1)
-        xp = F.pad(img, (2, 2, 0, 0), mode="replicate")
-        x = sum(w[:, k] * xp[..., k : k + W] for k in range(5))
-        xp = F.pad(x, (0, 0, 2, 2), mode="replicate")
-        x = sum(w[:, k] * xp[..., k : k + H, :] for k in range(5))
-        img = torch.where((blur > 0)[:, None, None, None], x, img)
-    tex = noise_texture().to(img.device)[0]
+    pool = background_pool(H, W).to(app["skin"].device)
+    args = (app["bg_u"], app["bg_gain"], app["bg_plain"], app["bg_prob"])
+    return _background(pool, *args, H, W, compiled=compiled)
+
+
+@fast
+def _composite(colour, slot, z, bg, C: int):
+    """Hand and objects over the background: colour (B, HW, 3), slot (B, HW), z (B, HW) from
+    :func:`shade` (tile-major), bg (B, 3, H, W) -> image (B, 3, H, W), hand mask (B, H, W) bool,
+    hand depth (B, H, W)."""
+    H, W = bg.shape[-2:]
+    hand = (slot >= 0) & (slot < C)
+    hit = (slot >= 0)[..., None].float()
+    img = from_tiles(torch.cat([colour, hit, hand[..., None].float(), (z * hand)[..., None]], -1), H, W)
+    return img[:, :3] + bg * (1 - img[:, 3:4]), img[:, 4] > 0.5, img[:, 5]
+
+
+def _gauss5(sigma):
+    """(B, 5) normalised Gaussian taps for sigmas (B,) (at least 0.3). Computed eagerly, outside
+    the compiled kernels: ``exp`` need not round the same way there."""
+    k = torch.arange(-2, 3, device=sigma.device).float()
+    gk = torch.exp(-(k**2)[None] / (2 * sigma.clamp_min(0.3)[:, None] ** 2))
+    return gk / gk.sum(-1, keepdim=True)
+
+
+@fast
+def _blur(img, gk, sigma):
+    """5-tap separable blur with taps gk (B, 5) of images (B, 3, H, W) whose sigma (B,) is > 0."""
+    _, _, H, W = img.shape
+    w = gk[:, :, None, None, None]  # (B, 5, 1, 1, 1)
+    xp = F.pad(img, (2, 2, 0, 0), mode="replicate")
+    x = sum(w[:, k] * xp[..., k : k + W] for k in range(5))
+    xp = F.pad(x, (0, 0, 2, 2), mode="replicate")
+    x = sum(w[:, k] * xp[..., k : k + H, :] for k in range(5))
+    return torch.where((sigma > 0)[:, None, None, None], x, img)
+
+
+@fast
+def _add_noise(img, tex, off, noise):
+    """Sensor noise: images (B, 3, H, W) plus ``noise`` (B,) times a shifted (by off (B, 2)) crop
+    of the white noise texture tex (n, n), clamped to [0, 1]."""
+    _, _, H, W = img.shape
     n = tex.shape[-1]
-    off = app["tex_offset"]
     ys = (torch.arange(H, device=img.device)[None] + off[:, 1:2] * 3) % n
     xs = (torch.arange(W, device=img.device)[None] + off[:, 0:1] * 7) % n
     nz = tex[ys[:, :, None], xs[:, None, :]]  # (B, H, W)
-    img = img + (app["noise"] * math.sqrt(12.0))[:, None, None, None] * nz[:, None]
-    img = img.clamp(0, 1)
+    img = img + (noise * math.sqrt(12.0))[:, None, None, None] * nz[:, None]
+    return img.clamp(0, 1)
+
+
+def postprocess(img: torch.Tensor, scene: dict, compiled: bool = False) -> torch.Tensor:
+    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W)."""
+    app = scene["appearance"]
+    B = img.shape[0]
+    blur = app["blur"]  # (B,) sigma, 0 = none
+    if bool((blur > 0).any()):
+        img = _blur(img, _gauss5(blur), blur, compiled=compiled)
+    tex = noise_texture().to(img.device)[0]
+    img = _add_noise(img, tex, app["tex_offset"], app["noise"], compiled=compiled)
     jq = app["jpeg_quality"]
     if bool((jq > 0).any()):
         out = []
@@ -385,22 +457,24 @@ def visibility(
 # the whole image
 
 
-def render(scene: dict, K: torch.Tensor, H: int, W: int) -> dict:
+def render(scene: dict, K: torch.Tensor, H: int, W: int, compiled: bool | None = None) -> dict:
     """Render a batch: returns image (B,3,H,W) [0,1], mask (B,H,W) bool, depth (B,H,W) mm (z of
-    the visible hand surface, 0 where the pixel does not show the hand), occlusion_fraction (B,)."""
+    the visible hand surface, 0 where the pixel does not show the hand), occlusion_fraction (B,).
+
+    ``compiled``: use the ``torch.compile``-d kernels (``compiled.py``); ``None`` decides by
+    :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
+    if compiled is None:
+        compiled = use_compiled(K.device, K.shape[0])
     rays = pixel_rays(K, H, W)
     triples = cull(scene, K, H, W)
-    zh, zo = depth_pass(scene, rays, triples)
+    zh, zo = depth_pass(scene, rays, triples, compiled=compiled)
     key = torch.minimum(zh, zo)
-    colour, z, slot = shade(scene, rays, key, H, W)
-    C = scene["cone_ra"].shape[1]
-    hand = (slot >= 0) & (slot < C)
+    colour, z, slot = shade(scene, rays, key, H, W, compiled=compiled)
     hand_any = zh < _BIG
     occluded = hand_any & (zo < zh)
     frac = occluded.sum(1).float() / hand_any.sum(1).clamp_min(1).float()
-    hit = (slot >= 0)[..., None].float()
-    img = from_tiles(torch.cat([colour, hit, hand[..., None].float(), (z * hand)[..., None]], -1), H, W)
-    bg = backgrounds(scene, H, W)
-    image = img[:, :3] + bg * (1 - img[:, 3:4])
-    image = postprocess(image, scene)
-    return {"image": image, "mask": img[:, 4] > 0.5, "depth": img[:, 5], "occlusion_fraction": frac}
+    bg = backgrounds(scene, H, W, compiled=compiled)
+    C = scene["cone_ra"].shape[1]
+    image, mask, depth = _composite(colour, slot, z, bg, C, compiled=compiled)
+    image = postprocess(image, scene, compiled=compiled)
+    return {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac}
