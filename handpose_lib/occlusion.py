@@ -1,0 +1,776 @@
+"""Occlusion studies: a controlled benchmark, metrics by occlusion level, and ablations.
+
+**The benchmark** (:func:`build_benchmark`, ``handpose occlusion-benchmark``) is a set of fixed
+procedural test sets, a pure function of the generator version and the arguments:
+
+- *levels*: samples whose fraction of hidden hand pixels (the engine's exact
+  ``occlusion_fraction``) falls in a bin around 0, 10, 20, 40 and 60 % (:data:`LEVEL_BINS`).
+  Candidates are scenes ``0, 1, 2, ...`` of seed :data:`BENCH_SEED`, each rendered at the
+  engine's occlusion settings ``0, 0.3, 0.5, 0.9, 1.0`` (the same hand, camera and background:
+  only the objects change); every bin takes the first ``n`` candidates (scene order, then
+  setting order) that land in it, at most one version of each scene per bin.
+- *targeted*: the object-free version of scenes with a pasted soft-edged disc or bar
+  (``data.occlude``) over one fingertip (the index tip), one finger (index MCP to tip), the
+  palm (wrist and the four MCPs) or the thumb; visibility updated by the occluder's alpha.
+
+**Metrics** (:func:`evaluate_benchmark`): ``evaluate.evaluate_predictions`` on every set, which
+splits 2D EPE, 3D EPE and AUC by visibility reason (visible / hidden by object / hidden by the
+hand), per finger and per joint.
+
+**Ablations** (:data:`VARIANTS`, :func:`run_variant`): the same budget and seed for every
+variant; see :data:`VARIANTS` for what each one changes and what it trains.
+
+Layer 3: imports ``data``, ``model``, ``losses``, ``evaluate``, ``train``, ``skeleton``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from . import skeleton
+from .data.sample import VIS_VISIBLE, make_sample
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "results" / "occlusion"
+BENCH_SEED = 80  # procedural seeds: 0 train, 1 val, 2 benchmark, 7 tests; 80 the occlusion benchmark
+ENGINE_SETTINGS = (0.0, 0.3, 0.5, 0.9, 1.0)
+# level name -> [lo, hi) of the hidden fraction of hand pixels
+LEVEL_BINS: dict[str, tuple[float, float]] = {
+    "0%": (0.0, 0.005),
+    "10%": (0.05, 0.15),
+    "20%": (0.15, 0.30),
+    "40%": (0.30, 0.50),
+    "60%": (0.50, 0.80),
+}
+LEVEL_VALUES = {"0%": 0.0, "10%": 0.1, "20%": 0.2, "40%": 0.4, "60%": 0.6}
+TARGETS = ("fingertip", "finger", "palm", "thumb")
+SET_NAMES = tuple(LEVEL_BINS) + TARGETS
+
+
+# ----------------------------------------------------------------------------------------
+# the benchmark
+
+
+class ArraySet(Dataset):
+    """Samples held in arrays: ``images`` (N, H, W, 3) uint8 and labels (the benchmark's sets)."""
+
+    def __init__(self, name: str, images: np.ndarray, labels: dict[str, np.ndarray]):
+        self.name, self.images, self.labels = name, images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict:
+        lab = self.labels
+        s = make_sample(
+            self.images[i],
+            lab["joints2d"][i],
+            lab["joints3d"][i],
+            lab["K"][i],
+            dataset="occlusion-benchmark",
+            sample_id=f"{self.name}-{int(lab['scene'][i])}",
+            visibility=lab["visibility"][i],
+        )
+        s["occlusion_fraction"] = float(lab["occlusion_fraction"][i])
+        return s
+
+
+def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    return (img.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _render(seed: int, idx: list[int], level: float, size: int) -> dict[str, np.ndarray]:
+    from .data.synthetic import SyntheticConfig, SyntheticHands
+
+    ds = SyntheticHands(max(idx) + 1, seed=seed, config=SyntheticConfig(crop_size=size, occlusion=level))
+    b = ds.render_batch(idx)
+    out = {k: b[k].cpu().numpy() for k in ("joints2d", "joints3d", "K", "visibility", "occlusion_fraction")}
+    out["image"] = _to_uint8(b["image"])
+    return out
+
+
+def target_occluder(target: str, joints2d: np.ndarray, rng: np.random.Generator):
+    """The pasted :class:`~handpose_lib.data.occlude.Occluder` of a targeted case."""
+    from .data.occlude import Occluder
+
+    j = np.asarray(joints2d, np.float64)
+    span = float(np.linalg.norm(j.max(0) - j.min(0)))
+    color = tuple(float(c) for c in rng.uniform(0.1, 0.9, 3))
+    texture = ("flat", "stripes")[int(rng.integers(2))]
+    if target == "fingertip":
+        r = max(0.07 * span, 3.0)
+        return Occluder(tuple(j[8]), (r, r), 0.0, "ellipse", texture, color, 1.0)
+    if target == "palm":
+        pts = j[[0, 5, 9, 13, 17]]
+        c = pts.mean(0)
+        r = max(0.6 * float(np.linalg.norm(pts - c, axis=1).max()), 4.0)
+        return Occluder(tuple(c), (r, r), 0.0, "ellipse", texture, color, 1.5)
+    pts = j[{"finger": [5, 6, 7, 8], "thumb": [1, 2, 3, 4]}[target]]
+    c = pts.mean(0)
+    d = pts[-1] - pts[0]
+    u = d / max(float(np.linalg.norm(d)), 1e-6)
+    nrm = np.array([-u[1], u[0]])
+    along, across = (pts - c) @ u, (pts - c) @ nrm
+    margin = max(0.06 * span, 3.0)
+    centre = c + u * (along.max() + along.min()) / 2 + nrm * (across.max() + across.min()) / 2
+    half_len = (along.max() - along.min()) / 2 + margin
+    half_wid = (across.max() - across.min()) / 2 + margin
+    ang = float(np.degrees(np.arctan2(-u[1], u[0])))  # counter-clockwise on screen
+    return Occluder(tuple(centre), (half_len, half_wid), ang, "rectangle", texture, color, 1.0)
+
+
+def build_benchmark(
+    n: int = 200, size: int = 128, max_scenes: int | None = None, chunk: int = 256, progress: bool = True
+) -> dict[str, ArraySet]:
+    """The occlusion benchmark's sets (``{name: ArraySet}``, names :data:`SET_NAMES`).
+
+    Args:
+        n: samples per set. size: crop side. max_scenes: stop looking after this many scenes
+            (default ``40 * n``); a bin that is still short then holds fewer samples (the
+            count is in each set's labels and in the report).
+        chunk: scenes rendered per call (memory only; the result does not depend on it).
+    """
+    from .data.occlude import paste
+
+    max_scenes = 40 * n if max_scenes is None else max_scenes
+    keys = ("image", "joints2d", "joints3d", "K", "visibility", "occlusion_fraction")
+    bins: dict[str, dict[str, list]] = {name: {k: [] for k in (*keys, "scene")} for name in LEVEL_BINS}
+    start = 0
+    t0 = time.time()
+    while start < max_scenes and any(len(b["scene"]) < n for b in bins.values()):
+        idx = list(range(start, min(max_scenes, start + chunk)))
+        rendered = {lv: _render(BENCH_SEED, idx, lv, size) for lv in ENGINE_SETTINGS}
+        for k, scene in enumerate(idx):
+            for lv in ENGINE_SETTINGS:
+                frac = float(rendered[lv]["occlusion_fraction"][k])
+                for name, (lo, hi) in LEVEL_BINS.items():
+                    b = bins[name]
+                    if (
+                        lo <= frac < hi
+                        and len(b["scene"]) < n
+                        and (not b["scene"] or b["scene"][-1] != scene)
+                    ):
+                        for key in keys:
+                            b[key].append(rendered[lv][key][k])
+                        b["scene"].append(scene)
+        start = idx[-1] + 1
+        if progress:
+            counts = ", ".join(f"{k}: {len(v['scene'])}" for k, v in bins.items())
+            print(f"  scenes 0..{start - 1} ({time.time() - t0:.0f} s): {counts}", file=sys.stderr)
+    sets = {}
+    for name, b in bins.items():
+        if not b["scene"]:
+            raise RuntimeError(f"occlusion benchmark: no scene fell into level {name}; raise max_scenes")
+        labels = {k: np.stack(b[k]) for k in keys if k != "image"}
+        labels["scene"] = np.asarray(b["scene"], np.int64)
+        sets[name] = ArraySet(name, np.stack(b["image"]), labels)
+    # targeted cases: the object-free scenes of the 0% set with one pasted occluder
+    clean = sets["0%"]
+    for t_i, target in enumerate(TARGETS):
+        imgs, labs = (
+            [],
+            {k: [] for k in ("joints2d", "joints3d", "K", "visibility", "occlusion_fraction", "scene")},
+        )
+        for i in range(len(clean)):
+            s = clean[i]
+            rng = np.random.default_rng([BENCH_SEED, t_i, int(clean.labels["scene"][i])])
+            occ = target_occluder(target, s["joints2d"].numpy(), rng)
+            p = paste(s, occ, rng)
+            imgs.append(_to_uint8(p["image"][None])[0])
+            for k in ("joints2d", "joints3d", "K", "visibility"):
+                labs[k].append(p[k].numpy())
+            labs["occlusion_fraction"].append(np.nan)  # unknown for pasted occluders (no hand mask)
+            labs["scene"].append(int(clean.labels["scene"][i]))
+        sets[target] = ArraySet(target, np.stack(imgs), {k: np.stack(v) for k, v in labs.items()})
+    return sets
+
+
+def benchmark_dir(n: int = 200, size: int = 128) -> Path:
+    from .data.synthetic import GENERATOR_VERSION
+
+    root = Path(os.environ.get("HANDPOSE_CACHE") or REPO_ROOT / "runs" / "cache")
+    return root / f"occlusion-benchmark-v{GENERATOR_VERSION}-n{n}-s{size}"
+
+
+def save_benchmark(sets: dict[str, ArraySet], folder: str | os.PathLike) -> Path:
+    """Write the sets as ``<name>.npz`` (uint8 images + labels) and ``info.json`` with hashes."""
+    from .checkpoint import atomic_write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {"sets": {}}
+    for name, s in sets.items():
+        fn = folder / f"set_{SET_NAMES.index(name)}.npz"
+        np.savez(fn, images=s.images, **s.labels)
+        info["sets"][name] = {"file": fn.name, "n": len(s), "sha256": fingerprint(s)}
+    atomic_write_json(folder / "info.json", info)  # last: marks the folder complete
+    return folder
+
+
+def load_benchmark(folder: str | os.PathLike) -> dict[str, ArraySet]:
+    folder = Path(folder)
+    if not (folder / "info.json").is_file():
+        raise FileNotFoundError(
+            f"{folder}: no occlusion benchmark here; "
+            f"create it with `handpose occlusion-benchmark --out {folder}`"
+        )
+    info = json.loads((folder / "info.json").read_text())
+    sets = {}
+    for name, d in info["sets"].items():
+        with np.load(folder / d["file"], allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        images = arrays.pop("images")
+        sets[name] = ArraySet(name, images, arrays)
+    return sets
+
+
+def cached_benchmark(n: int = 200, size: int = 128, progress: bool = True) -> dict[str, ArraySet]:
+    """The benchmark, built once into :func:`benchmark_dir` and reused."""
+    folder = benchmark_dir(n, size)
+    if (folder / "info.json").is_file():
+        return load_benchmark(folder)
+    sets = build_benchmark(n, size, progress=progress)
+    save_benchmark(sets, folder)
+    return sets
+
+
+def fingerprint(s: ArraySet) -> str:
+    """sha256 over a set's images and labels (the determinism check)."""
+    h = hashlib.sha256(np.ascontiguousarray(s.images).tobytes())
+    for k in sorted(s.labels):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(s.labels[k]).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# decoding and variants of the model
+
+
+def argmax_decode(heatmaps: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Plain heatmap argmax: (B, J, h, w) -> (B, J, 2) px, the centre of the best cell.
+
+    Cell ``k`` of ``w`` covers ``[k W/w, (k+1) W/w]`` of the image (the LHR convention of
+    :mod:`handpose_lib.lhr`), so its centre is ``(k + 0.5) * W / w``.
+    """
+    B, J, h, w = heatmaps.shape
+    flat = heatmaps.reshape(B, J, h * w).argmax(-1)
+    y, x = flat // w, flat % w
+    return torch.stack([(x.float() + 0.5) * image_size / w, (y.float() + 0.5) * image_size / h], -1)
+
+
+@dataclass
+class _Out:
+    heatmaps: torch.Tensor
+    probs: torch.Tensor
+    coords2d: torch.Tensor
+    bones: torch.Tensor
+    joints3d: torch.Tensor
+    intermediate: list = field(default_factory=list)
+
+
+class DirectJoints(nn.Module):
+    """Ablation (c): the same ResUnet, whose last FC layer's 60 outputs are read as the 20
+    non-wrist joints (wrist-relative, reference-bone units) instead of 20 bones.
+
+    ``bones`` of the output are then derived from the joints (for logging only); train it with
+    :func:`joint_loss_fn` (L2 on joint positions, the analogue of eq. 4 on joints).
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor):
+        o = self.net(images)
+        joints = torch.cat([torch.zeros_like(o.bones[:, :1]), o.bones], dim=1)
+        return _Out(o.heatmaps, o.probs, o.coords2d, skeleton.joints_to_bones(joints), joints, o.intermediate)
+
+
+class ArgmaxDecoded(nn.Module):
+    """Ablation (d) at test time: the model's 2D joints replaced by the argmax of its heatmaps."""
+
+    def __init__(self, net: nn.Module, image_size: int):
+        super().__init__()
+        self.net, self.image_size = net, image_size
+
+    def forward(self, images: torch.Tensor):
+        o = self.net(images)
+        c = argmax_decode(o.heatmaps.float(), self.image_size)
+        return _Out(o.heatmaps, o.probs, c, o.bones, o.joints3d, o.intermediate)
+
+
+def joint_loss_fn(weights: dict):
+    """Loss of ablation (c): ``compute_loss`` without the bone term plus
+    ``bones_weight * 1/2 sum_j ||j_pred - j_gt||^2`` on normalised, root-relative joints."""
+    from . import losses
+
+    w = losses.LossWeights(**weights)
+    no_bones = losses.LossWeights(
+        coords2d=w.coords2d, bones=0.0, heatmaps=w.heatmaps, heatmap_sigma=w.heatmap_sigma
+    )
+
+    def fn(out, batch):
+        total, parts = losses.compute_loss(out, batch, no_bones)
+        j3d = batch["joints3d"].to(out.joints3d.device, torch.float32)
+        gt, _ = skeleton.normalise_3d(j3d)
+        lj = 0.5 * (out.joints3d.float() - gt).pow(2).sum(-1).sum(-1).mean()
+        total = total + w.bones * lj
+        parts = dict(parts, joints3d=lj.detach(), total=total.detach())
+        return total, parts
+
+    return fn
+
+
+# ----------------------------------------------------------------------------------------
+# ablations
+
+# name -> what it changes (all: tiny ResUnet, same data seed, schedule, steps and init seed)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "a_full": dict(
+        label="(a) full method",
+        about="procedural objects (default level) + pasted occluders (prob 0.3, strength 0.5), bones, LHR, "
+        "intermediate heatmap supervision",
+        synthetic_occlusion="default",
+        paste=True,
+    ),
+    "b_no_occ_aug": dict(
+        label="(b) no occlusion augmentation",
+        about="training scenes rendered without objects (same hands/cameras) and no pasted occluders",
+        synthetic_occlusion="none",
+        paste=False,
+    ),
+    "c_direct_joints": dict(
+        label="(c) direct 3D joints",
+        about="the 3D branch regresses 20 wrist-relative joints (L2 on joints) instead of 20 bones",
+        synthetic_occlusion="default",
+        paste=True,
+        head="joints",
+    ),
+    "d_argmax": dict(
+        label="(d) heatmap argmax for 2D",
+        about="no training of its own: the weights of (a), 2D read by argmax of the 64x64 latent heatmap "
+        "(cell centres) instead of the LHR expectation",
+        from_variant="a_full",
+        decode="argmax",
+    ),
+    "e_no_intermediate": dict(
+        label="(e) no intermediate heatmap supervision",
+        about="loss weight of the intermediate heatmaps 0 "
+        "(the 2D loss on LHR coordinates and the bone loss stay)",
+        synthetic_occlusion="default",
+        paste=True,
+        loss={"heatmaps": 0.0},
+    ),
+}
+
+BUDGETS = {
+    # the book's CPU runs: minutes each on one core (noisy, single seed)
+    "cpu": dict(
+        n_train=4096, n_val=256, epochs=3, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
+    ),
+    # the GPU recipe
+    "full": dict(n_train=30_000, n_val=512, epochs=13, batch_size=32, lr=2e-3, num_workers=4, bench_n=1000),
+}
+
+
+def _trim(report: dict) -> dict:
+    """Keep what the book plots (drop the per-threshold curves except the overall 3D PCK)."""
+    out = {k: report[k] for k in ("n_samples", "overall", "per_joint", "per_finger") if k in report}
+    out["overall"] = {k: v for k, v in report["overall"].items() if k != "pck2d"}
+    out["by_visibility"] = {
+        g: {k: v for k, v in st.items() if k not in ("pck2d", "pck3d")}
+        for g, st in report.get("by_visibility", {}).items()
+    }
+    out["per_finger"] = {
+        f: {k: v for k, v in st.items() if k != "pck3d"} for f, st in report["per_finger"].items()
+    }
+    return out
+
+
+def evaluate_benchmark(model, sets: dict[str, ArraySet], batch_size: int = 64) -> dict[str, Any]:
+    """``{set name: trimmed evaluation report}`` plus each set's mean hidden fraction."""
+    from .evaluate import evaluate_predictions, predict_dataset
+
+    out = {}
+    for name, s in sets.items():
+        p = predict_dataset(model, s, batch_size=batch_size, device="cpu")
+        rep = _trim(
+            evaluate_predictions(
+                p["pred2d"], p["gt2d"], p["pred3d"], p["gt3d"], p["visibility"], dataset=name
+            )
+        )
+        frac = s.labels["occlusion_fraction"]
+        rep["mean_occlusion_fraction"] = None if np.isnan(frac).all() else float(np.nanmean(frac))
+        vis = s.labels["visibility"]
+        rep["hidden_joint_fraction"] = float(((vis != VIS_VISIBLE) & (vis != 3)).mean())
+        out[name] = rep
+    return out
+
+
+class PastedSet(Dataset):
+    """``base`` with pasted occluders (``data.occlude.PasteOccluders``) drawn per sample and visit.
+
+    The generator is ``default_rng([seed, 7, visit, i])``, ``visit`` counting how often sample
+    ``i`` was read in this process (the epoch, for one process and ``num_workers=0``, which the
+    CPU budget uses); ``fit`` then applies its rotation/scale/colour augmentation on top, so the
+    occluder turns with the hand and the labels stay consistent.
+    """
+
+    def __init__(self, base: Dataset, paste, seed: int = 0):
+        self.base, self.paste, self.seed = base, paste, seed
+        self.visits: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        k = self.visits.get(i, 0)
+        self.visits[i] = k + 1
+        return self.paste(self.base[i], np.random.default_rng([self.seed, 7, k, i]))
+
+
+def run_variant(
+    name: str, budget: str = "cpu", run_root: str | os.PathLike | None = None, seed: int = 0
+) -> dict:
+    """Train (unless the variant reuses another's weights) and evaluate one ablation variant.
+
+    Writes ``results/occlusion/<name>.json`` and returns its content.
+    """
+    from .data.synthetic import SyntheticConfig
+    from .train import build_for_config, cached_synthetic, fit, load_trained, model_config, tiny_recipe
+
+    v = VARIANTS[name]
+    b = dict(BUDGETS[budget])
+    bench_n = b.pop("bench_n")
+    run_root = Path(run_root or REPO_ROOT / "runs" / f"occlusion-{budget}")
+    cfg = tiny_recipe(seed=seed, data_seed=0, loss=dict(v.get("loss", {})), **b)
+    size = model_config(cfg).input_size
+    t0 = time.time()
+    src = v.get("from_variant", name)
+    run_dir = run_root / src
+    sv = VARIANTS[src]
+    head = sv.get("head", "bones")
+    if not (run_dir / "last.json").is_file():
+        if src != name:
+            raise FileNotFoundError(f"variant {name} evaluates {src}'s weights: run {src} first")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        net = build_for_config(cfg)
+        model = DirectJoints(net) if head == "joints" else net
+        sc = SyntheticConfig(crop_size=size, occlusion=sv["synthetic_occlusion"])
+        train_set = cached_synthetic(cfg.n_train, cfg.data_seed, sc)
+        if sv["paste"]:
+            from .data.occlude import PasteOccluders
+
+            train_set = PastedSet(train_set, PasteOccluders(prob=0.3, strength=0.5), cfg.seed)
+        val_set = cached_synthetic(cfg.n_val, cfg.data_seed + 1, SyntheticConfig(crop_size=size))
+        loss_fn = joint_loss_fn(cfg.loss) if head == "joints" else None
+        fit(
+            model,
+            train_set,
+            val_set,
+            cfg,
+            run_dir,
+            loss_fn=loss_fn,
+            progress=False,
+            extra_meta={"variant": src},
+        )
+        train_s = time.time() - t0
+    else:
+        train_s = None
+    net, c = load_trained(run_dir)
+    model = DirectJoints(net) if head == "joints" else net
+    if v.get("decode") == "argmax":
+        model = ArgmaxDecoded(model, size)
+    model.eval()
+    sets = cached_benchmark(bench_n, size)
+    t1 = time.time()
+    results = evaluate_benchmark(model, sets)
+    res = {
+        "variant": name,
+        "label": v["label"],
+        "about": v["about"],
+        "budget": budget,
+        "train_config": c.meta.get("train_config"),
+        "steps": c.step,
+        "seed": seed,
+        "train_seconds": train_s,
+        "eval_seconds": round(time.time() - t1, 1),
+        "benchmark": {"n_per_set": bench_n, "sets": {k: len(s) for k, s in sets.items()}},
+        "results": results,
+    }
+    from .checkpoint import atomic_write_json
+
+    out_dir = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
+    atomic_write_json(out_dir / f"{name}.json", res)
+    return res
+
+
+# ----------------------------------------------------------------------------------------
+# results
+
+
+def load_results(folder: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{variant: result}`` of the committed ablation results (variants in :data:`VARIANTS` order)."""
+    folder = Path(folder or RESULTS_DIR)
+    out = {}
+    for name in VARIANTS:
+        p = folder / f"{name}.json"
+        if p.is_file():
+            out[name] = json.loads(p.read_text())
+    return out
+
+
+def table_rows(results: dict[str, dict], sets=SET_NAMES) -> list[dict]:
+    """One row per variant and set: 2D/3D EPE and AUC overall, visible and hidden joints."""
+    rows = []
+    for r in results.values():
+        for s in sets:
+            rep = r["results"].get(s)
+            if rep is None:
+                continue
+            bv = rep.get("by_visibility", {})
+            rows.append(
+                {
+                    "variant": r["label"],
+                    "set": s,
+                    "epe2d_px": rep["overall"]["epe2d_px"],
+                    "epe3d_mm": rep["overall"]["epe3d_mm"],
+                    "auc3d_20_50": rep["overall"]["auc3d_20_50"],
+                    "epe3d_visible_mm": bv.get("visible", {}).get("epe3d_mm"),
+                    "epe3d_hidden_obj_mm": bv.get("hidden_by_object", {}).get("epe3d_mm"),
+                    "epe3d_hidden_hand_mm": bv.get("hidden_by_hand", {}).get("epe3d_mm"),
+                    "epe2d_visible_px": bv.get("visible", {}).get("epe2d_px"),
+                    "epe2d_hidden_obj_px": bv.get("hidden_by_object", {}).get("epe2d_px"),
+                }
+            )
+    return rows
+
+
+def curve_figure(results: dict[str, dict], metric: str = "epe3d_mm", group: str = "all"):
+    """Accuracy vs occlusion level, one line per variant (plotly).
+
+    ``group``: ``"all"`` (every joint), ``"visible"``, ``"hidden_by_object"``, ``"hidden_by_hand"``.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    levels = list(LEVEL_BINS)
+    for r in results.values():
+        ys = []
+        for lv in levels:
+            rep = r["results"].get(lv, {})
+            st = rep.get("overall") if group == "all" else rep.get("by_visibility", {}).get(group)
+            ys.append(None if st is None else st.get(metric))
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * LEVEL_VALUES[lv] for lv in levels], y=ys, mode="lines+markers", name=r["label"]
+            )
+        )
+    unit = {"epe3d_mm": "3D EPE (mm)", "epe2d_px": "2D EPE (px)", "auc3d_20_50": "AUC 20-50 mm"}.get(
+        metric, metric
+    )
+    fig.update_layout(
+        title=f"{unit} vs occlusion ({group.replace('_', ' ')} joints)",
+        xaxis_title="hand pixels hidden by objects (%)",
+        yaxis_title=unit,
+        template="plotly_white",
+        height=420,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------------------
+# precomputed figures for the static book (failure cases, the occluder sweep, real photos)
+
+
+def _png_b64(img_u8: np.ndarray) -> str:
+    import base64
+
+    import cv2
+
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img_u8[..., ::-1]))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return base64.b64encode(buf.tobytes()).decode()
+
+
+def _predict_one(model, image: torch.Tensor):
+    with torch.no_grad():
+        o = model(image[None])
+    return o.coords2d[0].float().numpy(), o.joints3d[0].float().numpy()
+
+
+def sweep_frames(model, sample: dict, radius: float = 14.0, steps: int = 13) -> list[dict]:
+    """A disc occluder moved left to right across the hand (through its centre): one frame per
+    position with the image, predicted 2D joints and updated visibility."""
+    from .data.occlude import Occluder, paste
+
+    j = sample["joints2d"].numpy()
+    c = j[[0, 5, 9, 13, 17]].mean(0)
+    W = sample["image"].shape[-1]
+    frames = []
+    for k, x in enumerate(np.linspace(radius, W - radius, steps)):
+        occ = Occluder(
+            (float(x), float(c[1])), (radius, radius), 0.0, "ellipse", "flat", (0.2, 0.45, 0.8), 1.2
+        )
+        p = paste(sample, occ, np.random.default_rng(k))
+        pred2d, _ = _predict_one(model, p["image"])
+        img = _to_uint8(p["image"][None])[0]
+        frames.append(
+            {
+                "x": float(x),
+                "png": _png_b64(img),
+                "pred2d": pred2d.round(2).tolist(),
+                "visibility": p["visibility"].tolist(),
+                "epe2d_px": float(np.linalg.norm(pred2d - j, axis=1).mean()),
+            }
+        )
+    return frames
+
+
+def showcase(run_root: str | os.PathLike, sets: dict[str, ArraySet], k: int = 4) -> dict:
+    """Precomputed material for chapter 8 from the trained variants (a) and (b).
+
+    ``failures``: the ``k`` worst samples (3D EPE) of the 40% and 60% sets under (a), with
+    ground truth and prediction (mm, root-relative, reference-bone scaled), visibility and image;
+    ``sweep``: :func:`sweep_frames` on the first 0% sample for (a) and (b); ``real``: the
+    library's real photos with a pasted occluder, 2D predictions of (a) and (b).
+    """
+    from .data import HandCrop, real_hands_sample
+    from .data.occlude import paste, random_occluder
+    from .evaluate import align_3d, predict_dataset
+    from .train import load_trained
+
+    run_root = Path(run_root)
+    models = {name: load_trained(run_root / name)[0] for name in ("a_full", "b_no_occ_aug")}
+    out: dict[str, Any] = {"failures": [], "sweep": {}, "real": []}
+    for lv in ("40%", "60%"):
+        s = sets[lv]
+        p = predict_dataset(models["a_full"], s, device="cpu")
+        pred_mm = align_3d(p["pred3d"], p["gt3d"])
+        gt_rel = p["gt3d"] - p["gt3d"][:, :1]
+        err = np.linalg.norm(pred_mm - gt_rel, axis=-1).mean(-1)
+        for i in np.argsort(-err)[:k]:
+            out["failures"].append(
+                {
+                    "set": lv,
+                    "scene": int(s.labels["scene"][i]),
+                    "epe3d_mm": float(err[i]),
+                    "gt3d": gt_rel[i].round(2).tolist(),
+                    "pred3d": pred_mm[i].round(2).tolist(),
+                    "gt2d": p["gt2d"][i].round(2).tolist(),
+                    "pred2d": p["pred2d"][i].round(2).tolist(),
+                    "visibility": p["visibility"][i].tolist(),
+                    "png": _png_b64(s.images[i]),
+                }
+            )
+    clean = sets["0%"][0]
+    out["sweep"] = {
+        "gt2d": clean["joints2d"].numpy().round(2).tolist(),
+        "frames": {name: sweep_frames(m, clean) for name, m in models.items()},
+    }
+    photos = real_hands_sample(crop=HandCrop(size=128))
+    for i in range(len(photos)):
+        ph = photos[i]
+        if not torch.isfinite(ph["joints2d"]).all():
+            continue
+        rng = np.random.default_rng([BENCH_SEED, 99, i])
+        occ = paste(ph, random_occluder(ph, rng, strength=0.6), rng)
+        row = {
+            "png": _png_b64(_to_uint8(occ["image"][None])[0]),
+            "gt2d": ph["joints2d"].numpy().round(2).tolist(),
+        }
+        row["visibility"] = occ["visibility"].tolist()
+        for name, m in models.items():
+            row[name] = _predict_one(m, occ["image"])[0].round(2).tolist()
+            row[name + "_clean"] = _predict_one(m, ph["image"])[0].round(2).tolist()
+        out["real"].append(row)
+    return out
+
+
+def write_showcase(budget: str = "cpu") -> Path:
+    from .checkpoint import atomic_write_json
+
+    b = BUDGETS[budget]
+    sets = cached_benchmark(b["bench_n"], 128)
+    out_dir = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
+    return atomic_write_json(
+        out_dir / "showcase.json", showcase(REPO_ROOT / "runs" / f"occlusion-{budget}", sets)
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# command line
+
+
+def occlusion_main(argv: list[str] | None = None) -> int:
+    """``handpose occlusion-benchmark``: build the benchmark, or run ablations.
+
+    Examples::
+
+        handpose occlusion-benchmark --n 200                   # build (cached) and print the set hashes
+        handpose occlusion-benchmark --ablate all --budget cpu # train + evaluate every variant
+        handpose occlusion-benchmark --ablate a_full --budget full
+    """
+    ap = argparse.ArgumentParser(prog="handpose occlusion-benchmark", description=occlusion_main.__doc__)
+    ap.add_argument("--n", type=int, default=200, help="samples per set (default 200)")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--out", default=None, help="folder for the benchmark (default: the cache)")
+    ap.add_argument("--ablate", default=None, help="variant name, comma list, or 'all' (see VARIANTS)")
+    ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--showcase", action="store_true", help="write results/occlusion/showcase.json (after (a), (b))"
+    )
+    a = ap.parse_args(argv)
+    if a.n < 1:
+        ap.error("--n must be >= 1")
+    if a.showcase:
+        print(f"wrote {write_showcase(a.budget)}")
+        return 0
+    if a.ablate:
+        names = list(VARIANTS) if a.ablate == "all" else a.ablate.split(",")
+        bad = [x for x in names if x not in VARIANTS]
+        if bad:
+            ap.error(f"unknown variants {bad}; choose from {list(VARIANTS)}")
+        for name in names:
+            print(f"== {name}: {VARIANTS[name]['about']}", flush=True)
+            r = run_variant(name, a.budget, seed=a.seed)
+            for s in SET_NAMES:
+                o = r["results"][s]["overall"]
+                print(
+                    f"  {s:10s} 2D {o['epe2d_px']:.2f} px  3D {o['epe3d_mm']:.2f} mm  "
+                    f"AUC {o['auc3d_20_50']:.3f}"
+                )
+        return 0
+    folder = Path(a.out) if a.out else benchmark_dir(a.n, a.size)
+    if (folder / "info.json").is_file():
+        sets = load_benchmark(folder)
+    else:
+        sets = build_benchmark(a.n, a.size)
+        save_benchmark(sets, folder)
+    print(f"occlusion benchmark in {folder}")
+    for name, s in sets.items():
+        print(f"  {name:10s} n={len(s):4d}  sha256 {fingerprint(s)[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(occlusion_main())
