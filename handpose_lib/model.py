@@ -68,11 +68,6 @@ Reading of the paper (Bekiri & Babahenini), what it says, what we chose and why:
 5. *LHR.* Eq. 1-2 exactly, see :mod:`handpose_lib.lhr`: ``beta_i = exp(log_beta_i)``,
    softmax in float32, coordinates in input pixels. The paper gives no initial beta; we start
    at ``init_beta = 5``.
-9. *Initialisation (ours).* Encoder as torchvision; the 1x1 side-output convolutions of the
-   intermediate heatmaps start at zero. On an overfitting check (tiny model, 8 fixed images,
-   Adam 1e-3, 80 steps) the 2D error fell from 24 px to 21 px with the default
-   initialisation and beta 1, to 9 px with zero side outputs, and to 4 px with zero side
-   outputs and beta 5 (beta 10: 4 px as well; a zero last head convolution did not help).
 6. *3D branch.* The paper: "two convolutional layers, each followed by ReLU ... every two
    convolutional layers are preceded by a max-pooling layer. Then we concatenate the
    processed 3D features with intermediate features ... two fully connected layers ... a
@@ -90,6 +85,11 @@ Reading of the paper (Bekiri & Babahenini), what it says, what we chose and why:
 8. *Normalisation.* Images enter as float in [0, 1] (or uint8, divided by 255) and the model
    subtracts the ImageNet mean and divides by the ImageNet std itself (buffers, not saved in
    the state dict), so data code never has to know.
+9. *Initialisation (ours).* Encoder as torchvision; the 1x1 side-output convolutions of the
+   intermediate heatmaps start at zero. On an overfitting check (tiny model, 8 fixed images,
+   Adam 1e-3, 80 steps) the 2D error fell from 24 px to 21 px with the default
+   initialisation and beta 1, to 9 px with zero side outputs, and to 4 px with zero side
+   outputs and beta 5 (beta 10: 4 px as well; a zero last head convolution did not help).
 
 Size (``benchmarks/model_bench.py``): the paper model has 32.3M parameters (21.3M in the
 encoder, 6.9M in the first FC layer of the 3D branch) and needs 5.3 GFLOPs per 128x128 image;

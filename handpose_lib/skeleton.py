@@ -103,6 +103,7 @@ def _path_matrix() -> np.ndarray:
 
 PATH_MATRIX: np.ndarray = _path_matrix()
 PATH_MATRIX.setflags(write=False)
+_PATH_MATRIX_T = None  # torch copy, made on first use (torch is imported lazily)
 
 
 # ----------------------------------------------------------------------------------------
@@ -153,7 +154,10 @@ def bones_to_joints(bones, root=None):
     if _is_torch(bones):
         import torch
 
-        a = torch.tensor(PATH_MATRIX, dtype=bones.dtype, device=bones.device)
+        global _PATH_MATRIX_T
+        if _PATH_MATRIX_T is None:
+            _PATH_MATRIX_T = torch.from_numpy(PATH_MATRIX.copy())
+        a = _PATH_MATRIX_T.to(dtype=bones.dtype, device=bones.device)
         joints = torch.einsum("jb,...bd->...jd", a, bones)
         if root is not None:
             joints = joints + torch.as_tensor(root, dtype=bones.dtype, device=bones.device)[..., None, :]
