@@ -380,7 +380,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 BUDGETS = {
     # the book's CPU runs: minutes each on one core (noisy, single seed)
     "cpu": dict(
-        n_train=4096, n_val=256, epochs=3, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
+        n_train=4096, n_val=256, epochs=6, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
     ),
     # the GPU recipe
     "full": dict(n_train=30_000, n_val=512, epochs=13, batch_size=32, lr=2e-3, num_workers=4, bench_n=1000),
@@ -660,7 +660,19 @@ def showcase(run_root: str | os.PathLike, sets: dict[str, ArraySet], k: int = 4)
 
     run_root = Path(run_root)
     models = {name: load_trained(run_root / name)[0] for name in ("a_full", "b_no_occ_aug")}
-    out: dict[str, Any] = {"failures": [], "sweep": {}, "real": []}
+    out: dict[str, Any] = {"failures": [], "sweep": {}, "real": [], "examples": {}}
+    for name, s in sets.items():  # two images of every set, for the chapter's overview
+        out["examples"][name] = [
+            {
+                "png": _png_b64(s.images[i]),
+                "gt2d": s.labels["joints2d"][i].round(2).tolist(),
+                "visibility": s.labels["visibility"][i].tolist(),
+                "occlusion_fraction": None
+                if np.isnan(s.labels["occlusion_fraction"][i])
+                else float(s.labels["occlusion_fraction"][i]),
+            }
+            for i in range(min(2, len(s)))
+        ]
     for lv in ("40%", "60%"):
         s = sets[lv]
         p = predict_dataset(models["a_full"], s, device="cpu")
