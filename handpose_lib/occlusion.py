@@ -380,7 +380,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 BUDGETS = {
     # the book's CPU runs: minutes each on one core (noisy, single seed)
     "cpu": dict(
-        n_train=4096, n_val=256, epochs=6, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
+        n_train=4096, n_val=256, epochs=3, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
     ),
     # the GPU recipe
     "full": dict(n_train=30_000, n_val=512, epochs=13, batch_size=32, lr=2e-3, num_workers=4, bench_n=1000),
