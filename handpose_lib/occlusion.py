@@ -492,10 +492,16 @@ def run_variant(
             extra_meta={"variant": src},
         )
         train_s = time.time() - t0
+    else:  # trained earlier: the training time from its log (sum of the epochs' times)
+        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        train_s = sum(r.get("time_s", 0.0) for r in rows) if src == name and rows else None
+    if head == "joints":  # saved as the DirectJoints wrapper (keys "net.*")
+        from . import checkpoint as ckpt
+
+        c = ckpt.load_checkpoint(run_dir)
+        model = ckpt.load_weights(DirectJoints(build_for_config(cfg)), c)
     else:
-        train_s = None
-    net, c = load_trained(run_dir)
-    model = DirectJoints(net) if head == "joints" else net
+        model, c = load_trained(run_dir)
     if v.get("decode") == "argmax":
         model = ArgmaxDecoded(model, size)
     model.eval()
