@@ -220,3 +220,24 @@ def test_pasted_set_is_reproducible_per_visit():
     first = p1[1]
     assert torch.equal(first["image"], p2[1]["image"])
     assert not torch.equal(first["image"], p1[1]["image"])  # the second visit draws anew
+
+
+def test_direct_joints_checkpoint_round_trip(tmp_path):
+    """(c) is trained and saved as the DirectJoints wrapper and loaded back the same way."""
+    from handpose_lib import checkpoint as ckpt
+    from handpose_lib.train import build_for_config, fit, tiny_recipe
+
+    base = [_sample(64) for _ in range(2)]
+    for s in base:
+        s["image"] = torch.nn.functional.interpolate(s["image"][None], size=128)[0]
+        s["joints2d"] = s["joints2d"] * 2
+    cfg = tiny_recipe(batch_size=2, epochs=1, max_steps=1, num_workers=0, threads=1, augment=False, n_train=2)
+    torch.manual_seed(0)
+    model = occlusion.DirectJoints(build_for_config(cfg))
+    fit(model, base, None, cfg, tmp_path / "c", loss_fn=occlusion.joint_loss_fn({}), progress=False)
+    back = ckpt.load_weights(
+        occlusion.DirectJoints(build_for_config(cfg)), ckpt.load_checkpoint(tmp_path / "c")
+    )
+    x = torch.rand(1, 3, 128, 128)
+    model.eval(), back.eval()
+    assert torch.allclose(model(x).joints3d, back(x).joints3d)
