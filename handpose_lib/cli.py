@@ -510,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     # render and data are passed through to their own parsers (they own their options)
     sub.add_parser("render", help="render procedural hands to disk (handpose render --help)", add_help=False)
     sub.add_parser("data", help="data set tools: handpose data check NAME ROOT", add_help=False)
+    sub.add_parser(
+        "occlusion-benchmark", help="occlusion benchmark and ablations (--help for options)", add_help=False
+    )
     return p
 
 
@@ -538,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_render(argv[1:])
         if argv and argv[0] == "data":
             return cmd_data(argv[1:])
+        if argv and argv[0] == "occlusion-benchmark":
+            from .occlusion import occlusion_main
+
+            return int(occlusion_main(argv[1:]) or 0)
         a = parser.parse_args(argv)
         a.argv = argv
         if a.command is None:

@@ -748,7 +748,11 @@ def occlusion_main(argv: list[str] | None = None) -> int:
         handpose occlusion-benchmark --ablate all --budget cpu # train + evaluate every variant
         handpose occlusion-benchmark --ablate a_full --budget full
     """
-    ap = argparse.ArgumentParser(prog="handpose occlusion-benchmark", description=occlusion_main.__doc__)
+    ap = argparse.ArgumentParser(
+        prog="handpose occlusion-benchmark",
+        description=occlusion_main.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--n", type=int, default=200, help="samples per set (default 200)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--out", default=None, help="folder for the benchmark (default: the cache)")

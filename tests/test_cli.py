@@ -207,3 +207,13 @@ def test_render_passthrough(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["render", "--help"])
     assert e.value.code == 0 and "handpose render" in capsys.readouterr().out
+
+
+def test_occlusion_benchmark_subcommand_help(capsys):
+    from handpose_lib import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["occlusion-benchmark", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--ablate" in out and "--budget" in out
