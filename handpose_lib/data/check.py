@@ -177,7 +177,12 @@ def format_report(report: dict) -> str:
 
 def data_check_main(argv=None) -> int:
     """``handpose data check NAME ROOT [--index I] [--json] [--decode N] [--split S]``; 0 if OK."""
-    p = argparse.ArgumentParser(prog="handpose data check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="handpose data check",
+        description=__doc__.split("\n")[0],
+        epilog="example:\n  handpose data check stb ~/data/STB --split test --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("name", choices=sorted(LOADERS), help="data set")
     p.add_argument("root", help="data set folder (for coco: the annotation json)")
     p.add_argument("--index", type=int, default=0, help="sample whose labels are printed")

@@ -177,7 +177,10 @@ def _occlusion_arg(s: str):
 def render_main(argv=None) -> int:
     """``handpose render --out DIR --n N --seed S [--occlusion LEVEL] [--left-prob P] [--size 128]``."""
     ap = argparse.ArgumentParser(
-        prog="handpose render", description="Render a procedural hand data set to disk."
+        prog="handpose render",
+        description="Render a procedural hand data set to disk.",
+        epilog="example:\n  handpose render --out data/synth-val --n 2000 --seed 1 --occlusion heavy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--n", type=int, required=True, help="number of samples")
