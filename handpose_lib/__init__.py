@@ -2,10 +2,38 @@
 
 Layers (imports only go down): ``skeleton`` -> ``metrics``, ``data``, ``model``, ``losses``
 -> ``train``, ``evaluate``, ``viz`` -> ``cli``.
+
+Submodules load on first use (``hp.model``, ``hp.train``, ...), so ``import handpose_lib``
+and the ``handpose`` command start fast; ``import handpose_lib.model`` works as usual.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from . import lhr, losses, metrics, model, skeleton  # noqa: E402
+_SUBMODULES = (
+    "skeleton",
+    "metrics",
+    "data",
+    "lhr",
+    "losses",
+    "model",
+    "checkpoint",
+    "train",
+    "evaluate",
+    "occlusion",
+    "viz",
+    "fast",
+    "cli",
+)
+__all__ = [*_SUBMODULES, "__version__"]
 
-__all__ = ["metrics", "skeleton", "lhr", "losses", "model", "__version__"]
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'handpose_lib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
