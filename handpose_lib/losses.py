@@ -51,6 +51,8 @@ class LossWeights:
     bones: float = 1.0
     heatmaps: float = 0.5
     heatmap_sigma: float = 1.0  # Gaussian target width, in cells of each intermediate map
+    latent: float = 0.0  # JS divergence of the LHR probability maps to a Gaussian (0 = off)
+    latent_sigma: float = 1.0  # its width, in cells of the latent map
 
 
 def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -157,6 +159,50 @@ def heatmap_loss(
     return total / len(intermediate)
 
 
+def latent_loss(
+    probs: Tensor, joints2d: Tensor, image_size, mask: Tensor | None = None, sigma: float = 1.0
+) -> Tensor:
+    """Jensen-Shannon divergence of each LHR probability map to a normalised Gaussian.
+
+    The regulariser of DSNT (Nibali et al., 2018, "Numerical Coordinate Regression with
+    Convolutional Neural Networks"): the coordinate loss alone accepts any map whose mean is
+    right, so early in training the maps stay flat and their gradients are weak; pulling each
+    map towards a small Gaussian at its joint gives every cell a direct signal. Joints outside
+    the image have no such target and are skipped.
+
+    Args:
+        probs: (B, J, h, w) probability maps (each sums to 1), e.g. ``HandPoseOutput.probs``.
+        joints2d: (B, J, 2) target pixels (NaN allowed where ``mask`` is False).
+        image_size: ``int`` or ``(height, width)`` of the input image.
+        mask: optional (B, J) bool, joints to supervise.
+        sigma: Gaussian width in cells of the map.
+    Returns:
+        scalar: JS divergence in nats (0 to log 2), averaged over supervised joints.
+    """
+    height, width = _hw(image_size)
+    b, j = probs.shape[:2]
+    inside = (
+        (joints2d[..., 0] >= 0)
+        & (joints2d[..., 0] < width)
+        & (joints2d[..., 1] >= 0)
+        & (joints2d[..., 1] < height)
+    )  # (B, J); False for NaN
+    mask = inside if mask is None else (mask & inside)
+    joints2d = torch.where(mask[..., None], joints2d, torch.zeros_like(joints2d))
+    target = gaussian_heatmaps(joints2d, image_size, tuple(probs.shape[-2:]), sigma)
+    q = target / target.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    p = probs if probs.dtype == torch.float64 else probs.float()
+    q = q.to(p.dtype)
+    m = 0.5 * (p + q)
+    eps = 1e-12
+
+    def kl(a: Tensor) -> Tensor:  # KL(a || m) per map; 0 log 0 = 0
+        return (a * (torch.log(a.clamp_min(eps)) - torch.log(m.clamp_min(eps)))).sum(dim=(-2, -1))
+
+    js = 0.5 * kl(p) + 0.5 * kl(q)  # (B, J)
+    return _masked_mean(js, mask)
+
+
 def _check_batch(out, batch: dict) -> None:
     for key in ("joints2d", "joints3d"):
         if key not in batch:
@@ -220,10 +266,10 @@ def compute_loss(
     lb = bone_loss(out.bones.float(), gt_bones, bone_mask)
 
     total = weights.coords2d * l2d + weights.bones * lb + weights.heatmaps * lhm
-    parts = {
-        "coords2d": l2d.detach(),
-        "bones": lb.detach(),
-        "heatmaps": lhm.detach(),
-        "total": total.detach(),
-    }
+    parts = {"coords2d": l2d.detach(), "bones": lb.detach(), "heatmaps": lhm.detach()}
+    if weights.latent > 0:
+        llat = latent_loss(out.probs, j2d, image_size, has_label, weights.latent_sigma)
+        total = total + weights.latent * llat
+        parts["latent"] = llat.detach()
+    parts["total"] = total.detach()
     return total, parts

@@ -12,6 +12,7 @@ from handpose_lib.losses import (
     coords2d_loss,
     gaussian_heatmaps,
     heatmap_loss,
+    latent_loss,
 )
 from handpose_lib.model import HandPoseOutput
 
@@ -90,9 +91,11 @@ def _perfect_output(batch):
     bones = skeleton.joints_to_bones(j3n)
     inter = [gaussian_heatmaps(batch["joints2d"], 128, s) for s in (8, 16, 32, 64)]
     b = batch["joints2d"].shape[0]
+    probs = gaussian_heatmaps(batch["joints2d"], 128, 64)  # the latent term's target (sigma 1)
+    probs = probs / probs.sum(dim=(-2, -1), keepdim=True)
     return HandPoseOutput(
         heatmaps=torch.zeros(b, 21, 64, 64),
-        probs=torch.full((b, 21, 64, 64), 1 / 4096),
+        probs=probs,
         coords2d=batch["joints2d"].clone(),
         bones=bones,
         joints3d=skeleton.bones_to_joints(bones),
@@ -171,3 +174,43 @@ def test_compute_loss_reports_bad_batches():
         compute_loss(out, {k: v for k, v in batch.items() if k != "image"})
     total, _ = compute_loss(out, {k: v for k, v in batch.items() if k != "image"}, image_size=128)
     assert total.item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_latent_loss_js_divergence():
+    g = torch.Generator().manual_seed(1)
+    j = torch.rand(2, 21, 2, generator=g, dtype=torch.float64) * 100 + 14
+    # the normalised Gaussian target itself: JS = 0
+    q = gaussian_heatmaps(j, 128, 64, sigma=1.0)
+    q = q / q.sum(dim=(-2, -1), keepdim=True)
+    assert latent_loss(q, j, 128).item() == pytest.approx(0.0, abs=1e-12)
+    # a map with all its mass on a far-away cell: disjoint supports, JS = log 2
+    far = torch.zeros_like(q)
+    far[..., 0, 0] = 1.0
+    j_far = torch.full_like(j, 120.0)
+    assert latent_loss(far, j_far, 128).item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
+    # joints outside the image and masked joints add nothing (and NaN targets stay harmless)
+    j_out = j.clone()
+    j_out[0, 3] = torch.tensor([-5.0, 60.0])
+    j_out[1, 4] = float("nan")
+    mask = torch.ones(2, 21, dtype=torch.bool)
+    mask[1, 4] = False
+    flat = torch.full_like(q, 1.0 / (64 * 64))
+    per = latent_loss(flat, j, 128)
+    assert torch.isfinite(latent_loss(flat, j_out, 128, mask))
+    assert latent_loss(flat, j_out, 128, mask).item() == pytest.approx(per.item(), rel=1e-2)
+    # float64 gradcheck on a small map
+    p = torch.softmax(torch.randn(1, 2, 36, generator=g, dtype=torch.float64), -1).reshape(1, 2, 6, 6)
+    jj = torch.tensor([[[3.0, 5.0], [9.5, 2.0]]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: latent_loss(x, jj, 12), (p.requires_grad_(),))
+
+
+def test_compute_loss_latent_term_is_optional():
+    batch = _batch()
+    out = _perfect_output(batch)
+    out.probs = torch.full_like(out.probs, 1 / 4096)  # flat maps: JS > 0
+    _, parts = compute_loss(out, batch, LossWeights(latent=0.0))
+    assert "latent" not in parts
+    total0, _ = compute_loss(out, batch, LossWeights(latent=0.0))
+    total1, parts = compute_loss(out, batch, LossWeights(latent=2.0))
+    assert "latent" in parts and parts["latent"].item() > 0
+    assert total1.item() == pytest.approx(total0.item() + 2.0 * parts["latent"].item(), rel=1e-5)
