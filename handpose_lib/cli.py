@@ -41,6 +41,7 @@ examples:
   handpose train --config tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
   handpose train --config paper --data synthetic --out runs/paper       # the paper's model, one GPU
   handpose train --config my.yaml --data stb --data-root ~/data/STB --out runs/stb
+  handpose train --config tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
   torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
 
 Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped.
@@ -75,6 +76,12 @@ def _add_train(sub):
     p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this step")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this run's or checkpoint's weights (fine-tune / second stage)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.set_defaults(func=cmd_train)
 
@@ -97,6 +104,7 @@ def _train_config(a):
             "seed": a.seed,
             "data": a.data,
             "data_root": a.data_root,
+            "init_from": a.init_from,
         }.items()
         if v is not None
     }

@@ -98,6 +98,10 @@ class TrainConfig:
         ``"cosine"`` (no warm-up), ``"step"`` (x ``step_gamma`` at ``step_milestones``, fractions
         of the run) or ``"constant"``; warmup_frac: fraction of the steps spent warming up.
         grad_clip: max gradient norm (0 = off). loss: fields of ``losses.LossWeights``.
+        init_from: start from the weights of this checkpoint (a run folder or checkpoint
+        folder, e.g. a finished run or ``models/book-tiny``) instead of a random
+        initialisation: a second training stage or a fine-tune. Only the weights are taken;
+        optimiser, schedule and step start afresh (``--resume`` continues a run instead).
     Engine:
         device: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
         amp: ``"auto"`` (bf16 on CUDA where supported, else fp16; off on CPU/MPS), ``"bf16"``,
@@ -132,6 +136,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     grad_clip: float = 5.0
     loss: dict = field(default_factory=dict)
+    init_from: str | None = None
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool = True
@@ -800,8 +805,12 @@ def fit(
     # --- the model, optimiser, schedule, data
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 (legacy global state for third-party code)
+    init = None
     if last is not None:
         ckpt.load_weights(model, last)
+    elif cfg.init_from:  # a new run that starts from another checkpoint's weights
+        init = ckpt.load_checkpoint(cfg.init_from)
+        ckpt.load_weights(model, init)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -864,6 +873,14 @@ def fit(
         "torch": torch.__version__,
         **dict(extra_meta or {}),
     }
+    if init is not None:  # where the starting weights came from (kept across resumes)
+        meta_base["init_from"] = {
+            "path": str(init.path),
+            "step": init.step,
+            "sha256": init.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256"),
+        }
+    elif last is not None and "init_from" in last.meta:
+        meta_base["init_from"] = last.meta["init_from"]
     if hasattr(_unwrap(model), "config") and hasattr(_unwrap(model).config, "to_dict"):
         meta_base.setdefault("model_config", _unwrap(model).config.to_dict())
     if info.is_main:
@@ -1037,6 +1054,8 @@ def train(
 ) -> FitResult:
     """Build the model and data of ``cfg`` and :func:`fit` them (the ``handpose train`` command)."""
     check_run_dir(Path(run_dir), resume, cfg)  # before any slow set-up
+    if cfg.init_from:
+        ckpt.resolve_checkpoint(cfg.init_from)  # a missing --init-from fails now, not after the data
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg)
     train_set, val_set = build_datasets(cfg)

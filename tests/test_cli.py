@@ -119,6 +119,8 @@ def test_train_errors(tmp_path, capsys):
     assert code == cli.EXIT_USAGE and "data_root" in err
     code, _, err = run(["train", "--data", "imagenet", "--out", tmp_path / "a"], capsys)
     assert code == cli.EXIT_USAGE and "unknown data set" in err
+    code, _, err = run(["train", "--init-from", tmp_path / "nowhere", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "nowhere" in err and "does not exist" in err
 
 
 def test_predict_on_real_photos(model_dir, tmp_path, capsys):

@@ -149,6 +149,26 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
+    first, _ = _fit(cfg(epochs=1), tmp_path / "stage1")
+    # stage 2 with 0 effective lr: the weights it starts from are exactly stage 1's
+    frozen, _ = _fit(cfg(epochs=1, lr=0.0, init_from=str(tmp_path / "stage1")), tmp_path / "stage2")
+    a, b = _weights(first), _weights(frozen)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = ck.load_checkpoint(tmp_path / "stage2")
+    assert c.step == 8  # a new run: its own step count, not stage 1's
+    src = ck.load_checkpoint(tmp_path / "stage1")
+    assert c.meta["init_from"]["step"] == src.step == 8
+    assert c.meta["init_from"]["sha256"] == src.meta["files"][ck.MODEL_FILE]["sha256"]
+    # the record survives a resume; a missing source is a clear error
+    c3 = cfg(epochs=2, init_from=str(tmp_path / "stage1"))
+    _fit(tr.TrainConfig(**{**c3.to_dict(), "max_steps": 4}), tmp_path / "s3")
+    _fit(c3, tmp_path / "s3", resume=True)
+    assert ck.load_checkpoint(tmp_path / "s3").meta["init_from"]["step"] == 8
+    with pytest.raises(ck.CheckpointError, match="does not exist"):
+        _fit(cfg(init_from=str(tmp_path / "nowhere")), tmp_path / "s4")
+
+
 def test_stop_signal_saves_a_checkpoint_then_resume(tmp_path):
     def send_term(step, info):
         if step == 3:
