@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE
+from . import native as _native
 from .backgrounds import PAD, background_pool, noise_texture
 from .compiled import fast, use_compiled
 from .geometry import INF, _dot, _unit, ray_box, ray_cylinder, ray_round_cone, ray_sphere
@@ -385,15 +386,22 @@ def _add_noise(img, tex, off, noise):
     return img.clamp(0, 1)
 
 
-def postprocess(img: torch.Tensor, scene: dict, compiled: bool = False) -> torch.Tensor:
-    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W)."""
+def postprocess(img: torch.Tensor, scene: dict, compiled: bool = False, native: bool = False) -> torch.Tensor:
+    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W).
+
+    ``native``: blur and noise by the C++ kernel (``native.py``), in place (CPU tensors)."""
     app = scene["appearance"]
     B = img.shape[0]
     blur = app["blur"]  # (B,) sigma, 0 = none
-    if bool((blur > 0).any()):
-        img = _blur(img, _gauss5(blur), blur, compiled=compiled)
     tex = noise_texture().to(img.device)[0]
-    img = _add_noise(img, tex, app["tex_offset"], app["noise"], compiled=compiled)
+    if native:
+        if bool((blur > 0).any()):
+            img = _native.blur_(img, _gauss5(blur), blur)
+        img = _native.add_noise_(img, tex, app["tex_offset"], app["noise"])
+    else:
+        if bool((blur > 0).any()):
+            img = _blur(img, _gauss5(blur), blur, compiled=compiled)
+        img = _add_noise(img, tex, app["tex_offset"], app["noise"], compiled=compiled)
     jq = app["jpeg_quality"]
     if bool((jq > 0).any()):
         out = []
@@ -457,12 +465,31 @@ def visibility(
 # the whole image
 
 
-def render(scene: dict, K: torch.Tensor, H: int, W: int, compiled: bool | None = None) -> dict:
+def _pinhole(K: torch.Tensor) -> bool:
+    """Whether all intrinsics (B, 3, 3) have no skew and last row (0, 0, 1): the C++ kernel's
+    own ray formula then rounds like :func:`pixel_rays`."""
+    z = torch.stack([K[:, 0, 1], K[:, 1, 0], K[:, 2, 0], K[:, 2, 1], K[:, 2, 2] - 1], -1)
+    return bool((z == 0).all())
+
+
+def render(
+    scene: dict, K: torch.Tensor, H: int, W: int, compiled: bool | None = None, native: bool | None = None
+) -> dict:
     """Render a batch: returns image (B,3,H,W) [0,1], mask (B,H,W) bool, depth (B,H,W) mm (z of
     the visible hand surface, 0 where the pixel does not show the hand), occlusion_fraction (B,).
 
-    ``compiled``: use the ``torch.compile``-d kernels (``compiled.py``); ``None`` decides by
-    :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
+    ``native``: for CPU tensors, do the per-pixel work in the C++ kernel (``native.py``, the same
+    bits); ``None`` decides by :func:`native.use_native` (availability, ``HANDPOSE_SYNTH_NATIVE``).
+    ``compiled`` (torch code only): use the ``torch.compile``-d kernels (``compiled.py``); ``None``
+    decides by :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
+    if native is None:
+        native = _native.use_native(K.device)
+    if native:
+        triples = cull(scene, K, H, W)
+        rays = None if _pinhole(K) else pixel_rays(K, H, W)
+        image, mask, depth, frac = _native.render_images(scene, K, H, W, triples, rays)
+        image = postprocess(image, scene, native=True)
+        return {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac}
     if compiled is None:
         compiled = use_compiled(K.device, K.shape[0])
     rays = pixel_rays(K, H, W)

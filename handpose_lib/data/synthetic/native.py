@@ -1,0 +1,260 @@
+"""Optional C++ kernel for CPU rendering: the fastest path (``native_engine.cpp``).
+
+For CPU tensors, :func:`render.render` can hand the per-pixel work (rays, depth pass over the
+culled work list, shading, background, composition, blur and noise) to a small C++ library that
+renders one image at a time with its buffers in the CPU cache. The library is plain C++ (no torch
+headers), compiled once with the system's C++ compiler into a cache folder and called through
+``ctypes``; the torch code in ``render.py`` stays the reference (and the CUDA path). The C++ code
+repeats the reference operation by operation in float32 and in the same order, so it gives the
+same bits (``tests/test_synthetic.py`` compares the two).
+
+Control, in this order:
+
+- :func:`set_native` (``True``, ``False`` or ``"auto"``) from code;
+- the environment variable ``HANDPOSE_SYNTH_NATIVE`` = ``1`` / ``0`` / ``auto`` (the default).
+
+``auto`` uses the kernel for CPU tensors when it builds and passes its load-time check (rays equal
+to ``render.pixel_rays``). Build: about 2-5 s, once per source version, cached in
+``$HANDPOSE_CACHE/native`` (default ``~/.cache/handpose_lib/native``). Without a compiler, or when
+the build or the check fails, it warns once and the torch code runs instead (same outputs, slower).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("native_engine.cpp")
+FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+
+_MODE: bool | str | None = None  # None: read HANDPOSE_SYNTH_NATIVE
+BUILD_SECONDS: float | None = None  # time the last build took in this process (None: cached)
+
+
+def set_native(mode: bool | str) -> None:
+    """Use the C++ kernel for CPU renders: ``True``, ``False`` (torch code) or ``"auto"``."""
+    global _MODE
+    if mode not in (True, False, "auto"):
+        raise ValueError(f"set_native: use True, False or 'auto', got {mode!r}")
+    _MODE = mode
+
+
+def _mode() -> bool | str:
+    if _MODE is not None:
+        return _MODE
+    env = os.environ.get("HANDPOSE_SYNTH_NATIVE", "auto").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return "auto"
+
+
+def _compiler() -> str | None:
+    cxx = os.environ.get("CXX")
+    for c in ([cxx] if cxx else []) + ["g++", "c++", "clang++"]:
+        if c and shutil.which(c):
+            return c
+    return None
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("HANDPOSE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "handpose_lib")
+    return Path(root) / "native"
+
+
+def _build() -> Path:
+    """Compile ``native_engine.cpp`` (or find it compiled): the path of the shared library."""
+    global BUILD_SECONDS
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++, c++, clang++ or $CXX) on the PATH")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+    h = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS), version, platform.machine()):
+        h.update(part if isinstance(part, bytes) else part.encode())
+    lib = _cache_dir() / f"native_engine_{h.hexdigest()[:16]}.so"
+    if lib.exists():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    import time
+
+    t0 = time.perf_counter()
+    # build next to the target and rename: concurrent processes (DataLoader workers) never see
+    # a half-written library
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+    os.close(fd)
+    try:
+        res = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-2000:]}")
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    BUILD_SECONDS = time.perf_counter() - t0
+    return lib
+
+
+def _ptr(x: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(0 if x is None else x.data_ptr())
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    """The loaded and checked library, or None (with a warning) when it cannot be used."""
+    try:
+        lib = ctypes.CDLL(str(_build()))
+        P, I, L = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+        signatures = {
+            "hp_rays": [I, I, I, P, P],
+            "hp_render": [I, I, I, I, P, P, P, P, L, P, P, P, P, I, P, I, P, P, P, P],
+            "hp_blur": [I, I, I, P, P, P],
+            "hp_noise": [I, I, I, P, P, I, P, P],
+        }
+        for name, args in signatures.items():
+            getattr(lib, name).argtypes = args
+            getattr(lib, name).restype = None
+        _check_rays(lib)
+        return lib
+    except Exception as e:  # no compiler, failed build, different rounding: use the torch code
+        warnings.warn(
+            f"the renderer's C++ kernel is not available ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); using the torch code (same outputs, "
+            "slower). Set HANDPOSE_SYNTH_NATIVE=0 to skip the attempt.",
+            stacklevel=3,
+        )
+        return None
+
+
+def _check_rays(lib: ctypes.CDLL) -> None:
+    """The kernel computes the pixel rays itself; they must equal ``render.pixel_rays``'s bits
+    (torch's ``norm`` rounds with fused multiply-adds where the CPU has them)."""
+    from . import camera, dataset
+    from .render import pixel_rays
+
+    cfg = dataset.SyntheticConfig()
+    p = dataset.sample_scene(0, torch.arange(16), cfg)
+    for K, H, W in (
+        (camera.crop_intrinsics(p["K_full"], p["box"], 64), 64, 64),
+        (p["K_full"][:2], camera.FRAME_H, camera.FRAME_W),
+    ):
+        ref = pixel_rays(K, H, W)
+        out = torch.empty_like(ref)
+        Kinv = torch.linalg.inv(K).contiguous()
+        lib.hp_rays(K.shape[0], H, W, _ptr(Kinv), _ptr(out))
+        if not torch.equal(out, ref):
+            raise RuntimeError("the kernel's pixel rays differ from render.pixel_rays in rounding")
+
+
+def use_native(device: torch.device) -> bool:
+    """Whether a render call on ``device`` uses the C++ kernel."""
+    if _mode() is False or torch.device(device).type != "cpu":
+        return False
+    return _library() is not None
+
+
+def available() -> bool:
+    """Whether the C++ kernel builds, loads and passes its check here."""
+    return _library() is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# packing the scene for the kernel (layouts documented at the top of native_engine.cpp)
+
+
+def _rows(parts: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Concatenate (B, S, k_i) parts along the last dim and zero-pad to (B, S, width)."""
+    x = torch.cat([p.float() for p in parts], -1)
+    return torch.nn.functional.pad(x, (0, width - x.shape[-1]))
+
+
+def pack_scene(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(prim (B, P, 16), objapp (B, 6, 8), app (B, 32))`` float32 tables of a scene dict."""
+    ob, ap = scene["objects"], scene["appearance"]
+    B = scene["cone_a"].shape[0]
+
+    def col(x):  # (B, S) -> (B, S, 1)
+        return x[..., None]
+
+    cones = _rows([scene["cone_a"], scene["cone_b"], col(scene["cone_ra"]), col(scene["cone_rb"])], 16)
+    spheres = _rows([ob["sph_c"], col(ob["sph_r"])], 16)
+    boxes = _rows([ob["box_c"], ob["box_rot"].flatten(-2), ob["box_half"]], 16)
+    cyls = _rows([ob["cyl_a"], ob["cyl_b"], col(ob["cyl_r"])], 16)
+    prim = torch.cat([cones, spheres, boxes, cyls], 1).contiguous()
+    objapp = _rows([ob["color"], col(ob["tex"]), col(ob["tex_scale"]), ob["tex_axis"]], 8).contiguous()
+    app = _rows(
+        [
+            ap["skin"],
+            col(ap["skin_texture"]),
+            ap["light_dir"],
+            ap["light_color"],
+            col(ap["ambient"]),
+            col(ap["light_power"]),
+            col(ap["wrap"]),
+            col(ap["specular"]),
+            ap["bg_u"],
+            col(ap["bg_prob"]),
+            ap["bg_gain"],
+            ap["bg_plain"],
+        ],
+        32,
+    ).contiguous()
+    assert app.shape == (B, 32)
+    return prim, objapp, app
+
+
+def render_images(
+    scene: dict, K: torch.Tensor, H: int, W: int, triples: torch.Tensor, rays: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel's ``render.render`` before postprocessing: ``(image (B, 3, H, W), mask (B, H, W)
+    bool, depth (B, H, W), occlusion_fraction (B,))`` from the work list ``triples`` (N, 3) of
+    :func:`render.cull`. ``rays`` (B, HW, 3): torch's pixel rays, if the kernel should not
+    compute them (cameras with skew)."""
+    from .backgrounds import background_pool, noise_texture
+
+    lib = _library()
+    B, C = scene["cone_ra"].shape
+    prim, objapp, app = pack_scene(scene)
+    tex_off = scene["appearance"]["tex_offset"].to(torch.int64).contiguous()
+    Kinv = torch.linalg.inv(K).float().contiguous()
+    skin = noise_texture()[1].contiguous()
+    pool = background_pool(H, W)
+    tri = triples.contiguous()
+    image = torch.empty(B, 3, H, W)
+    mask = torch.empty(B, H, W, dtype=torch.bool)
+    depth = torch.empty(B, H, W)
+    frac = torch.empty(B)
+    rays = None if rays is None else rays.contiguous()
+    lib.hp_render(
+        B, H, W, C, _ptr(Kinv), _ptr(rays), _ptr(prim), _ptr(tri), tri.shape[0],
+        _ptr(objapp), _ptr(app), _ptr(tex_off), _ptr(skin), skin.shape[-1], _ptr(pool), pool.shape[0],
+        _ptr(image), _ptr(mask), _ptr(depth), _ptr(frac),
+    )  # fmt: skip
+    return image, mask, depth, frac
+
+
+def blur_(img: torch.Tensor, gk: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``render._blur`` in place on contiguous (B, 3, H, W) float32 images."""
+    B, _, H, W = img.shape
+    gk, sigma = gk.float().contiguous(), sigma.float().contiguous()
+    _library().hp_blur(B, H, W, _ptr(img), _ptr(gk), _ptr(sigma))
+    return img
+
+
+def add_noise_(img: torch.Tensor, tex: torch.Tensor, off: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``render._add_noise`` in place on contiguous (B, 3, H, W) float32 images."""
+    B, _, H, W = img.shape
+    tex, off, noise = tex.contiguous(), off.to(torch.int64).contiguous(), noise.float().contiguous()
+    _library().hp_noise(B, H, W, _ptr(img), _ptr(tex), tex.shape[-1], _ptr(off), _ptr(noise))
+    return img
