@@ -62,10 +62,10 @@ enum {
 };
 
 // torch semantics of the few non-arithmetic operations (NaN propagates like in torch)
-inline float t_min(float a, float b) { return (a != a || b != b) ? NaN : (a < b ? a : b); }
-inline float t_max(float a, float b) { return (a != a || b != b) ? NaN : (a > b ? a : b); }
-inline float t_clamp_min(float x, float lo) { return x != x ? x : (x < lo ? lo : x); }
-inline float t_clamp(float x, float lo, float hi) { return x != x ? x : (x < lo ? lo : (x > hi ? hi : x)); }
+inline float t_min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
+inline float t_max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
+inline float t_clamp_min(float x, float lo) { return x < lo ? lo : x; }  // NaN stays NaN
+inline float t_clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
 inline float t_sign(float x) { return x > 0 ? 1.0f : (x < 0 ? -1.0f : (x == 0 ? 0.0f : x)); }
 inline float t_sqrt(float x) { return (float)std::sqrt((double)x); }  // geometry._sqrt
 inline float t_remainder(float a, float b) {  // torch.remainder (Python's %)
@@ -90,59 +90,77 @@ inline V3 unit(V3 v, float eps) {  // geometry._unit
 }
 
 // ---------------------------------------------------------------------------------------------
-// ray intersections (geometry.py), rays t * d from the origin; normals only when nrm != nullptr
+// ray intersections (geometry.py), rays t * d from the origin. Each primitive is a struct whose
+// constructor computes the terms that do not depend on the ray (the same operations as the
+// reference, only done once per primitive instead of once per ray) and whose ``hit`` gives t
+// (inf where missed) and, when ``nrm`` is not null, the unit normal.
 
-float ray_round_cone(V3 d, const float* q, V3* nrm) {
-    V3 pa = v3(q), pb = v3(q + 3);
-    float ra = q[6], rb = q[7];
-    V3 ba = pb - pa;
-    float rr = ra - rb;
-    float m0 = dot(ba, ba);
-    float m1 = -dot(ba, pa);
-    float m5 = dot(pa, pa);
-    float m2 = dot(ba, d);
-    float m3 = -dot(d, pa);
-    float m6 = m3 - m2;
-    float m7 = dot(pb, pb);
-    float d2 = m0 - rr * rr;
-    float k2 = d2 - m2 * m2;
-    float k1 = d2 * m3 - m1 * m2 + m2 * rr * ra;
-    float k0 = d2 * m5 - m1 * m1 + m1 * rr * ra * f(2.0) - m0 * ra * ra;
-    float h = k1 * k1 - k0 * k2;
-    float t_body = (-t_sqrt(t_clamp_min(h, 0)) - k1) / k2;
-    float y = m1 - ra * rr + t_body * m2;
-    bool body = (h >= 0) && (y > 0) && (y < d2);
-    float h1 = m3 * m3 - m5 + ra * ra;
-    float h2 = m6 * m6 - m7 + rb * rb;
-    float t1 = h1 > 0 ? -m3 - t_sqrt(t_clamp_min(h1, 0)) : INF;
-    float t2 = h2 > 0 ? -m6 - t_sqrt(t_clamp_min(h2, 0)) : INF;
-    float t_cap = t_min(t1, t2);
-    float t = body ? t_body : t_cap;
-    t = t > 0 ? t : INF;
-    if (nrm) {
-        V3 p = d * t;
-        V3 n;
-        if (body) {
-            V3 e = p - pa;
-            n = {e.x * d2 - ba.x * y, e.y * d2 - ba.y * y, e.z * d2 - ba.z * y};
-        } else {
-            n = (t1 <= t2) ? (p - pa) / ra : (p - pb) / rb;
-        }
-        *nrm = unit(n, f(1e-9));
+struct RoundCone {
+    V3 pa, pb, ba;
+    float ra, rb, rr, m0, m1, m5, m7, d2, k0, m1_rarr, rara, rbrb;
+    explicit RoundCone(const float* q) {
+        pa = v3(q), pb = v3(q + 3);
+        ra = q[6], rb = q[7];
+        ba = pb - pa;
+        rr = ra - rb;
+        m0 = dot(ba, ba);
+        m1 = -dot(ba, pa);
+        m5 = dot(pa, pa);
+        m7 = dot(pb, pb);
+        d2 = m0 - rr * rr;
+        k0 = d2 * m5 - m1 * m1 + m1 * rr * ra * f(2.0) - m0 * ra * ra;
+        m1_rarr = m1 - ra * rr;
+        rara = ra * ra;
+        rbrb = rb * rb;
     }
-    return t;
-}
+    float hit(V3 d, V3* nrm) const {
+        float m2 = dot(ba, d);
+        float m3 = -dot(d, pa);
+        float m6 = m3 - m2;
+        float k2 = d2 - m2 * m2;
+        float k1 = d2 * m3 - m1 * m2 + m2 * rr * ra;
+        float h = k1 * k1 - k0 * k2;
+        float t_body = (-t_sqrt(t_clamp_min(h, 0)) - k1) / k2;
+        float y = m1_rarr + t_body * m2;  // m1 - ra * rr + t_body * m2
+        float h1 = m3 * m3 - m5 + rara;
+        float h2 = m6 * m6 - m7 + rbrb;
+        float t1 = h1 > 0 ? -m3 - t_sqrt(t_clamp_min(h1, 0)) : INF;
+        float t2 = h2 > 0 ? -m6 - t_sqrt(t_clamp_min(h2, 0)) : INF;
+        // torch.minimum(t1, t2): neither is NaN (each is inf unless h > 0, then finite), so a
+        // plain minimum (which the compiler vectorises, unlike t_min)
+        float t_cap = t1 < t2 ? t1 : t2;
+        // body = (h >= 0) & (y > 0) & (y < d2), written as selects (the vectoriser prefers them)
+        float t = h >= 0 ? (y > 0 ? (y < d2 ? t_body : t_cap) : t_cap) : t_cap;
+        t = t > 0 ? t : INF;
+        if (nrm) {
+            bool body = (h >= 0) & (y > 0) & (y < d2);
+            V3 p = d * t;
+            V3 n;
+            if (body) {
+                V3 e = p - pa;
+                n = {e.x * d2 - ba.x * y, e.y * d2 - ba.y * y, e.z * d2 - ba.z * y};
+            } else {
+                n = (t1 <= t2) ? (p - pa) / ra : (p - pb) / rb;
+            }
+            *nrm = unit(n, f(1e-9));
+        }
+        return t;
+    }
+};
 
-float ray_sphere(V3 d, const float* q, V3* nrm) {
-    V3 c = v3(q);
-    float r = q[3];
-    float b = dot(d, c);
-    float h = b * b - dot(c, c) + r * r;
-    float t = h > 0 ? b - t_sqrt(t_clamp_min(h, 0)) : INF;
-    t = t > 0 ? t : INF;
-    if (nrm) *nrm = (d * t - c) / r;
-    return t;
-}
+struct Sphere {
+    V3 c;
+    float r, cc, rr;
+    explicit Sphere(const float* q) : c(v3(q)), r(q[3]), cc(dot(c, c)), rr(r * r) {}
+    float hit(V3 d, V3* nrm) const {
+        float b = dot(d, c);
+        float h = b * b - cc + rr;
+        float t = h > 0 ? b - t_sqrt(t_clamp_min(h, 0)) : INF;
+        t = t > 0 ? t : INF;
+        if (nrm) *nrm = (d * t - c) / r;
+        return t;
+    }
+};
 
 // rot^T v: coordinates of v on the columns of the row-major rotation r
 inline V3 rot_t(const float* r, V3 v) {
@@ -150,69 +168,86 @@ inline V3 rot_t(const float* r, V3 v) {
             r[2] * v.x + r[5] * v.y + r[8] * v.z};
 }
 
-float ray_box(V3 d, const float* q, V3* nrm) {
-    V3 c = v3(q);
-    const float* rot = q + 3;
-    const float* half = q + 12;
-    V3 o = -rot_t(rot, c);
-    V3 dlv = rot_t(rot, d);
-    float dl[3] = {dlv.x, dlv.y, dlv.z}, ov[3] = {o.x, o.y, o.z}, t1[3], t2[3];
-    const float tiny = f(1e-12);
-    for (int i = 0; i < 3; i++) {
-        float inv = 1.0f / (std::fabs(dl[i]) < tiny ? tiny : dl[i]);
-        float n = -ov[i] * inv;
-        float k = std::fabs(inv) * half[i];
-        t1[i] = n - k;
-        t2[i] = n + k;
+struct Box {
+    float rot[9];  // (3, 3) row-major, columns = the box axes
+    V3 nego, half;  // -o (o: the ray origin in box coordinates), half extents
+    explicit Box(const float* q) {
+        for (int i = 0; i < 9; i++) rot[i] = q[3 + i];
+        nego = -(-rot_t(rot, v3(q)));  // -o with o = -rot^T c
+        half = v3(q + 12);
     }
-    float tn = t_max(t_max(t1[0], t1[1]), t1[2]);
-    float tf = t_min(t_min(t2[0], t2[1]), t2[2]);
-    bool hit = (tn < tf) && (tf > 0);
-    float t = (hit && (tn > 0)) ? tn : INF;
-    if (nrm) {
-        int axis = 0;  // argmax: first maximum
-        for (int i = 1; i < 3; i++)
-            if (t1[i] > t1[axis]) axis = i;
-        float nl[3];
-        for (int i = 0; i < 3; i++) nl[i] = (i == axis ? 1.0f : 0.0f) * -t_sign(dl[i]);
-        // rot nl (geometry._rot)
-        *nrm = {rot[0] * nl[0] + rot[1] * nl[1] + rot[2] * nl[2], rot[3] * nl[0] + rot[4] * nl[1] + rot[5] * nl[2],
-                rot[6] * nl[0] + rot[7] * nl[1] + rot[8] * nl[2]};
+    // one slab: t1, t2 of the axis with direction component dl
+    static inline void slab(float dl, float nego, float half, float& t1, float& t2) {
+        const float tiny = f(1e-12);
+        float inv = 1.0f / (std::fabs(dl) < tiny ? tiny : dl);
+        float n = nego * inv;
+        float k = std::fabs(inv) * half;
+        t1 = n - k;
+        t2 = n + k;
     }
-    return t;
-}
-
-float ray_cylinder(V3 d, const float* q, V3* nrm) {
-    V3 pa = v3(q), pb = v3(q + 3);
-    float r = q[6];
-    V3 ba = pb - pa;
-    V3 oc = -pa;
-    float baba = dot(ba, ba);
-    float bard = dot(ba, d);
-    float baoc = dot(ba, oc);
-    float k2 = baba - bard * bard;
-    float k1 = baba * dot(oc, d) - baoc * bard;
-    float k0 = baba * dot(oc, oc) - baoc * baoc - r * r * baba;
-    float h = k1 * k1 - k2 * k0;
-    float hs = t_sqrt(t_clamp_min(h, 0));
-    float t_body = (-k1 - hs) / k2;
-    float y = baoc + t_body * bard;
-    bool body = (h >= 0) && (y > 0) && (y < baba);
-    float t_cap = ((y < 0 ? 0.0f : baba) - baoc) / bard;
-    bool cap = (h >= 0) && (std::fabs(k1 + k2 * t_cap) < hs);
-    float t = body ? t_body : (cap ? t_cap : INF);
-    t = t > 0 ? t : INF;
-    if (nrm) {
-        if (body) {
-            V3 p = d * t;
-            float s = y / baba;
-            *nrm = V3{(p.x - pa.x) - ba.x * s, (p.y - pa.y) - ba.y * s, (p.z - pa.z) - ba.z * s} / r;
-        } else {
-            *nrm = ba * (t_sign(y) / t_sqrt(baba));
+    float hit(V3 d, V3* nrm) const {
+        V3 dl = rot_t(rot, d);
+        float t1x, t2x, t1y, t2y, t1z, t2z;
+        slab(dl.x, nego.x, half.x, t1x, t2x);
+        slab(dl.y, nego.y, half.y, t1y, t2y);
+        slab(dl.z, nego.z, half.z, t1z, t2z);
+        float tn = t_max(t_max(t1x, t1y), t1z);
+        float tf = t_min(t_min(t2x, t2y), t2z);
+        bool hit = (tn < tf) & (tf > 0);
+        float t = (hit & (tn > 0)) ? tn : INF;
+        if (nrm) {
+            // argmax of (t1x, t1y, t1z): the first maximum
+            int axis = t1y > t1x ? 1 : 0;
+            if (t1z > (axis ? t1y : t1x)) axis = 2;
+            float nl[3] = {(axis == 0 ? 1.0f : 0.0f) * -t_sign(dl.x), (axis == 1 ? 1.0f : 0.0f) * -t_sign(dl.y),
+                           (axis == 2 ? 1.0f : 0.0f) * -t_sign(dl.z)};
+            // rot nl (geometry._rot)
+            *nrm = {rot[0] * nl[0] + rot[1] * nl[1] + rot[2] * nl[2],
+                    rot[3] * nl[0] + rot[4] * nl[1] + rot[5] * nl[2],
+                    rot[6] * nl[0] + rot[7] * nl[1] + rot[8] * nl[2]};
         }
+        return t;
     }
-    return t;
-}
+};
+
+struct Cylinder {
+    V3 pa, ba, oc;
+    float r, baba, baoc, k0;
+    explicit Cylinder(const float* q) {
+        pa = v3(q);
+        V3 pb = v3(q + 3);
+        r = q[6];
+        ba = pb - pa;
+        oc = -pa;
+        baba = dot(ba, ba);
+        baoc = dot(ba, oc);
+        k0 = baba * dot(oc, oc) - baoc * baoc - r * r * baba;
+    }
+    float hit(V3 d, V3* nrm) const {
+        float bard = dot(ba, d);
+        float k2 = baba - bard * bard;
+        float k1 = baba * dot(oc, d) - baoc * bard;
+        float h = k1 * k1 - k2 * k0;
+        float hs = t_sqrt(t_clamp_min(h, 0));
+        float t_body = (-k1 - hs) / k2;
+        float y = baoc + t_body * bard;
+        bool body = (h >= 0) & (y > 0) & (y < baba);
+        float t_cap = ((y < 0 ? 0.0f : baba) - baoc) / bard;
+        bool cap = (h >= 0) & (std::fabs(k1 + k2 * t_cap) < hs);
+        float t = body ? t_body : (cap ? t_cap : INF);
+        t = t > 0 ? t : INF;
+        if (nrm) {
+            if (body) {
+                V3 p = d * t;
+                float s = y / baba;
+                *nrm = V3{(p.x - pa.x) - ba.x * s, (p.y - pa.y) - ba.y * s, (p.z - pa.z) - ba.z * s} / r;
+            } else {
+                *nrm = ba * (t_sign(y) / t_sqrt(baba));
+            }
+        }
+        return t;
+    }
+};
 
 enum Kind { CONE, SPHERE, BOX, CYL };
 
@@ -226,17 +261,38 @@ struct Layout {  // render.slot_layout
     }
 };
 
-inline float intersect(Kind k, V3 d, const float* q, V3* nrm) {
-    switch (k) {
-        case CONE: return ray_round_cone(d, q, nrm);
-        case SPHERE: return ray_sphere(d, q, nrm);
-        case BOX: return ray_box(d, q, nrm);
-        default: return ray_cylinder(d, q, nrm);
+// Rays of one image in structure-of-arrays layout (x, y, z each (HW,)), tile-major.
+struct Rays {
+    std::vector<float> x, y, z;
+    explicit Rays(int HW) : x(HW), y(HW), z(HW) {}
+    V3 operator[](int q) const { return {x[q], y[q], z[q]}; }
+};
+
+// render._tile_keys for one (slot, tile): keep per pixel the smallest key (depth << 6 | slot)
+// (not inlined: compiled on its own, GCC vectorises the first loop, 8 rays at a time with AVX2)
+template <class Prim>
+__attribute__((noinline)) void tile_keys(const Prim& pr, const Rays& rays, int tile, int s, int64_t* z) {
+    float t[64];
+    const float *rx = rays.x.data() + tile * 64, *ry = rays.y.data() + tile * 64, *rz = rays.z.data() + tile * 64;
+    for (int l = 0; l < 64; l++) t[l] = pr.hit(V3{rx[l], ry[l], rz[l]}, nullptr);
+    for (int l = 0; l < 64; l++) {
+        int64_t key = std::isfinite(t[l]) ? ((int64_t)std::fmin(t[l] * 16.0f, 1099511627776.0f)) << ID_BITS : BIG;
+        key |= s;
+        if (key < z[l]) z[l] = key;
     }
 }
 
-// render.pixel_rays for one image: (HW, 3) unit directions, tile-major
-void image_rays(const float* Ki, int H, int W, float* rays) {
+inline float intersect(Kind k, V3 d, const float* q, V3* nrm) {
+    switch (k) {
+        case CONE: return RoundCone(q).hit(d, nrm);
+        case SPHERE: return Sphere(q).hit(d, nrm);
+        case BOX: return Box(q).hit(d, nrm);
+        default: return Cylinder(q).hit(d, nrm);
+    }
+}
+
+// render.pixel_rays for one image (tile-major)
+void image_rays(const float* Ki, int H, int W, Rays& rays) {
     const int Tw = W / TILE, HW = H * W;
     for (int q = 0; q < HW; q++) {
         int tile = q / 64, lane = q % 64;
@@ -249,9 +305,9 @@ void image_rays(const float* Ki, int H, int W, float* rays) {
         // d.norm(dim=-1): torch's kernel accumulates the squares with fused multiply-adds
         float ss = std::fma(dz, dz, std::fma(dy, dy, dx * dx));
         float n = t_sqrt(ss);
-        rays[3 * q] = dx / n;
-        rays[3 * q + 1] = dy / n;
-        rays[3 * q + 2] = dz / n;
+        rays.x[q] = dx / n;
+        rays.y[q] = dy / n;
+        rays.z[q] = dz / n;
     }
 }
 
@@ -261,7 +317,13 @@ extern "C" {
 
 // render.pixel_rays: Kinv (B, 3, 3) -> rays (B, HW, 3); used to check the kernel against torch
 void hp_rays(int B, int H, int W, const float* Kinv, float* rays) {
-    for (int b = 0; b < B; b++) image_rays(Kinv + 9 * b, H, W, rays + (int64_t)b * H * W * 3);
+    const int HW = H * W;
+    Rays r(HW);
+    for (int b = 0; b < B; b++) {
+        image_rays(Kinv + 9 * b, H, W, r);
+        float* out = rays + (int64_t)b * HW * 3;
+        for (int q = 0; q < HW; q++) out[3 * q] = r.x[q], out[3 * q + 1] = r.y[q], out[3 * q + 2] = r.z[q];
+    }
 }
 
 // render.render up to (not including) postprocess: depth pass over the work list, shading,
@@ -274,12 +336,16 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
     const int HW = H * W, Tw = W / TILE, P = C + NUM_SPHERES + NUM_BOXES + NUM_CYLINDERS;
     const int PH = H + PAD, PW = W + PAD;
     const Layout lay{C};
-    std::vector<float> rays_buf(rays_in ? 0 : (size_t)HW * 3);
+    Rays rays(HW);
     std::vector<int64_t> zh(HW), zo(HW);
     int64_t n0 = 0;  // first triple of image b
     for (int b = 0; b < B; b++) {
-        const float* rays = rays_in ? rays_in + (int64_t)b * HW * 3 : rays_buf.data();
-        if (!rays_in) image_rays(Kinv + 9 * b, H, W, rays_buf.data());
+        if (rays_in) {
+            const float* r = rays_in + (int64_t)b * HW * 3;
+            for (int q = 0; q < HW; q++) rays.x[q] = r[3 * q], rays.y[q] = r[3 * q + 1], rays.z[q] = r[3 * q + 2];
+        } else {
+            image_rays(Kinv + 9 * b, H, W, rays);
+        }
         const float* pb = prim + (int64_t)b * P * PRIM_W;
         // --- depth pass (render.depth_pass / _tile_keys): nearest key per pixel
         std::fill(zh.begin(), zh.end(), BIG);
@@ -289,15 +355,12 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
         for (int64_t i = n0; i < n1; i++) {
             int s = (int)triples[3 * i + 1];
             int tile = (int)triples[3 * i + 2];
-            Kind k = lay.kind(s);
-            int64_t* z = (k == CONE ? zh.data() : zo.data()) + tile * 64;
             const float* q = pb + s * PRIM_W;
-            const float* r = rays + tile * 64 * 3;
-            for (int l = 0; l < 64; l++) {
-                float t = intersect(k, v3(r + 3 * l), q, nullptr);
-                int64_t key = std::isfinite(t) ? ((int64_t)std::fmin(t * 16.0f, 1099511627776.0f)) << ID_BITS : BIG;
-                key |= s;
-                if (key < z[l]) z[l] = key;
+            switch (lay.kind(s)) {
+                case CONE: tile_keys(RoundCone(q), rays, tile, s, zh.data() + tile * 64); break;
+                case SPHERE: tile_keys(Sphere(q), rays, tile, s, zo.data() + tile * 64); break;
+                case BOX: tile_keys(Box(q), rays, tile, s, zo.data() + tile * 64); break;
+                default: tile_keys(Cylinder(q), rays, tile, s, zo.data() + tile * 64);
             }
         }
         n0 = n1;
@@ -348,7 +411,7 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
                 continue;
             }
             int s = (int)(key & ((1 << ID_BITS) - 1));
-            V3 d = v3(rays + 3 * q);
+            V3 d = rays[q];
             V3 nrm;
             float t = intersect(lay.kind(s), d, pb + s * PRIM_W, &nrm);
             V3 p = d * t;
