@@ -359,6 +359,14 @@ def test_native_kernel_equals_torch_reference(cfg):
     assert out["mask"].any() and (out["occlusion_fraction"] > 0).any()
 
 
+def test_native_kernel_rays_and_culling_equal_torch():
+    """The kernel's own pixel rays and culling are render.pixel_rays's and render.cull's bits
+    (the check native.py runs when it loads the library)."""
+    if not native.available():
+        pytest.skip("the C++ kernel needs a C++ compiler")
+    native._check(native._library())
+
+
 def test_native_kernel_skewed_camera_uses_torch_rays():
     """Cameras the kernel's own ray formula does not cover (skew) get torch's rays: same output."""
     if not native.available():

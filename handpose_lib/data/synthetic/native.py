@@ -128,17 +128,18 @@ def _library() -> ctypes.CDLL | None:
     """The loaded and checked library, or None (with a warning) when it cannot be used."""
     try:
         lib = ctypes.CDLL(str(_build()))
-        P, I, L = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
+        P, I = ctypes.c_void_p, ctypes.c_int
         signatures = {
             "hp_rays": [I, I, I, P, P],
-            "hp_render": [I, I, I, I, P, P, P, P, L, P, P, P, P, I, P, I, P, P, P, P],
+            "hp_cull": [I, I, I, I, P, P],
+            "hp_render": [I, I, I, I, P, P, P, P, P, P, P, P, I, P, I, P, P, P, P],
             "hp_blur": [I, I, I, P, P, P],
             "hp_noise": [I, I, I, P, P, I, P, P],
         }
         for name, args in signatures.items():
             getattr(lib, name).argtypes = args
             getattr(lib, name).restype = None
-        _check_rays(lib)
+        _check(lib)
         return lib
     except Exception as e:  # no compiler, failed build, different rounding: use the torch code
         warnings.warn(
@@ -150,24 +151,33 @@ def _library() -> ctypes.CDLL | None:
         return None
 
 
-def _check_rays(lib: ctypes.CDLL) -> None:
-    """The kernel computes the pixel rays itself; they must equal ``render.pixel_rays``'s bits
-    (torch's ``norm`` rounds with fused multiply-adds where the CPU has them)."""
+def _check(lib: ctypes.CDLL) -> None:
+    """The kernel computes the pixel rays and the culling itself; both must equal the torch
+    code's bits (``render.pixel_rays``, ``render.cull``: torch's ``norm`` rounds with fused
+    multiply-adds where the CPU has them)."""
     from . import camera, dataset
-    from .render import pixel_rays
+    from .render import cull, pixel_rays
 
-    cfg = dataset.SyntheticConfig()
-    p = dataset.sample_scene(0, torch.arange(16), cfg)
-    for K, H, W in (
-        (camera.crop_intrinsics(p["K_full"], p["box"], 64), 64, 64),
-        (p["K_full"][:2], camera.FRAME_H, camera.FRAME_W),
-    ):
+    cfg = dataset.SyntheticConfig(occlusion="heavy")
+    for n, full in ((16, False), (2, True)):
+        p = dataset.sample_scene(0, torch.arange(n), cfg)
+        scene, _ = dataset.scene_of(p)
+        if full:
+            K, H, W = p["K_full"], camera.FRAME_H, camera.FRAME_W
+        else:
+            K, H, W = camera.crop_intrinsics(p["K_full"], p["box"], 64), 64, 64
         ref = pixel_rays(K, H, W)
         out = torch.empty_like(ref)
         Kinv = torch.linalg.inv(K).contiguous()
         lib.hp_rays(K.shape[0], H, W, _ptr(Kinv), _ptr(out))
         if not torch.equal(out, ref):
             raise RuntimeError("the kernel's pixel rays differ from render.pixel_rays in rounding")
+        bounds = pack_bounds(scene, K)
+        B, P = bounds.shape[:2]
+        keep = torch.empty(B, P, (H // 8) * (W // 8), dtype=torch.bool)
+        lib.hp_cull(B, P, H, W, _ptr(bounds), _ptr(keep))
+        if not torch.equal(keep.nonzero(), cull(scene, K, H, W)):
+            raise RuntimeError("the kernel's culling differs from render.cull in rounding")
 
 
 def use_native(device: torch.device) -> bool:
@@ -227,13 +237,22 @@ def pack_scene(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return prim, objapp, app
 
 
+def pack_bounds(scene: dict, K: torch.Tensor) -> torch.Tensor:
+    """(B, P, 8) float32 culling table from :func:`render.cull_bounds`: ua(2) e(2) ee reach mode
+    (0: inactive slot, 1: test the tiles, 2: the bound does not hold, keep every tile)."""
+    from .render import cull_bounds
+
+    ua, e, ee, reach, ok, active = cull_bounds(scene, K)
+    mode = torch.where(active, torch.where(ok, 1.0, 2.0), 0.0)
+    return _rows([ua, e, ee[..., None], reach[..., None], mode[..., None]], 8).contiguous()
+
+
 def render_images(
-    scene: dict, K: torch.Tensor, H: int, W: int, triples: torch.Tensor, rays: torch.Tensor | None = None
+    scene: dict, K: torch.Tensor, H: int, W: int, rays: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The kernel's ``render.render`` before postprocessing: ``(image (B, 3, H, W), mask (B, H, W)
-    bool, depth (B, H, W), occlusion_fraction (B,))`` from the work list ``triples`` (N, 3) of
-    :func:`render.cull`. ``rays`` (B, HW, 3): torch's pixel rays, if the kernel should not
-    compute them (cameras with skew)."""
+    bool, depth (B, H, W), occlusion_fraction (B,))``. ``rays`` (B, HW, 3): torch's pixel rays,
+    if the kernel should not compute them (cameras with skew)."""
     from .backgrounds import background_pool, noise_texture
 
     lib = _library()
@@ -243,15 +262,15 @@ def render_images(
     Kinv = torch.linalg.inv(K).float().contiguous()
     skin = noise_texture()[1].contiguous()
     pool = background_pool(H, W)
-    tri = triples.contiguous()
+    bounds = pack_bounds(scene, K)
     image = torch.empty(B, 3, H, W)
     mask = torch.empty(B, H, W, dtype=torch.bool)
     depth = torch.empty(B, H, W)
     frac = torch.empty(B)
     rays = None if rays is None else rays.contiguous()
     lib.hp_render(
-        B, H, W, C, _ptr(Kinv), _ptr(rays), _ptr(prim), _ptr(tri), tri.shape[0],
-        _ptr(objapp), _ptr(app), _ptr(tex_off), _ptr(skin), skin.shape[-1], _ptr(pool), pool.shape[0],
+        B, H, W, C, _ptr(Kinv), _ptr(rays), _ptr(prim), _ptr(bounds), _ptr(objapp), _ptr(app),
+        _ptr(tex_off), _ptr(skin), skin.shape[-1], _ptr(pool), pool.shape[0],
         _ptr(image), _ptr(mask), _ptr(depth), _ptr(frac),
     )  # fmt: skip
     return image, mask, depth, frac

@@ -19,7 +19,8 @@
 //   prim     (B, P, 16) one row per primitive slot (P = C hand cones + 6 objects):
 //                       cone a(3) b(3) ra rb | sphere c(3) r | box c(3) rot(9, row-major) half(3)
 //                       | cylinder a(3) b(3) r   (unused entries are 0)
-//   triples  (N, 3) int64 work list (image, slot, tile) from render.cull, sorted by image
+//   bounds   (B, P, 8)  per slot from render.cull_bounds: ua(2) e(2) ee reach mode (0: inactive,
+//                       1: test the tiles, 2: keep every tile)
 //   objapp   (B, 6, 8)  object colour(3), texture kind, texture scale, texture axis(3)
 //   app      (B, 32)    per-image appearance, see APP_* below
 //   tex_off  (B, 2) int64 texture offsets; skin_tex, white_tex (n, n) noise textures
@@ -311,9 +312,28 @@ void image_rays(const float* Ki, int H, int W, Rays& rays) {
     }
 }
 
+// render.cull for one slot: whether tile (tx, ty) may see it
+inline bool keep_tile(const float* bd, int tx, int ty) {
+    if (bd[6] == 0.0f) return false;
+    if (bd[6] == 2.0f) return true;
+    float w0 = (float)tx * (float)TILE + (float)(TILE / 2) - bd[0];  // tile centre - ua
+    float w1 = (float)ty * (float)TILE + (float)(TILE / 2) - bd[1];
+    float h = t_clamp((w0 * bd[2] + w1 * bd[3]) / bd[4], 0.0f, 1.0f);
+    float dx = w0 - h * bd[2], dy = w1 - h * bd[3];
+    float dist = t_sqrt(std::fma(dy, dy, dx * dx));  // norm(dim=-1), as torch rounds it
+    return dist <= bd[5];
+}
+
 }  // namespace
 
 extern "C" {
+
+// render.cull as a mask: keep (B, P, T) uint8; used to check the kernel against torch
+void hp_cull(int B, int P, int H, int W, const float* bounds, uint8_t* keep) {
+    const int Tw = W / TILE, T = (H / TILE) * Tw;
+    for (int64_t bp = 0; bp < (int64_t)B * P; bp++)
+        for (int t = 0; t < T; t++) keep[bp * T + t] = keep_tile(bounds + 8 * bp, t % Tw, t / Tw);
+}
 
 // render.pixel_rays: Kinv (B, 3, 3) -> rays (B, HW, 3); used to check the kernel against torch
 void hp_rays(int B, int H, int W, const float* Kinv, float* rays) {
@@ -326,19 +346,18 @@ void hp_rays(int B, int H, int W, const float* Kinv, float* rays) {
     }
 }
 
-// render.render up to (not including) postprocess: depth pass over the work list, shading,
-// background, composition and the occlusion fraction. rays_in: optional (B, HW, 3) rays from
+// render.render up to (not including) postprocess: culling, depth pass, shading, background,
+// composition and the occlusion fraction. rays_in: optional (B, HW, 3) rays from
 // torch (nullptr: computed here).
 void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_in, const float* prim,
-               const int64_t* triples, int64_t N, const float* objapp, const float* app, const int64_t* tex_off,
+               const float* bounds, const float* objapp, const float* app, const int64_t* tex_off,
                const float* skin_tex, int tex_n, const uint8_t* pool, int n_pool, float* image, uint8_t* mask,
                float* depth, float* frac) {
-    const int HW = H * W, Tw = W / TILE, P = C + NUM_SPHERES + NUM_BOXES + NUM_CYLINDERS;
+    const int HW = H * W, Tw = W / TILE, T = HW / 64, P = C + NUM_SPHERES + NUM_BOXES + NUM_CYLINDERS;
     const int PH = H + PAD, PW = W + PAD;
     const Layout lay{C};
     Rays rays(HW);
     std::vector<int64_t> zh(HW), zo(HW);
-    int64_t n0 = 0;  // first triple of image b
     for (int b = 0; b < B; b++) {
         if (rays_in) {
             const float* r = rays_in + (int64_t)b * HW * 3;
@@ -347,23 +366,24 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
             image_rays(Kinv + 9 * b, H, W, rays);
         }
         const float* pb = prim + (int64_t)b * P * PRIM_W;
-        // --- depth pass (render.depth_pass / _tile_keys): nearest key per pixel
+        // --- culling and depth pass (render.cull, depth_pass, _tile_keys): nearest key per pixel
         std::fill(zh.begin(), zh.end(), BIG);
         std::fill(zo.begin(), zo.end(), BIG);
-        int64_t n1 = n0;
-        while (n1 < N && triples[3 * n1] == b) n1++;
-        for (int64_t i = n0; i < n1; i++) {
-            int s = (int)triples[3 * i + 1];
-            int tile = (int)triples[3 * i + 2];
+        for (int s = 0; s < P; s++) {
+            const float* bd = bounds + ((int64_t)b * P + s) * 8;
+            if (bd[6] == 0.0f) continue;  // inactive slot
             const float* q = pb + s * PRIM_W;
+            auto test_tiles = [&](const auto& prim, int64_t* z) {
+                for (int tile = 0; tile < T; tile++)
+                    if (keep_tile(bd, tile % Tw, tile / Tw)) tile_keys(prim, rays, tile, s, z + tile * 64);
+            };
             switch (lay.kind(s)) {
-                case CONE: tile_keys(RoundCone(q), rays, tile, s, zh.data() + tile * 64); break;
-                case SPHERE: tile_keys(Sphere(q), rays, tile, s, zo.data() + tile * 64); break;
-                case BOX: tile_keys(Box(q), rays, tile, s, zo.data() + tile * 64); break;
-                default: tile_keys(Cylinder(q), rays, tile, s, zo.data() + tile * 64);
+                case CONE: test_tiles(RoundCone(q), zh.data()); break;
+                case SPHERE: test_tiles(Sphere(q), zo.data()); break;
+                case BOX: test_tiles(Box(q), zo.data()); break;
+                default: test_tiles(Cylinder(q), zo.data());
             }
         }
-        n0 = n1;
         // --- shading (render.shade / _surface_colour), background and composition
         const float* a = app + (int64_t)b * APP_W;
         const float* oa = objapp + (int64_t)b * 6 * OBJ_W;
@@ -485,17 +505,16 @@ void hp_blur(int B, int H, int W, float* image, const float* gk, const float* si
 // render._add_noise, in place: noise (B,) std, white_tex (n, n), tex_off (B, 2)
 void hp_noise(int B, int H, int W, float* image, const float* white_tex, int tex_n, const int64_t* tex_off,
               const float* noise) {
+    std::vector<float> nz(W);
     for (int b = 0; b < B; b++) {
         float amp = noise[b] * f(std::sqrt(12.0));
         int64_t oy = tex_off[2 * b + 1] * 3, ox = tex_off[2 * b] * 7;
-        for (int c = 0; c < 3; c++) {
-            float* x = image + ((int64_t)b * 3 + c) * H * W;
-            for (int i = 0; i < H; i++) {
-                const float* trow = white_tex + ((i + oy) % tex_n) * tex_n;
-                for (int j = 0; j < W; j++) {
-                    float v = x[i * W + j] + amp * trow[(j + ox) % tex_n];
-                    x[i * W + j] = t_clamp(v, 0.0f, 1.0f);
-                }
+        for (int i = 0; i < H; i++) {
+            const float* trow = white_tex + ((i + oy) % tex_n) * tex_n;
+            for (int j = 0; j < W; j++) nz[j] = amp * trow[(j + ox) % tex_n];  // the same for 3 channels
+            for (int c = 0; c < 3; c++) {
+                float* x = image + (((int64_t)b * 3 + c) * H + i) * W;
+                for (int j = 0; j < W; j++) x[j] = t_clamp(x[j] + nz[j], 0.0f, 1.0f);
             }
         }
     }

@@ -116,8 +116,13 @@ def _bounds(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     return a, b, r, active
 
 
-def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """Work list of (image, slot, tile) triples whose tile may see the slot: (N, 3) int64.
+def cull_bounds(scene: dict, K: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Screen-space bound of every slot: a 2D capsule around its projected axis.
+
+    Returns ``(ua (B, P, 2) projected first end, e (B, P, 2) projected axis (second end - first),
+    ee (B, P) squared length of e (at least 1e-9), reach (B, P) pixels: a tile whose centre is
+    farther from the segment cannot see the slot, ok (B, P) bool: the bound holds (else every
+    tile is kept), active (B, P) bool)``.
 
     Bound: a sphere of radius r at distance d, seen at angle theta from the optical axis,
     projects within ``f * asin(r / d) / cos^2(theta + asin(r / d))`` pixels of its projected
@@ -125,7 +130,6 @@ def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
     (theta is largest at an end of the segment, d smallest at the segment's closest point).
     """
     a, b, r, active = _bounds(scene)
-    dev = a.device
     f = torch.maximum(K[:, 0, 0], K[:, 1, 1])[:, None]
     ab = b - a
     s = (-(a * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-9)).clamp(0, 1)
@@ -139,15 +143,26 @@ def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
     pb = b @ K.transpose(-1, -2)
     ua = pa[..., :2] / pa[..., 2:3].clamp_min(1e-3)
     ub = pb[..., :2] / pb[..., 2:3].clamp_min(1e-3)
+    e = ub - ua
+    return ua, e, (e * e).sum(-1).clamp_min(1e-9), rs + TILE * 0.7072, ok, active
+
+
+def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Work list of (image, slot, tile) triples whose tile may see the slot: (N, 3) int64, sorted.
+
+    A tile is kept when its centre lies within ``reach`` of the slot's projected axis segment
+    (see :func:`cull_bounds`; ``reach`` includes the tile's half diagonal)."""
+    ua, e, ee, reach, ok, active = cull_bounds(scene, K)
+    dev = ua.device
     ty, tx = torch.meshgrid(
         torch.arange(H // TILE, device=dev), torch.arange(W // TILE, device=dev), indexing="ij"
     )
     c = torch.stack([tx.flatten(), ty.flatten()], -1).float() * TILE + TILE / 2  # (T, 2)
-    e = (ub - ua)[:, :, None]  # (B, P, 1, 2)
+    e = e[:, :, None]  # (B, P, 1, 2)
     w = c[None, None] - ua[:, :, None]  # (B, P, T, 2)
-    h = ((w * e).sum(-1) / (e * e).sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    h = ((w * e).sum(-1) / ee[..., None]).clamp(0, 1)
     dist = (w - h[..., None] * e).norm(dim=-1)
-    keep = dist <= (rs + TILE * 0.7072)[..., None]
+    keep = dist <= reach[..., None]
     keep = (keep | ~ok[..., None]) & active[..., None]
     return keep.nonzero()
 
@@ -485,9 +500,8 @@ def render(
     if native is None:
         native = _native.use_native(K.device)
     if native:
-        triples = cull(scene, K, H, W)
         rays = None if _pinhole(K) else pixel_rays(K, H, W)
-        image, mask, depth, frac = _native.render_images(scene, K, H, W, triples, rays)
+        image, mask, depth, frac = _native.render_images(scene, K, H, W, rays)
         image = postprocess(image, scene, native=True)
         return {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac}
     if compiled is None:
