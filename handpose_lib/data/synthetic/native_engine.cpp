@@ -293,22 +293,26 @@ inline float intersect(Kind k, V3 d, const float* q, V3* nrm) {
 }
 
 // render.pixel_rays for one image (tile-major)
-void image_rays(const float* Ki, int H, int W, Rays& rays) {
-    const int Tw = W / TILE, HW = H * W;
-    for (int q = 0; q < HW; q++) {
-        int tile = q / 64, lane = q % 64;
-        float u = (float)((tile % Tw) * TILE + lane % TILE) + 0.5f;
-        float v = (float)((tile / Tw) * TILE + lane / TILE) + 0.5f;
-        // homo @ Kinv^T; Kinv is upper triangular with Kinv[2] = (0, 0, 1) for pinhole K
-        float dx = u * Ki[0] + v * Ki[1] + Ki[2];
-        float dy = u * Ki[3] + v * Ki[4] + Ki[5];
-        float dz = u * Ki[6] + v * Ki[7] + Ki[8];
-        // d.norm(dim=-1): torch's kernel accumulates the squares with fused multiply-adds
-        float ss = std::fma(dz, dz, std::fma(dy, dy, dx * dx));
-        float n = t_sqrt(ss);
-        rays.x[q] = dx / n;
-        rays.y[q] = dy / n;
-        rays.z[q] = dz / n;
+void image_rays(const float* Kinv, int H, int W, Rays& rays) {
+    float Ki[9];  // a local copy: the compiler then knows the output does not overwrite it
+    for (int i = 0; i < 9; i++) Ki[i] = Kinv[i];
+    const int Tw = W / TILE;
+    float *rx = rays.x.data(), *ry = rays.y.data(), *rz = rays.z.data();
+    for (int tile = 0; tile < (H / TILE) * Tw; tile++) {
+        for (int lane = 0; lane < 64; lane++) {
+            int q = tile * 64 + lane;
+            float u = (float)((tile % Tw) * TILE + lane % TILE) + 0.5f;
+            float v = (float)((tile / Tw) * TILE + lane / TILE) + 0.5f;
+            // homo @ Kinv^T
+            float dx = u * Ki[0] + v * Ki[1] + Ki[2];
+            float dy = u * Ki[3] + v * Ki[4] + Ki[5];
+            float dz = u * Ki[6] + v * Ki[7] + Ki[8];
+            // d.norm(dim=-1): torch's kernel accumulates the squares with fused multiply-adds
+            float n = t_sqrt(std::fma(dz, dz, std::fma(dy, dy, dx * dx)));
+            rx[q] = dx / n;
+            ry[q] = dy / n;
+            rz[q] = dz / n;
+        }
     }
 }
 
@@ -384,11 +388,9 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
                 default: test_tiles(Cylinder(q), zo.data());
             }
         }
-        // --- shading (render.shade / _surface_colour), background and composition
+        // --- background (render._background) everywhere; the shading below overwrites the hits
         const float* a = app + (int64_t)b * APP_W;
         const float* oa = objapp + (int64_t)b * 6 * OBJ_W;
-        int64_t oy_ = tex_off[2 * b + 1], ox_ = tex_off[2 * b];
-        // background (render._background)
         int64_t idx = (int64_t)(a[APP_BG_U] * (float)n_pool);
         if (idx > n_pool - 1) idx = n_pool - 1;
         int boy = (int)(int64_t)(a[APP_BG_U + 1] * (float)PAD);
@@ -400,36 +402,39 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
         float* img = image + (int64_t)b * 3 * HW;
         uint8_t* mk = mask + (int64_t)b * HW;
         float* dp = depth + (int64_t)b * HW;
+        for (int c = 0; c < 3; c++) {
+            const float gain = a[APP_BG_GAIN + c], plain = a[APP_BG_PLAIN + c];
+            for (int row = 0; row < H; row++) {
+                float* out = img + c * HW + row * W;
+                const uint8_t* src = pimg + (c * PH + boy + row) * PW + box_;  // pool row, shifted
+                if (!photo) {
+                    for (int col = 0; col < W; col++) out[col] = plain;
+                } else if (flip) {
+                    for (int col = 0; col < W; col++) out[col] = t_clamp((float)src[W - 1 - col] * inv255 * gain, 0.0f, 1.0f);
+                } else {
+                    for (int col = 0; col < W; col++) out[col] = t_clamp((float)src[col] * inv255 * gain, 0.0f, 1.0f);
+                }
+            }
+        }
+        std::memset(mk, 0, HW);
+        std::fill(dp, dp + HW, 0.0f);
+        // --- shading (render.shade / _surface_colour) and composition of the hit pixels
+        int64_t oy_ = tex_off[2 * b + 1], ox_ = tex_off[2 * b];
         V3 L = v3(a + APP_LIGHT_DIR);
         float wrap = a[APP_WRAP];
         int n_hand = 0, n_occ = 0;
         for (int q = 0; q < HW; q++) {
-            int tile = q / 64, lane = q % 64;
-            int row = (tile / Tw) * TILE + lane / TILE;
-            int col = (tile % Tw) * TILE + lane % TILE;
-            int pix = row * W + col;
             int64_t kh = zh[q], ko = zo[q];
             if (kh < BIG) {
                 n_hand++;
                 if (ko < kh) n_occ++;
             }
             int64_t key = kh < ko ? kh : ko;
-            if (key >= BIG) {  // background pixel
-                mk[pix] = 0;
-                dp[pix] = 0.0f;
-                int pc = flip ? box_ + (W - 1 - col) : box_ + col;
-                for (int c = 0; c < 3; c++) {
-                    float v;
-                    if (photo) {
-                        float g = (float)pimg[(c * PH + boy + row) * PW + pc] * inv255;
-                        v = t_clamp(g * a[APP_BG_GAIN + c], 0.0f, 1.0f);
-                    } else {
-                        v = a[APP_BG_PLAIN + c];
-                    }
-                    img[c * HW + pix] = v;
-                }
-                continue;
-            }
+            if (key >= BIG) continue;  // background pixel
+            int tile = q / 64, lane = q % 64;
+            int row = (tile / Tw) * TILE + lane / TILE;
+            int col = (tile % Tw) * TILE + lane % TILE;
+            int pix = row * W + col;
             int s = (int)(key & ((1 << ID_BITS) - 1));
             V3 d = rays[q];
             V3 nrm;
