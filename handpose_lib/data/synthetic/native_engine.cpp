@@ -316,10 +316,8 @@ void image_rays(const float* Kinv, int H, int W, Rays& rays) {
     }
 }
 
-// render.cull for one slot: whether tile (tx, ty) may see it
+// render.cull for one slot: whether tile (tx, ty) may see it (a slot whose bound holds, mode 1)
 inline bool keep_tile(const float* bd, int tx, int ty) {
-    if (bd[6] == 0.0f) return false;
-    if (bd[6] == 2.0f) return true;
     float w0 = (float)tx * (float)TILE + (float)(TILE / 2) - bd[0];  // tile centre - ua
     float w1 = (float)ty * (float)TILE + (float)(TILE / 2) - bd[1];
     float h = t_clamp((w0 * bd[2] + w1 * bd[3]) / bd[4], 0.0f, 1.0f);
@@ -328,15 +326,27 @@ inline bool keep_tile(const float* bd, int tx, int ty) {
     return dist <= bd[5];
 }
 
+// keep (T,) of one slot: its tiles to test (bd[6]: mode 0 inactive, 1 test, 2 keep all)
+void keep_tiles(const float* bd, int H, int W, uint8_t* keep) {
+    const int Tw = W / TILE, T = (H / TILE) * Tw;
+    if (bd[6] != 1.0f) {
+        std::memset(keep, bd[6] == 2.0f ? 1 : 0, T);
+        return;
+    }
+    float b[8];  // a local copy: the compiler then knows keep does not overwrite it
+    for (int i = 0; i < 8; i++) b[i] = bd[i];
+    for (int ty = 0; ty < H / TILE; ty++)
+        for (int tx = 0; tx < Tw; tx++) keep[ty * Tw + tx] = keep_tile(b, tx, ty);
+}
+
 }  // namespace
 
 extern "C" {
 
 // render.cull as a mask: keep (B, P, T) uint8; used to check the kernel against torch
 void hp_cull(int B, int P, int H, int W, const float* bounds, uint8_t* keep) {
-    const int Tw = W / TILE, T = (H / TILE) * Tw;
-    for (int64_t bp = 0; bp < (int64_t)B * P; bp++)
-        for (int t = 0; t < T; t++) keep[bp * T + t] = keep_tile(bounds + 8 * bp, t % Tw, t / Tw);
+    const int T = (H / TILE) * (W / TILE);
+    for (int64_t bp = 0; bp < (int64_t)B * P; bp++) keep_tiles(bounds + 8 * bp, H, W, keep + bp * T);
 }
 
 // render.pixel_rays: Kinv (B, 3, 3) -> rays (B, HW, 3); used to check the kernel against torch
@@ -362,6 +372,7 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
     const Layout lay{C};
     Rays rays(HW);
     std::vector<int64_t> zh(HW), zo(HW);
+    std::vector<uint8_t> keep(T);
     for (int b = 0; b < B; b++) {
         if (rays_in) {
             const float* r = rays_in + (int64_t)b * HW * 3;
@@ -377,9 +388,10 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
             const float* bd = bounds + ((int64_t)b * P + s) * 8;
             if (bd[6] == 0.0f) continue;  // inactive slot
             const float* q = pb + s * PRIM_W;
+            keep_tiles(bd, H, W, keep.data());
             auto test_tiles = [&](const auto& prim, int64_t* z) {
                 for (int tile = 0; tile < T; tile++)
-                    if (keep_tile(bd, tile % Tw, tile / Tw)) tile_keys(prim, rays, tile, s, z + tile * 64);
+                    if (keep[tile]) tile_keys(prim, rays, tile, s, z + tile * 64);
             };
             switch (lay.kind(s)) {
                 case CONE: test_tiles(RoundCone(q), zh.data()); break;
