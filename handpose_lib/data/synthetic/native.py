@@ -38,7 +38,7 @@ SOURCE = Path(__file__).with_name("native_engine.cpp")
 # -ffp-contract=off: no fused multiply-adds the reference does not have; -fno-math-errno and
 # -fno-trapping-math let the compiler vectorise branches and square roots (they change no value:
 # no errno, no floating-point exception flags, which nothing here reads)
-FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math"]
+FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-ffp-contract=off", "-fno-fast-math"]
 FLAGS += ["-fno-math-errno", "-fno-trapping-math"]
 
 
@@ -132,9 +132,9 @@ def _library() -> ctypes.CDLL | None:
         signatures = {
             "hp_rays": [I, I, I, P, P],
             "hp_cull": [I, I, I, I, P, P],
-            "hp_render": [I, I, I, I, P, P, P, P, P, P, P, P, I, P, I, P, P, P, P],
-            "hp_blur": [I, I, I, P, P, P],
-            "hp_noise": [I, I, I, P, P, I, P, P],
+            "hp_render": [I, I, I, I, P, P, P, P, P, P, P, P, I, P, I, P, P, P, P, I],
+            "hp_blur": [I, I, I, P, P, P, I],
+            "hp_noise": [I, I, I, P, P, I, P, P, I],
         }
         for name, args in signatures.items():
             getattr(lib, name).argtypes = args
@@ -271,7 +271,7 @@ def render_images(
     lib.hp_render(
         B, H, W, C, _ptr(Kinv), _ptr(rays), _ptr(prim), _ptr(bounds), _ptr(objapp), _ptr(app),
         _ptr(tex_off), _ptr(skin), skin.shape[-1], _ptr(pool), pool.shape[0],
-        _ptr(image), _ptr(mask), _ptr(depth), _ptr(frac),
+        _ptr(image), _ptr(mask), _ptr(depth), _ptr(frac), torch.get_num_threads(),
     )  # fmt: skip
     return image, mask, depth, frac
 
@@ -280,7 +280,7 @@ def blur_(img: torch.Tensor, gk: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
     """``render._blur`` in place on contiguous (B, 3, H, W) float32 images."""
     B, _, H, W = img.shape
     gk, sigma = gk.float().contiguous(), sigma.float().contiguous()
-    _library().hp_blur(B, H, W, _ptr(img), _ptr(gk), _ptr(sigma))
+    _library().hp_blur(B, H, W, _ptr(img), _ptr(gk), _ptr(sigma), torch.get_num_threads())
     return img
 
 
@@ -288,5 +288,7 @@ def add_noise_(img: torch.Tensor, tex: torch.Tensor, off: torch.Tensor, noise: t
     """``render._add_noise`` in place on contiguous (B, 3, H, W) float32 images."""
     B, _, H, W = img.shape
     tex, off, noise = tex.contiguous(), off.to(torch.int64).contiguous(), noise.float().contiguous()
-    _library().hp_noise(B, H, W, _ptr(img), _ptr(tex), tex.shape[-1], _ptr(off), _ptr(noise))
+    _library().hp_noise(
+        B, H, W, _ptr(img), _ptr(tex), tex.shape[-1], _ptr(off), _ptr(noise), torch.get_num_threads()
+    )
     return img

@@ -30,7 +30,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <limits>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -339,6 +341,25 @@ void keep_tiles(const float* bd, int H, int W, uint8_t* keep) {
         for (int tx = 0; tx < Tw; tx++) keep[ty * Tw + tx] = keep_tile(b, tx, ty);
 }
 
+// Run fn(b0, b1) on n_threads threads, each on its own contiguous range of the B images (the
+// images are independent; each range has its own scratch buffers).
+template <class F>
+void parallel_images(int B, int n_threads, F fn) {
+    int nt = std::max(1, std::min(n_threads, B));
+    if (nt == 1) return fn(0, B);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < nt; i++) threads.emplace_back(fn, (int)((int64_t)B * i / nt), (int)((int64_t)B * (i + 1) / nt));
+    for (auto& t : threads) t.join();
+}
+
+void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const float* rays_in, const float* prim,
+                  const float* bounds, const float* objapp, const float* app, const int64_t* tex_off,
+                  const float* skin_tex, int tex_n, const uint8_t* pool, int n_pool, float* image, uint8_t* mask,
+                  float* depth, float* frac);
+void blur_range(int b0, int b1, int H, int W, float* image, const float* gk, const float* sigma);
+void noise_range(int b0, int b1, int H, int W, float* image, const float* white_tex, int tex_n,
+                 const int64_t* tex_off, const float* noise);
+
 }  // namespace
 
 extern "C" {
@@ -362,18 +383,46 @@ void hp_rays(int B, int H, int W, const float* Kinv, float* rays) {
 
 // render.render up to (not including) postprocess: culling, depth pass, shading, background,
 // composition and the occlusion fraction. rays_in: optional (B, HW, 3) rays from
-// torch (nullptr: computed here).
+// torch (nullptr: computed here). n_threads: threads to share the images.
 void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_in, const float* prim,
                const float* bounds, const float* objapp, const float* app, const int64_t* tex_off,
                const float* skin_tex, int tex_n, const uint8_t* pool, int n_pool, float* image, uint8_t* mask,
-               float* depth, float* frac) {
+               float* depth, float* frac, int n_threads) {
+    parallel_images(B, n_threads, [&](int b0, int b1) {
+        render_range(b0, b1, H, W, C, Kinv, rays_in, prim, bounds, objapp, app, tex_off, skin_tex, tex_n, pool,
+                     n_pool, image, mask, depth, frac);
+    });
+}
+
+// render._blur on the images whose sigma > 0 (taps gk (B, 5) from render._gauss5), in place
+void hp_blur(int B, int H, int W, float* image, const float* gk, const float* sigma, int n_threads) {
+    parallel_images(B, n_threads, [&](int b0, int b1) { blur_range(b0, b1, H, W, image, gk, sigma); });
+}
+
+// render._add_noise, in place: noise (B,) std, white_tex (n, n), tex_off (B, 2)
+void hp_noise(int B, int H, int W, float* image, const float* white_tex, int tex_n, const int64_t* tex_off,
+              const float* noise, int n_threads) {
+    parallel_images(B, n_threads, [&](int b0, int b1) {
+        noise_range(b0, b1, H, W, image, white_tex, tex_n, tex_off, noise);
+    });
+}
+
+}  // extern "C"
+
+namespace {
+
+// images [b0, b1) of hp_render
+void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const float* rays_in, const float* prim,
+                  const float* bounds, const float* objapp, const float* app, const int64_t* tex_off,
+                  const float* skin_tex, int tex_n, const uint8_t* pool, int n_pool, float* image, uint8_t* mask,
+                  float* depth, float* frac) {
     const int HW = H * W, Tw = W / TILE, T = HW / 64, P = C + NUM_SPHERES + NUM_BOXES + NUM_CYLINDERS;
     const int PH = H + PAD, PW = W + PAD;
     const Layout lay{C};
     Rays rays(HW);
     std::vector<int64_t> zh(HW), zo(HW);
     std::vector<uint8_t> keep(T);
-    for (int b = 0; b < B; b++) {
+    for (int b = b0; b < b1; b++) {
         if (rays_in) {
             const float* r = rays_in + (int64_t)b * HW * 3;
             for (int q = 0; q < HW; q++) rays.x[q] = r[3 * q], rays.y[q] = r[3 * q + 1], rays.z[q] = r[3 * q + 2];
@@ -487,10 +536,10 @@ void hp_render(int B, int H, int W, int C, const float* Kinv, const float* rays_
     }
 }
 
-// render._blur on the images whose sigma > 0 (taps gk (B, 5) from render._gauss5), in place
-void hp_blur(int B, int H, int W, float* image, const float* gk, const float* sigma) {
+// images [b0, b1) of hp_blur
+void blur_range(int b0, int b1, int H, int W, float* image, const float* gk, const float* sigma) {
     std::vector<float> tmp((size_t)H * W);
-    for (int b = 0; b < B; b++) {
+    for (int b = b0; b < b1; b++) {
         if (!(sigma[b] > 0)) continue;
         const float* w = gk + 5 * b;
         for (int c = 0; c < 3; c++) {
@@ -519,11 +568,11 @@ void hp_blur(int B, int H, int W, float* image, const float* gk, const float* si
     }
 }
 
-// render._add_noise, in place: noise (B,) std, white_tex (n, n), tex_off (B, 2)
-void hp_noise(int B, int H, int W, float* image, const float* white_tex, int tex_n, const int64_t* tex_off,
-              const float* noise) {
+// images [b0, b1) of hp_noise
+void noise_range(int b0, int b1, int H, int W, float* image, const float* white_tex, int tex_n,
+                 const int64_t* tex_off, const float* noise) {
     std::vector<float> nz(W);
-    for (int b = 0; b < B; b++) {
+    for (int b = b0; b < b1; b++) {
         float amp = noise[b] * f(std::sqrt(12.0));
         int64_t oy = tex_off[2 * b + 1] * 3, ox = tex_off[2 * b] * 7;
         for (int i = 0; i < H; i++) {
@@ -537,4 +586,4 @@ void hp_noise(int B, int H, int W, float* image, const float* white_tex, int tex
     }
 }
 
-}  // extern "C"
+}  // namespace
