@@ -183,8 +183,9 @@ def scene_of(p: dict) -> tuple[dict, torch.Tensor]:
 def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) -> dict:
     """Render the parameters of :func:`sample_scene` (possibly edited): the collated batch.
 
-    ``compiled``: run the renderer's ``torch.compile``-d kernels (same output bit for bit,
-    faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
+    CPU renders use the C++ kernel of ``native.py`` when it builds (same output bit for bit).
+    ``compiled``: otherwise run the renderer's ``torch.compile``-d kernels (same output bit for
+    bit, faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
     device = p["angles"].device
     idx, seed, left, box = p["idx"], p["seed"], p["left"], p["box"]
     scene, joints = scene_of(p)
