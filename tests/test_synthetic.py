@@ -388,3 +388,19 @@ def test_native_kernel_skewed_camera_uses_torch_rays():
     for k, v in ref.items():
         assert torch.equal(v, out[k]), k
     assert out["mask"].any()
+
+
+def test_native_kernel_falls_back_without_compiler(monkeypatch):
+    """No C++ compiler: one warning, then the torch code renders (same outputs)."""
+    cfg = SyntheticConfig()
+    ds = SyntheticHands(10, seed=4, config=cfg)
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    native._library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="C\\+\\+ kernel is not available"):
+            assert not native.available()
+        assert not native.use_native(torch.device("cpu"))
+        out = ds.render_batch(range(2))
+        assert out["image"].shape == (2, 3, 128, 128) and out["mask"].any()
+    finally:
+        native._library.cache_clear()

@@ -504,7 +504,7 @@ def render(
     decides by :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
     if native is None:
         native = _native.use_native(K.device)
-    if native:
+    if native and K.device.type == "cpu":
         rays = None if _pinhole(K) else pixel_rays(K, H, W)
         image, mask, depth, frac = _native.render_images(scene, K, H, W, rays)
         image = postprocess(image, scene, native=True)
