@@ -422,6 +422,12 @@ void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const 
     Rays rays(HW);
     std::vector<int64_t> zh(HW), zo(HW);
     std::vector<uint8_t> keep(T);
+    std::vector<int> row_of(HW), col_of(HW), tex_row(H), tex_col(W);
+    for (int q = 0; q < HW; q++) {  // image row and column of tile-major pixel q
+        int tile = q / 64, lane = q % 64;
+        row_of[q] = (tile / Tw) * TILE + lane / TILE;
+        col_of[q] = (tile % Tw) * TILE + lane % TILE;
+    }
     for (int b = b0; b < b1; b++) {
         if (rays_in) {
             const float* r = rays_in + (int64_t)b * HW * 3;
@@ -481,6 +487,8 @@ void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const 
         std::fill(dp, dp + HW, 0.0f);
         // --- shading (render.shade / _surface_colour) and composition of the hit pixels
         int64_t oy_ = tex_off[2 * b + 1], ox_ = tex_off[2 * b];
+        for (int row = 0; row < H; row++) tex_row[row] = (int)((row + oy_) % tex_n);  // skin texture
+        for (int col = 0; col < W; col++) tex_col[col] = (int)((col + ox_) % tex_n);  // coordinates
         V3 L = v3(a + APP_LIGHT_DIR);
         float wrap = a[APP_WRAP];
         int n_hand = 0, n_occ = 0;
@@ -492,9 +500,7 @@ void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const 
             }
             int64_t key = kh < ko ? kh : ko;
             if (key >= BIG) continue;  // background pixel
-            int tile = q / 64, lane = q % 64;
-            int row = (tile / Tw) * TILE + lane / TILE;
-            int col = (tile % Tw) * TILE + lane % TILE;
+            int row = row_of[q], col = col_of[q];
             int pix = row * W + col;
             int s = (int)(key & ((1 << ID_BITS) - 1));
             V3 d = rays[q];
@@ -504,8 +510,7 @@ void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const 
             bool is_hand = s < C;
             float albedo[3];
             if (is_hand) {
-                int64_t ty = (row + oy_) % tex_n, tx = (col + ox_) % tex_n;
-                float sn = skin_tex[ty * tex_n + tx];
+                float sn = skin_tex[tex_row[row] * tex_n + tex_col[col]];
                 float fac = 1.0f + a[APP_SKIN_TEXTURE] * sn;
                 for (int c = 0; c < 3; c++) albedo[c] = a[APP_SKIN + c] * fac;
             } else {
