@@ -8,7 +8,7 @@ objects, noise, blur).
 Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
 renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
 ``--native``: the renderer's C++ kernel for CPU tensors (``handpose_lib.data.synthetic.native``;
-built once, about 2 s, cached on disk; ``auto`` uses it when it builds). ``--compile``: the torch
+built once, 1.5-3 s, cached on disk; ``auto`` uses it when it builds). ``--compile``: the torch
 code's ``torch.compile``-d kernels (``handpose_lib.data.synthetic.compiled``; used where the C++
 kernel is not; the first batch pays the compile, cached on disk). ``--check`` also renders the
 first batch with the eager torch reference code and asserts the outputs are identical bit for bit.

@@ -3,15 +3,17 @@
 // This file mirrors the torch reference in ``render.py`` and ``geometry.py`` operation by
 // operation, in float32 and in the same order, so that it produces the same bits: it is compiled
 // with ``-ffp-contract=off`` (no fused multiply-adds the reference does not have) and without
-// ``-ffast-math``; square roots are taken in double and rounded, like ``geometry._sqrt``. The one
-// fused multiply-add (``std::fma``) is in the ray normalisation, where torch's ``norm`` kernel uses
-// one; ``native.py`` checks at load time that the rays equal ``render.pixel_rays`` bit for bit.
+// ``-ffast-math``; square roots are taken in double and rounded, like ``geometry._sqrt``. The only
+// fused multiply-adds (``std::fma``) are in the two vector norms (pixel rays, culling distance),
+// where torch's ``norm`` kernel uses them; ``native.py`` checks at load time that rays and
+// culling equal ``render.pixel_rays`` and ``render.cull`` bit for bit.
 //
 // Why it is faster than the torch code: the torch code runs each of the ~100 elementwise steps
 // over all (ray, primitive) pairs of a batch, writing every intermediate tensor to memory, and
 // moves pixels between images with gathers and scatters. Here one image at a time is rendered
-// from start to end with its depth buffers in the CPU cache, and each ray test is a few dozen
-// float operations in registers.
+// from start to end with its buffers in the CPU cache: culling, depth pass (a tile's 64 rays
+// against one primitive in a loop the compiler vectorises), background, shading of the hit
+// pixels; then blur and noise. Images are independent, so a batch can be shared among threads.
 //
 // Data layout (all arrays C-contiguous, float32 unless noted; B images of H x W pixels, tile-major
 // pixel index q = ((tile row * W/8 + tile col) * 64 + row in tile * 8 + col in tile)):
