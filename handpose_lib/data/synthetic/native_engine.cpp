@@ -545,32 +545,32 @@ void render_range(int b0, int b1, int H, int W, int C, const float* Kinv, const 
 
 // images [b0, b1) of hp_blur
 void blur_range(int b0, int b1, int H, int W, float* image, const float* gk, const float* sigma) {
-    std::vector<float> tmp((size_t)H * W);
+    std::vector<float> tmp((size_t)H * W), row(W + 4), acc(W);
     for (int b = b0; b < b1; b++) {
         if (!(sigma[b] > 0)) continue;
-        const float* w = gk + 5 * b;
+        float w[5];
+        for (int k = 0; k < 5; k++) w[k] = gk[5 * b + k];
         for (int c = 0; c < 3; c++) {
             float* x = image + ((int64_t)b * 3 + c) * H * W;
-            for (int i = 0; i < H; i++)  // along rows (replicate padding)
-                for (int j = 0; j < W; j++) {
-                    float acc = 0.0f;
-                    for (int k = 0; k < 5; k++) {
-                        int jj = j + k - 2;
-                        jj = jj < 0 ? 0 : (jj >= W ? W - 1 : jj);
-                        acc = acc + w[k] * x[i * W + jj];
-                    }
-                    tmp[i * W + j] = acc;
+            for (int i = 0; i < H; i++) {  // along rows: F.pad(replicate), then the 5 taps in order
+                const float* xi = x + i * W;
+                row[0] = row[1] = xi[0];
+                std::memcpy(row.data() + 2, xi, W * sizeof(float));
+                row[W + 2] = row[W + 3] = xi[W - 1];
+                float* out = tmp.data() + i * W;
+                for (int j = 0; j < W; j++) out[j] = 0.0f;
+                for (int k = 0; k < 5; k++)
+                    for (int j = 0; j < W; j++) out[j] = out[j] + w[k] * row[j + k];
+            }
+            for (int i = 0; i < H; i++) {  // along columns, the padded rows clamped
+                for (int j = 0; j < W; j++) acc[j] = 0.0f;
+                for (int k = 0; k < 5; k++) {
+                    int ii = std::min(std::max(i + k - 2, 0), H - 1);
+                    const float* src = tmp.data() + ii * W;
+                    for (int j = 0; j < W; j++) acc[j] = acc[j] + w[k] * src[j];
                 }
-            for (int i = 0; i < H; i++)  // along columns
-                for (int j = 0; j < W; j++) {
-                    float acc = 0.0f;
-                    for (int k = 0; k < 5; k++) {
-                        int ii = i + k - 2;
-                        ii = ii < 0 ? 0 : (ii >= H ? H - 1 : ii);
-                        acc = acc + w[k] * tmp[ii * W + j];
-                    }
-                    x[i * W + j] = acc;
-                }
+                std::memcpy(x + i * W, acc.data(), W * sizeof(float));
+            }
         }
     }
 }
