@@ -63,10 +63,17 @@ NOTES = """\
   (not `inference_mode`: Dynamo's guard on the skeleton's numpy path matrix fails there).
 - **bf16 on CPU** (AVX512-BF16 here) pays off for batched work (paper: 1.8x the fp32 fast
   path in inference, 1.7x in training); at batch 1 the conversions cost about what they save.
-- **The procedural engine** (below goal: 1,000 crops/s) is ray casting in torch: about
-  4-10 ms per 128x128 crop and core. Batching the renderer helps (95 crops/s at batch 1,
-  260 at batch 256, one thread), two DataLoader workers of one thread each give about 370
-  crops/s. Training never waits for it because `fit` renders a pool once
+- **The procedural engine**: the tables above (2026-11-25) are from the torch renderer, about
+  4-10 ms per 128x128 crop and core (95 crops/s at batch 1, 260 at batch 256, one thread; two
+  DataLoader workers of one thread each about 370 crops/s). CPU renders now run in a C++
+  kernel (`handpose_lib/data/synthetic/native_engine.cpp`, the same bits as the torch code).
+  Measured 2026-12-01 on 1 core (taskset -c 1), machine shared (the other core training):
+  `synthetic_bench.py --threads 1 --batch 256 --batches 4 --repeats 5` best 986-1078, median
+  926-1038 crops/s in three runs (the torch code with `--compile on`, interleaved: best 137-160,
+  median 128-133; eager 68); `render_batch` with one thread 37 / 380 / 818 / 1066 crops/s at
+  batch 1 / 16 / 64 / 256; two one-thread DataLoader workers sharing that one core 861 crops/s
+  (two free cores not measured). Batch 1 is the scene sampler's small torch operations, not
+  the renderer. Training never waits for the engine because `fit` renders a pool once
   (`train.cached_synthetic`) and then reads it: the input pipeline delivers 1,000+ samples/s,
   the tiny CPU run waits 3% of its time for data.
 - **MediaPipe is not doing the same job.** Its full pipeline finds the hand (palm detector) and

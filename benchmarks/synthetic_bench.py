@@ -3,13 +3,15 @@ objects, noise, blur).
 
     python benchmarks/synthetic_bench.py [--threads 2] [--batch 256] [--batches 8] [--repeats 3]
                                          [--device cpu|cuda] [--occlusion default] [--profile]
-                                         [--compile auto|on|off] [--check]
+                                         [--compile auto|on|off] [--native auto|on|off] [--check]
 
 Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
 renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
-``--compile``: the renderer's ``torch.compile``-d kernels (``handpose_lib.data.synthetic.compiled``;
-the first batch pays the compile, cached on disk); ``--check`` also renders the first batch with
-the eager reference code and asserts the outputs are identical bit for bit.
+``--native``: the renderer's C++ kernel for CPU tensors (``handpose_lib.data.synthetic.native``;
+built once, 1.5-3 s, cached on disk; ``auto`` uses it when it builds). ``--compile``: the torch
+code's ``torch.compile``-d kernels (``handpose_lib.data.synthetic.compiled``; used where the C++
+kernel is not; the first batch pays the compile, cached on disk). ``--check`` also renders the
+first batch with the eager torch reference code and asserts the outputs are identical bit for bit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 
 import torch
 
-from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands, compiled
+from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands, compiled, native
 
 
 def main(argv=None) -> int:
@@ -34,10 +36,17 @@ def main(argv=None) -> int:
     ap.add_argument("--full-frame", action="store_true", help="render 640x480 frames instead of crops")
     ap.add_argument("--profile", action="store_true", help="print torch profiler table of one batch")
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="compiled kernels")
-    ap.add_argument("--check", action="store_true", help="assert compiled == eager on the first batch")
+    ap.add_argument("--native", default="auto", choices=["auto", "on", "off"], help="C++ kernel (CPU)")
+    ap.add_argument("--check", action="store_true", help="assert fast path == eager torch on the first batch")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     compiled.set_compile({"auto": "auto", "on": True, "off": False}[a.compile])
+    native.set_native({"auto": "auto", "on": True, "off": False}[a.native])
+    t0 = time.perf_counter()
+    use_native = native.use_native(torch.device(a.device))  # builds the kernel if needed
+    if use_native:
+        built = f"built in {native.BUILD_SECONDS:.1f} s" if native.BUILD_SECONDS else "cached build"
+        print(f"C++ kernel: loaded and checked in {time.perf_counter() - t0:.1f} s ({built})")
     occ = a.occlusion if a.occlusion in ("none", "light", "default", "heavy") else float(a.occlusion)
     cfg = SyntheticConfig(occlusion=occ, full_frame=a.full_frame)
     ds = SyntheticHands(10**9, seed=0, config=cfg, device=a.device)
@@ -52,11 +61,13 @@ def main(argv=None) -> int:
     print(f"first batch (warm-up, compilation): {time.perf_counter() - t0:.1f} s")
     if a.check:
         compiled.set_compile(False)
+        native.set_native(False)
         ref = ds.render_batch(range(a.batch))
         compiled.set_compile({"auto": "auto", "on": True, "off": False}[a.compile])
+        native.set_native({"auto": "auto", "on": True, "off": False}[a.native])
         bad = [k for k, v in ref.items() if isinstance(v, torch.Tensor) and not torch.equal(v, first[k])]
-        assert not bad, f"compiled and eager renders differ in {bad}"
-        print("check: compiled and eager outputs identical")
+        assert not bad, f"fast path and eager torch renders differ in {bad}"
+        print("check: fast path and eager torch outputs identical")
     if a.profile:
         from torch.profiler import profile
 
@@ -76,7 +87,10 @@ def main(argv=None) -> int:
         rates.append(a.batch * a.batches / (time.perf_counter() - t0))
     what = "640x480 frames" if a.full_frame else f"{cfg.crop_size}x{cfg.crop_size} crops"
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {a.threads} threads"
-    dev += ", compiled kernels" if compiled.use_compiled(torch.device(a.device), a.batch) else ", eager"
+    if use_native:
+        dev += ", C++ kernel"
+    else:
+        dev += ", compiled kernels" if compiled.use_compiled(torch.device(a.device), a.batch) else ", eager"
     runs = ", ".join(f"{r:.0f}" for r in rates)
     print(
         f"synthetic hands: {what}/s on {dev}, occlusion={a.occlusion}, batch {a.batch}: "

@@ -17,6 +17,7 @@ from handpose_lib.data.synthetic import (
     compiled,
     dataset,
     hand,
+    native,
     render,
     render_main,
     render_to_disk,
@@ -325,3 +326,81 @@ def test_compiled_kernels_equal_reference():
         bi, si, ti = sel.unbind(1)
         args = (kind, rays_t, bi * 256 + ti, bi, si - lo, si, render._params(scene, kind))
         assert torch.equal(render._tile_keys(*args, compiled=True), render._tile_keys.reference(*args)), kind
+
+
+@pytest.mark.skipif(not native.available(), reason="the C++ kernel needs a C++ compiler")
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SyntheticConfig(occlusion="heavy", blur_prob=0.5),
+        SyntheticConfig(full_frame=True, left_hand_prob=0.5, jpeg_prob=0.5),
+    ],
+    ids=["crops-heavy", "full-frame-left-jpeg"],
+)
+def test_native_kernel_equals_torch_reference(cfg):
+    """The C++ kernel (native.py) gives the eager torch reference's labels bit for bit and its
+    images and depth to float32 rounding (in fact the same bits)."""
+    ds = SyntheticHands(1000, seed=21, config=cfg)
+    idx = range(8) if cfg.full_frame else range(24)
+    try:
+        native.set_native(False)
+        compiled.set_compile(False)
+        ref = ds.render_batch(idx)
+        native.set_native(True)
+        out = ds.render_batch(idx)
+    finally:
+        native.set_native("auto")
+        compiled.set_compile("auto")
+    for k, v in ref.items():
+        if k in ("image", "depth"):
+            assert (v - out[k]).abs().max() <= 1e-4, k
+        elif isinstance(v, torch.Tensor):
+            assert torch.equal(v, out[k]), k
+    assert out["mask"].any() and (out["occlusion_fraction"] > 0).any()
+
+
+def test_native_kernel_rays_and_culling_equal_torch():
+    """The kernel's own pixel rays and culling are render.pixel_rays's and render.cull's bits
+    (the check native.py runs when it loads the library)."""
+    if not native.available():
+        pytest.skip("the C++ kernel needs a C++ compiler")
+    native._check(native._library())
+
+
+def test_native_kernel_skewed_camera_uses_torch_rays():
+    """Cameras the kernel's own ray formula does not cover (skew) get torch's rays: same output."""
+    if not native.available():
+        pytest.skip("the C++ kernel needs a C++ compiler")
+    from handpose_lib.data.synthetic.geometry import hand_cones
+
+    p = dataset.sample_scene(3, torch.arange(4), SyntheticConfig(occlusion="heavy"))
+    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
+    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
+    Rt = p["R"].transpose(-1, -2)
+    scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
+             "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
+    K = camera.crop_intrinsics(p["K_full"], p["box"], 64)
+    assert render._pinhole(K)
+    K[:, 0, 1] = 3.0
+    assert not render._pinhole(K)
+    ref = render.render(scene, K, 64, 64, compiled=False, native=False)
+    out = render.render(scene, K, 64, 64, native=True)
+    for k, v in ref.items():
+        assert torch.equal(v, out[k]), k
+    assert out["mask"].any()
+
+
+def test_native_kernel_falls_back_without_compiler(monkeypatch):
+    """No C++ compiler: one warning, then the torch code renders (same outputs)."""
+    cfg = SyntheticConfig()
+    ds = SyntheticHands(10, seed=4, config=cfg)
+    monkeypatch.setattr(native, "_compiler", lambda: None)
+    native._library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="C\\+\\+ kernel is not available"):
+            assert not native.available()
+        assert not native.use_native(torch.device("cpu"))
+        out = ds.render_batch(range(2))
+        assert out["image"].shape == (2, 3, 128, 128) and out["mask"].any()
+    finally:
+        native._library.cache_clear()

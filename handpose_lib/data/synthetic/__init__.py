@@ -6,7 +6,8 @@ Modules: ``hand`` (skeleton, proportions, limits, pose sampler, kinematics), ``g
 ``dataset`` (``SyntheticConfig``, ``SyntheticHands``) and ``io`` (writer, reader, CLI).
 """
 
-from . import compiled  # noqa: F401  (the fast-path switch: compiled.set_compile)
+# the fast-path switches: compiled.set_compile, native.set_native (the C++ kernel)
+from . import compiled, native  # noqa: F401
 from .dataset import GENERATOR_VERSION, OCCLUSION_LEVELS, SyntheticConfig, SyntheticHands
 from .io import DiskHands, render_main, render_to_disk
 

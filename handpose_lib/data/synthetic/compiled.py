@@ -1,4 +1,8 @@
-"""Optional ``torch.compile`` of the renderer's per-ray kernels: the fast path.
+"""Optional ``torch.compile`` of the renderer's per-ray kernels: the fast torch path.
+
+For CPU tensors the C++ kernel of ``native.py`` is faster still and is used first when it builds
+(``HANDPOSE_SYNTH_NATIVE``); these compiled kernels serve CUDA tensors, and CPU ones when the C++
+kernel is switched off or unavailable.
 
 The renderer's inner loops (ray-primitive tests, depth keys, shading of the hit pixels) are
 chains of 40-100 elementwise torch operations over millions of (ray, primitive) pairs. Run

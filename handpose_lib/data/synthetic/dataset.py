@@ -162,13 +162,9 @@ def sample_scene(seed: int, idx, cfg: SyntheticConfig, device="cpu") -> dict:
     return p
 
 
-def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) -> dict:
-    """Render the parameters of :func:`sample_scene` (possibly edited): the collated batch.
-
-    ``compiled``: run the renderer's ``torch.compile``-d kernels (same output bit for bit,
-    faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
-    device = p["angles"].device
-    idx, seed, left, box = p["idx"], p["seed"], p["left"], p["box"]
+def scene_of(p: dict) -> tuple[dict, torch.Tensor]:
+    """The renderer's scene dict (camera-frame hand cones, objects, appearance) of the parameters
+    of :func:`sample_scene`, and the camera-frame joints (B, 21, 3)."""
     joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
     R, T = p["R"], p["T"]
     joints = joints_h @ R.transpose(-1, -2) + T[:, None]
@@ -181,6 +177,18 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
         "objects": p["objects"],
         "appearance": p["appearance"],
     }
+    return scene, joints
+
+
+def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) -> dict:
+    """Render the parameters of :func:`sample_scene` (possibly edited): the collated batch.
+
+    CPU renders use the C++ kernel of ``native.py`` when it builds (same output bit for bit).
+    ``compiled``: otherwise run the renderer's ``torch.compile``-d kernels (same output bit for
+    bit, faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
+    device = p["angles"].device
+    idx, seed, left, box = p["idx"], p["seed"], p["left"], p["box"]
+    scene, joints = scene_of(p)
     if cfg.full_frame:
         K, H, W = p["K_full"], camera.FRAME_H, camera.FRAME_W
     else:

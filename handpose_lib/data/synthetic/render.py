@@ -14,6 +14,11 @@ Pipeline for a batch of B images of H x W pixels (H, W multiples of 8):
 4. Composition over the background, optional blur, noise and JPEG; labels.
 
 Joint visibility casts one exact ray per joint against every primitive (see :func:`visibility`).
+
+This torch code is the reference and the CUDA path. For CPU tensors, steps 1 (the per-tile
+test) to 4 (except JPEG) run by default in a C++ kernel (``native.py``, ``native_engine.cpp``)
+that repeats these operations in the same order, one image at a time: the same bits, about 7
+times faster than the ``torch.compile``-d kernels (``compiled.py``) on one core.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE
+from . import native as _native
 from .backgrounds import PAD, background_pool, noise_texture
 from .compiled import fast, use_compiled
 from .geometry import INF, _dot, _unit, ray_box, ray_cylinder, ray_round_cone, ray_sphere
@@ -115,8 +121,13 @@ def _bounds(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     return a, b, r, active
 
 
-def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """Work list of (image, slot, tile) triples whose tile may see the slot: (N, 3) int64.
+def cull_bounds(scene: dict, K: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Screen-space bound of every slot: a 2D capsule around its projected axis.
+
+    Returns ``(ua (B, P, 2) projected first end, e (B, P, 2) projected axis (second end - first),
+    ee (B, P) squared length of e (at least 1e-9), reach (B, P) pixels: a tile whose centre is
+    farther from the segment cannot see the slot, ok (B, P) bool: the bound holds (else every
+    tile is kept), active (B, P) bool)``.
 
     Bound: a sphere of radius r at distance d, seen at angle theta from the optical axis,
     projects within ``f * asin(r / d) / cos^2(theta + asin(r / d))`` pixels of its projected
@@ -124,7 +135,6 @@ def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
     (theta is largest at an end of the segment, d smallest at the segment's closest point).
     """
     a, b, r, active = _bounds(scene)
-    dev = a.device
     f = torch.maximum(K[:, 0, 0], K[:, 1, 1])[:, None]
     ab = b - a
     s = (-(a * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-9)).clamp(0, 1)
@@ -138,15 +148,26 @@ def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
     pb = b @ K.transpose(-1, -2)
     ua = pa[..., :2] / pa[..., 2:3].clamp_min(1e-3)
     ub = pb[..., :2] / pb[..., 2:3].clamp_min(1e-3)
+    e = ub - ua
+    return ua, e, (e * e).sum(-1).clamp_min(1e-9), rs + TILE * 0.7072, ok, active
+
+
+def cull(scene: dict, K: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Work list of (image, slot, tile) triples whose tile may see the slot: (N, 3) int64, sorted.
+
+    A tile is kept when its centre lies within ``reach`` of the slot's projected axis segment
+    (see :func:`cull_bounds`; ``reach`` includes the tile's half diagonal)."""
+    ua, e, ee, reach, ok, active = cull_bounds(scene, K)
+    dev = ua.device
     ty, tx = torch.meshgrid(
         torch.arange(H // TILE, device=dev), torch.arange(W // TILE, device=dev), indexing="ij"
     )
     c = torch.stack([tx.flatten(), ty.flatten()], -1).float() * TILE + TILE / 2  # (T, 2)
-    e = (ub - ua)[:, :, None]  # (B, P, 1, 2)
+    e = e[:, :, None]  # (B, P, 1, 2)
     w = c[None, None] - ua[:, :, None]  # (B, P, T, 2)
-    h = ((w * e).sum(-1) / (e * e).sum(-1).clamp_min(1e-9)).clamp(0, 1)
+    h = ((w * e).sum(-1) / ee[..., None]).clamp(0, 1)
     dist = (w - h[..., None] * e).norm(dim=-1)
-    keep = dist <= (rs + TILE * 0.7072)[..., None]
+    keep = dist <= reach[..., None]
     keep = (keep | ~ok[..., None]) & active[..., None]
     return keep.nonzero()
 
@@ -385,15 +406,22 @@ def _add_noise(img, tex, off, noise):
     return img.clamp(0, 1)
 
 
-def postprocess(img: torch.Tensor, scene: dict, compiled: bool = False) -> torch.Tensor:
-    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W)."""
+def postprocess(img: torch.Tensor, scene: dict, compiled: bool = False, native: bool = False) -> torch.Tensor:
+    """Blur (per-image flag), sensor noise, optional JPEG: (B, 3, H, W) -> (B, 3, H, W).
+
+    ``native``: blur and noise by the C++ kernel (``native.py``), in place (CPU tensors)."""
     app = scene["appearance"]
     B = img.shape[0]
     blur = app["blur"]  # (B,) sigma, 0 = none
-    if bool((blur > 0).any()):
-        img = _blur(img, _gauss5(blur), blur, compiled=compiled)
     tex = noise_texture().to(img.device)[0]
-    img = _add_noise(img, tex, app["tex_offset"], app["noise"], compiled=compiled)
+    if native:
+        if bool((blur > 0).any()):
+            img = _native.blur_(img, _gauss5(blur), blur)
+        img = _native.add_noise_(img, tex, app["tex_offset"], app["noise"])
+    else:
+        if bool((blur > 0).any()):
+            img = _blur(img, _gauss5(blur), blur, compiled=compiled)
+        img = _add_noise(img, tex, app["tex_offset"], app["noise"], compiled=compiled)
     jq = app["jpeg_quality"]
     if bool((jq > 0).any()):
         out = []
@@ -457,12 +485,30 @@ def visibility(
 # the whole image
 
 
-def render(scene: dict, K: torch.Tensor, H: int, W: int, compiled: bool | None = None) -> dict:
+def _pinhole(K: torch.Tensor) -> bool:
+    """Whether all intrinsics (B, 3, 3) have no skew and last row (0, 0, 1): the C++ kernel's
+    own ray formula then rounds like :func:`pixel_rays`."""
+    z = torch.stack([K[:, 0, 1], K[:, 1, 0], K[:, 2, 0], K[:, 2, 1], K[:, 2, 2] - 1], -1)
+    return bool((z == 0).all())
+
+
+def render(
+    scene: dict, K: torch.Tensor, H: int, W: int, compiled: bool | None = None, native: bool | None = None
+) -> dict:
     """Render a batch: returns image (B,3,H,W) [0,1], mask (B,H,W) bool, depth (B,H,W) mm (z of
     the visible hand surface, 0 where the pixel does not show the hand), occlusion_fraction (B,).
 
-    ``compiled``: use the ``torch.compile``-d kernels (``compiled.py``); ``None`` decides by
-    :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
+    ``native``: for CPU tensors, do the per-pixel work in the C++ kernel (``native.py``, the same
+    bits); ``None`` decides by :func:`native.use_native` (availability, ``HANDPOSE_SYNTH_NATIVE``).
+    ``compiled`` (torch code only): use the ``torch.compile``-d kernels (``compiled.py``); ``None``
+    decides by :func:`compiled.use_compiled` (batch size, availability, ``HANDPOSE_SYNTH_COMPILE``)."""
+    if native is None:
+        native = _native.use_native(K.device)
+    if native and K.device.type == "cpu":
+        rays = None if _pinhole(K) else pixel_rays(K, H, W)
+        image, mask, depth, frac = _native.render_images(scene, K, H, W, rays)
+        image = postprocess(image, scene, native=True)
+        return {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac}
     if compiled is None:
         compiled = use_compiled(K.device, K.shape[0])
     rays = pixel_rays(K, H, W)
