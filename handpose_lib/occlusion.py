@@ -444,12 +444,28 @@ class PastedSet(Dataset):
         return self.paste(self.base[i], np.random.default_rng([self.seed, 7, k, i]))
 
 
+def variant_paths(budget: str = "cpu", seed: int = 0) -> tuple[Path, Path]:
+    """``(run root, results folder)`` of a budget and training seed.
+
+    Seed 0 (the book's table): ``runs/occlusion-<budget>`` and ``results/occlusion`` (``cpu``) or
+    ``results/occlusion/<budget>``. Another seed gets its own folders (``...-seed<k>`` and
+    ``.../seed<k>``), so a replicate never reuses or overwrites seed 0's runs.
+    """
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS)}")
+    tag = "" if seed == 0 else f"-seed{seed}"
+    results = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
+    return REPO_ROOT / "runs" / f"occlusion-{budget}{tag}", results if seed == 0 else results / f"seed{seed}"
+
+
 def run_variant(
     name: str, budget: str = "cpu", run_root: str | os.PathLike | None = None, seed: int = 0
 ) -> dict:
     """Train (unless the variant reuses another's weights) and evaluate one ablation variant.
 
-    Writes ``results/occlusion/<name>.json`` and returns its content.
+    ``seed`` is the training seed (initialisation, batch order, augmentation; the training
+    samples stay those of data seed 0). Writes ``<results folder>/<name>.json`` (see
+    :func:`variant_paths`) and returns its content.
     """
     from .data.synthetic import SyntheticConfig
     from .train import build_for_config, cached_synthetic, fit, load_trained, model_config, tiny_recipe
@@ -457,7 +473,8 @@ def run_variant(
     v = VARIANTS[name]
     b = dict(BUDGETS[budget])
     bench_n = b.pop("bench_n")
-    run_root = Path(run_root or REPO_ROOT / "runs" / f"occlusion-{budget}")
+    default_root, out_dir = variant_paths(budget, seed)
+    run_root = Path(run_root or default_root)
     cfg = tiny_recipe(seed=seed, data_seed=0, loss=dict(v.get("loss", {})), **b)
     size = model_config(cfg).input_size
     t0 = time.time()
@@ -523,7 +540,6 @@ def run_variant(
     }
     from .checkpoint import atomic_write_json
 
-    out_dir = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
     atomic_write_json(out_dir / f"{name}.json", res)
     return res
 
@@ -566,6 +582,33 @@ def table_rows(results: dict[str, dict], sets=SET_NAMES) -> list[dict]:
                     "epe2d_hidden_obj_px": bv.get("hidden_by_object", {}).get("epe2d_px"),
                 }
             )
+    return rows
+
+
+def seed_rows(
+    by_seed: dict[int, dict[str, dict]], set_name: str = "0%", metric: str = "epe3d_mm"
+) -> list[dict]:
+    """How much of a variant's number is the training seed: one row per variant present in
+    every seed of ``by_seed`` (``{seed: load_results(...)}``).
+
+    Each row: ``variant`` (label), ``values`` (``{seed: overall metric on set_name}``), ``mean``
+    and ``spread`` (max - min over the seeds). A gap between two variants smaller than their
+    spreads is not evidence of a difference.
+    """
+    seeds = sorted(by_seed)
+    names = [n for n in VARIANTS if all(n in by_seed[s] for s in seeds)]
+    rows = []
+    for n in names:
+        vals = {s: by_seed[s][n]["results"][set_name]["overall"][metric] for s in seeds}
+        v = list(vals.values())
+        rows.append(
+            {
+                "variant": by_seed[seeds[0]][n]["label"],
+                "values": vals,
+                "mean": sum(v) / len(v),
+                "spread": max(v) - min(v),
+            }
+        )
     return rows
 
 

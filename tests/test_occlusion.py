@@ -241,3 +241,27 @@ def test_direct_joints_checkpoint_round_trip(tmp_path):
     x = torch.rand(1, 3, 128, 128)
     model.eval(), back.eval()
     assert torch.allclose(model(x).joints3d, back(x).joints3d)
+
+
+def test_variant_paths_keep_seeds_apart():
+    root0, res0 = occlusion.variant_paths("cpu", 0)
+    root1, res1 = occlusion.variant_paths("cpu", 1)
+    assert res0 == occlusion.RESULTS_DIR and root0.name == "occlusion-cpu"
+    assert res1 == occlusion.RESULTS_DIR / "seed1" and root1.name == "occlusion-cpu-seed1"
+    assert occlusion.variant_paths("full", 2)[1] == occlusion.RESULTS_DIR / "full" / "seed2"
+    with pytest.raises(ValueError, match="unknown budget"):
+        occlusion.variant_paths("huge")
+
+
+def test_seed_rows_hand_made():
+    def res(label, e0):
+        return {"label": label, "results": {"0%": {"overall": {"epe3d_mm": e0}}}}
+
+    by_seed = {
+        0: {"a_full": res("(a)", 40.0), "b_no_occ_aug": res("(b)", 44.0)},
+        1: {"a_full": res("(a)", 43.0)},  # (b) has no seed-1 run: left out
+    }
+    rows = occlusion.seed_rows(by_seed, "0%", "epe3d_mm")
+    assert [r["variant"] for r in rows] == ["(a)"]
+    assert rows[0]["values"] == {0: 40.0, 1: 43.0}
+    assert rows[0]["mean"] == pytest.approx(41.5) and rows[0]["spread"] == pytest.approx(3.0)
