@@ -51,31 +51,27 @@ error: the conv roofline is the stricter one.
 NOTES = """\
 ## What limits the numbers below goal
 
+- **The machine.** The 2026-12-01 tables come from a 2-core AMD EPYC with AVX2 only (no native
+  bf16, so no bf16 rows) whose fp32 matmul peak is 160 GFLOP/s on 2 threads; the 2026-11-25
+  runs had AVX512-BF16 and 222 GFLOP/s. Everything, MediaPipe included, was 2-3x slower on
+  the newer runs: compare rows of one run, not across dates.
 - **Threads on a shared 2-core machine.** With two intra-op threads, PyTorch and ONNX Runtime
   stall whenever the other core is busy: each parallel region waits for a descheduled thread.
-  While other jobs ran we measured the same tiny batch-1 forward at about 4 ms with one thread
-  and up to 770 ms (median) with two, and the engine at 220 crops/s (batch 16, one thread)
-  against 3 crops/s with two. The tables below were taken when the machine had become quiet
-  (load about 1.5); the `-1thread` rows show the robust choice for a busy machine.
+  While other jobs ran (2026-11-25) we measured the same tiny batch-1 forward at about 4 ms with
+  one thread and up to 770 ms (median) with two. The tables were taken on a quiet machine
+  (load average 0.5-1.1); the `-1thread` rows show the robust choice for a busy machine.
 - **Batch-1 latency is overhead.** The tiny model needs 0.27 GFLOP per crop; at batch 1 the time
   goes to dispatching about a hundred small operators. ONNX Runtime's fused graph is the
   fastest backend; `torch.compile` removes most of the overhead too, but needs `no_grad`
   (not `inference_mode`: Dynamo's guard on the skeleton's numpy path matrix fails there).
-- **bf16 on CPU** (AVX512-BF16 here) pays off for batched work (paper: 1.8x the fp32 fast
-  path in inference, 1.7x in training); at batch 1 the conversions cost about what they save.
-- **The procedural engine**: the tables above (2026-11-25) are from the torch renderer, about
-  4-10 ms per 128x128 crop and core (95 crops/s at batch 1, 260 at batch 256, one thread; two
-  DataLoader workers of one thread each about 370 crops/s). CPU renders now run in a C++
-  kernel (`handpose_lib/data/synthetic/native_engine.cpp`, the same bits as the torch code).
-  Measured 2026-12-01 on 1 core (taskset -c 1), machine shared (the other core training):
-  `synthetic_bench.py --threads 1 --batch 256 --batches 4 --repeats 5` best 986-1078, median
-  926-1038 crops/s in three runs (the torch code with `--compile on`, interleaved: best 137-160,
-  median 128-133; eager 68); `render_batch` with one thread 37 / 380 / 818 / 1066 crops/s at
-  batch 1 / 16 / 64 / 256; two one-thread DataLoader workers sharing that one core 861 crops/s
-  (two free cores not measured). Batch 1 is the scene sampler's small torch operations, not
-  the renderer. Training never waits for the engine because `fit` renders a pool once
-  (`train.cached_synthetic`) and then reads it: the input pipeline delivers 1,000+ samples/s,
-  the tiny CPU run waits 3% of its time for data.
+- **The procedural engine** renders on CPUs in a C++ kernel
+  (`handpose_lib/data/synthetic/native_engine.cpp`) that repeats the torch code operation by
+  operation, so its output is the same bits (tested); before it (torch code, 2026-11-25) two
+  one-thread DataLoader workers gave about 370 crops/s and one compiled thread 254. Batch 1 is
+  slow (about 80 crops/s) because of the scene sampler's small torch operations, not the
+  renderer. Training never waits for the engine because `fit` renders a pool once
+  (`train.cached_synthetic`) and then reads it: the input pipeline row shows the tiny CPU run
+  waiting 2 % of its time for data.
 - **MediaPipe is not doing the same job.** Its full pipeline finds the hand (palm detector) and
   then the landmarks; ours is given a crop around the ground-truth box. The fair latency
   comparison is with its landmark model alone; the crop + model + uncrop row adds our crop.
