@@ -263,6 +263,26 @@ def test_internal_links_and_anchors_resolve(site):
     assert not problems, f"{len(problems)} broken links:\n" + "\n".join(problems[:50])
 
 
+TABLE_AS_TEXT = re.compile(r"\|\s*(?:-{3,}|\u2014+)\s*\|")  # "|---|" or, after smart quotes, "|\u2014|"
+
+
+def tables_shown_as_text(html: str) -> int:
+    """Markdown table separator rows left as text in a page (code blocks excluded): a table a
+    code cell printed with ``IPython.display.Markdown`` that was not parsed as a table."""
+    text = re.sub(r"<pre.*?</pre>|<code.*?</code>", "", html, flags=re.S)
+    return len(TABLE_AS_TEXT.findall(text))
+
+
+def test_printed_markdown_tables_render_as_tables(site):
+    bad = {d: n for d in toc_docnames() if (n := tables_shown_as_text((site / f"{d}.html").read_text()))}
+    assert not bad, f"markdown tables shown as text (rows of dashes) on: {bad}"
+
+
+def test_table_as_text_detector():
+    assert tables_shown_as_text("<p>| a | b | |\u2014|\u2014| | 1 | 2 |</p>") == 1
+    assert tables_shown_as_text('<pre>lines = ["|---|---|"]</pre><table><tr><td>1</td></tr></table>') == 0
+
+
 def test_link_checker_finds_broken_links(tmp_path):
     (tmp_path / "a.html").write_text(
         '<a href="b.html#there">ok</a><a href="b.html#nowhere">bad anchor</a>'
