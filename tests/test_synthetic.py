@@ -204,17 +204,11 @@ def test_culling_matches_brute_force():
     p = dataset.sample_scene(11, torch.arange(6), cfg)
     out = dataset.render_scene(p, cfg)
     # rebuild the scene and compare the culled depth pass with testing every tile
-    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
-    from handpose_lib.data.synthetic.geometry import hand_cones
-
-    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
-    Rt = p["R"].transpose(-1, -2)
-    scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
-             "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
+    scene, _ = dataset.scene_of(p)
     K = camera.crop_intrinsics(p["K_full"], p["box"], 128)
     rays = render.pixel_rays(K, 128, 128)
     tri = render.cull(scene, K, 128, 128)
-    B, P = 6, ra.shape[1] + 6
+    B, P = 6, scene["cone_ra"].shape[1] + 6
     _, _, _, active = render._bounds(scene)
     allt = torch.stack(torch.meshgrid(torch.arange(B), torch.arange(P), torch.arange(256), indexing="ij"), -1)
     allt = allt.reshape(-1, 3)
@@ -371,14 +365,8 @@ def test_native_kernel_skewed_camera_uses_torch_rays():
     """Cameras the kernel's own ray formula does not cover (skew) get torch's rays: same output."""
     if not native.available():
         pytest.skip("the C++ kernel needs a C++ compiler")
-    from handpose_lib.data.synthetic.geometry import hand_cones
-
     p = dataset.sample_scene(3, torch.arange(4), SyntheticConfig(occlusion="heavy"))
-    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
-    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
-    Rt = p["R"].transpose(-1, -2)
-    scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
-             "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
+    scene, _ = dataset.scene_of(p)
     K = camera.crop_intrinsics(p["K_full"], p["box"], 64)
     assert render._pinhole(K)
     K[:, 0, 1] = 3.0
