@@ -49,15 +49,19 @@ def set_compile(mode: bool | str) -> None:
     _MODE = mode
 
 
-def _mode() -> bool | str:
-    if _MODE is not None:
-        return _MODE
-    env = os.environ.get("HANDPOSE_SYNTH_COMPILE", "auto").strip().lower()
+def env_switch(name: str) -> bool | str:
+    """An on/off/auto environment switch: ``1``/``true``/``yes``/``on`` -> ``True``,
+    ``0``/``false``/``no``/``off`` -> ``False``, anything else (or unset) -> ``"auto"``."""
+    env = os.environ.get(name, "auto").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
     if env in ("0", "false", "no", "off"):
         return False
     return "auto"
+
+
+def _mode() -> bool | str:
+    return _MODE if _MODE is not None else env_switch("HANDPOSE_SYNTH_COMPILE")
 
 
 @functools.lru_cache(maxsize=4)

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from .compiled import env_switch
+
 SOURCE = Path(__file__).with_name("native_engine.cpp")
 # -ffp-contract=off: no fused multiply-adds the reference does not have; -fno-math-errno and
 # -fno-trapping-math let the compiler vectorise branches and square roots (they change no value:
@@ -66,14 +68,7 @@ def set_native(mode: bool | str) -> None:
 
 
 def _mode() -> bool | str:
-    if _MODE is not None:
-        return _MODE
-    env = os.environ.get("HANDPOSE_SYNTH_NATIVE", "auto").strip().lower()
-    if env in ("1", "true", "yes", "on"):
-        return True
-    if env in ("0", "false", "no", "off"):
-        return False
-    return "auto"
+    return _MODE if _MODE is not None else env_switch("HANDPOSE_SYNTH_NATIVE")
 
 
 def _compiler() -> str | None:
