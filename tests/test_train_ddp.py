@@ -30,7 +30,9 @@ res = tr.fit(model, FakeHands(64), FakeHands(16, 1), c, run, loss_fn=standin_los
 rank = int(os.environ.get("RANK", "0"))
 weights = {{k: v.contiguous() for k, v in model.state_dict().items()}}
 save_file(weights, os.path.join(run, f"rank{{rank}}.safetensors"))
-print("rank", rank, "step", res.step)
+# one write(2) of a short line: atomic on a pipe, so the two ranks' lines never interleave
+# (print() writes its pieces separately when torchrun leaves stdout unbuffered)
+os.write(1, f"rank {{rank}} step {{res.step}}\\n".encode())
 """
 
 
