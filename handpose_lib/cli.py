@@ -435,7 +435,7 @@ def _add_book(sub):
         epilog=_fmt(BOOK_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", default=None, help="run folder (default runs/book-tiny)")
+    p.add_argument("--run", default=None, help="run folder (default runs/book-tiny-v2)")
     p.add_argument("--out", default=None, help="package folder (default models/book-tiny)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_book_model)
@@ -444,7 +444,7 @@ def _add_book(sub):
 def cmd_book_model(a) -> int:
     from . import train as tr
 
-    run = Path(a.run) if a.run else tr.REPO_ROOT / "runs" / "book-tiny"
+    run = Path(a.run) if a.run else tr.BOOK_RUN_DIR
     out = Path(a.out) if a.out else tr.BOOK_MODEL_DIR
     report = tr.build_book_model(run, out, progress=not a.no_progress)
     print(report)

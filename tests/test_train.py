@@ -1,6 +1,7 @@
 """train.py: the loop on a small stand-in model (32x32 images): metrics, checkpoints, exact resume,
 stop signals, NaN handling, schedules and configs. The real ResUnet is exercised in test_cli.py."""
 
+import json
 import math
 import os
 import signal
@@ -287,3 +288,50 @@ def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatc
     assert info["source"] == "book" and not model.training and len(calls) == 1
     with pytest.raises(tr.ConfigError, match="HANDPOSE_PROFILE"):
         tr.load_book_model("fast")
+
+
+def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
+    a = tr.book_recipe().to_dict()
+    assert tr.same_recipe(a, json.loads(json.dumps(a)))  # tuples vs JSON lists
+    assert tr.same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
+    assert not tr.same_recipe(a, {**a, "loss": {}})
+    assert not tr.same_recipe(a, {**a, "epochs": 13})
+
+
+def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    old = tr.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
+    meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
+    ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
+    with pytest.raises(tr.ConfigError, match="another recipe"):
+        tr.build_book_model(tmp_path / "run", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_book_model_packages_a_finished_run_with_its_learning_curves(tmp_path, monkeypatch):
+    from handpose_lib.model import build_model, tiny_config
+
+    class Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
+        def __getitem__(self, i):
+            s = super().__getitem__(i)
+            f = 64 // S
+            img = s["image"].repeat_interleave(f, 1).repeat_interleave(f, 2)
+            return {**s, "image": img, "joints2d": s["joints2d"] * f}
+
+    m = build_model(tiny_config(input_size=64, heatmap_size=32))
+    cfg = tr.book_recipe()
+    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
+    meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total}
+    ck.save_run_checkpoint(tmp_path / "run", total, m, meta)
+    rows = [{"epoch": 1, "step": total, "time_s": 2.0, "val_epe2d_px": 9.0}]
+    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(tr, "benchmark_dataset", lambda: (Fake64(3), "fake-n3"))
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
+    report = tr.build_book_model(tmp_path / "run", tmp_path / "out", progress=False)
+    assert "book model" in report
+    c = ck.load_checkpoint(tmp_path / "out")
+    assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.meta["provenance"]["budget"]["steps"] == total
+    assert tr.read_metrics(tmp_path / "out") == rows
+    assert (tmp_path / "out" / "benchmark.json").is_file()
