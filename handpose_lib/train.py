@@ -1206,7 +1206,7 @@ _BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last
 
 
 def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two ``TrainConfig.to_dict()``s (or their JSON) train the same model, ignoring
+    """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
     :data:`_BOOKKEEPING` fields."""
 
     def norm(d):
