@@ -265,3 +265,22 @@ def test_seed_rows_hand_made():
     assert [r["variant"] for r in rows] == ["(a)"]
     assert rows[0]["values"] == {0: 40.0, 1: 43.0}
     assert rows[0]["mean"] == pytest.approx(41.5) and rows[0]["spread"] == pytest.approx(3.0)
+
+
+def test_argmax_decode_best_cell_centre_on_square_and_rectangular_maps():
+    maps = torch.zeros(2, 3, 8, 8)
+    maps[0, 0, 2, 5] = 1.0  # row 2, column 5 of an 8x8 map on a 128 image: cells of 16 px
+    maps[0, 1, 7, 0] = 3.0
+    maps[0, 2, 0, 7] = -1.0  # all other cells 0 -> the first cell (0, 0) wins
+    maps[1] = -maps[0]
+    maps[1, 0, 4, 4] = 9.0
+    xy = occlusion.argmax_decode(maps, 128)
+    assert xy.shape == (2, 3, 2)
+    torch.testing.assert_close(xy[0, 0], torch.tensor([5.5 * 16, 2.5 * 16]))
+    torch.testing.assert_close(xy[0, 1], torch.tensor([0.5 * 16, 7.5 * 16]))
+    torch.testing.assert_close(xy[0, 2], torch.tensor([8.0, 8.0]))
+    torch.testing.assert_close(xy[1, 0], torch.tensor([4.5 * 16, 4.5 * 16]))
+    # a non-square map scales x and y separately
+    rect = torch.zeros(1, 1, 4, 16)
+    rect[0, 0, 3, 15] = 1.0
+    torch.testing.assert_close(occlusion.argmax_decode(rect, 128)[0, 0], torch.tensor([15.5 * 8, 3.5 * 32]))

@@ -31,15 +31,7 @@ sys.path.insert(0, str(REPO))
 from handpose_lib import train as T  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 from handpose_lib.evaluate import collate  # noqa: E402
-
-
-def argmax_coords(maps: torch.Tensor, image_size: int) -> torch.Tensor:
-    """(B, J, h, w) maps -> (B, J, 2) ``(x, y)`` input pixels of each map's best cell centre."""
-    h, w = maps.shape[-2:]
-    idx = maps.flatten(2).argmax(-1)
-    x = (idx % w).float() + 0.5
-    y = torch.div(idx, w, rounding_mode="floor").float() + 0.5
-    return torch.stack([x * image_size / w, y * image_size / h], dim=-1)
+from handpose_lib.occlusion import argmax_decode  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -58,8 +50,8 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for b in DataLoader(Subset(val, range(min(a.n, 512))), batch_size=64, collate_fn=collate):
             out = model(b["image"])
-            preds = [out.coords2d, argmax_coords(out.heatmaps, size)]
-            preds += [argmax_coords(h, size) for h in out.intermediate]
+            preds = [out.coords2d, argmax_decode(out.heatmaps, size)]
+            preds += [argmax_decode(h, size) for h in out.intermediate]
             for k, p in zip(names, preds):
                 errs[k].append((p - b["joints2d"]).norm(dim=-1))
             visible.append(b["visible"].bool())
