@@ -1225,14 +1225,14 @@ def build_book_model(run_dir: str | os.PathLike, out_dir: str | os.PathLike, pro
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     cfg = book_recipe()
     total = _total_steps(cfg)
-    have = (run_dir / ckpt.LAST_FILE).is_file()
-    if have and not same_recipe(ckpt.load_checkpoint(run_dir).meta.get("train_config", {}), cfg.to_dict()):
+    last = ckpt.load_checkpoint(run_dir) if (run_dir / ckpt.LAST_FILE).is_file() else None
+    if last is not None and not same_recipe(last.meta.get("train_config", {}), cfg.to_dict()):
         raise ConfigError(
             f"{run_dir} holds a run of another recipe than book_recipe() (an older version?); "
             "move it away or pass another run folder (handpose book-model --run DIR)"
         )
-    if not have or ckpt.load_checkpoint(run_dir).step < total:
-        res = train(cfg, run_dir, resume=have, progress=progress)
+    if last is None or last.step < total:
+        res = train(cfg, run_dir, resume=last is not None, progress=progress)
         if not res.finished:
             return f"training stopped at step {res.step} of {total}; run `make model` again to resume"
     model, c = load_trained(run_dir)
