@@ -421,9 +421,10 @@ BOOK_HELP = """
 example:
   make model          # = python -m handpose_lib.cli book-model
 
-Trains the tiny config on procedural data into runs/book-tiny (resuming a stopped run),
-evaluates it on the procedural benchmark, and writes models/book-tiny/ (fp16 safetensors and a
-JSON sidecar with the command, commit, budget and metrics). Reuses a finished run.
+Trains the tiny config on procedural data in two stages, runs/book-tiny-v2 (10 epochs) then
+runs/book-tiny-v3 (7 more from its weights), resuming a stopped run and reusing a finished one;
+evaluates the result on the procedural benchmark, and writes models/book-tiny/ (fp16
+safetensors and a JSON sidecar with the command, commit, budget and metrics).
 """
 
 
@@ -435,7 +436,8 @@ def _add_book(sub):
         epilog=_fmt(BOOK_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", default=None, help="run folder (default runs/book-tiny-v2)")
+    p.add_argument("--stage1", default=None, help="stage 1's run folder (default runs/book-tiny-v2)")
+    p.add_argument("--stage2", default=None, help="stage 2's run folder (default runs/book-tiny-v3)")
     p.add_argument("--out", default=None, help="package folder (default models/book-tiny)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_book_model)
@@ -444,9 +446,8 @@ def _add_book(sub):
 def cmd_book_model(a) -> int:
     from . import train as tr
 
-    run = Path(a.run) if a.run else tr.BOOK_RUN_DIR
     out = Path(a.out) if a.out else tr.BOOK_MODEL_DIR
-    report = tr.build_book_model(run, out, progress=not a.no_progress)
+    report = tr.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
     print(report)
     return 0
 

@@ -46,7 +46,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,10 @@ from .evaluate import collate, evaluate_predictions, pick_device
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK_MODEL_DIR = REPO_ROOT / "models" / "book-tiny"
 QUICK_RUN_DIR = REPO_ROOT / "runs" / "quick-book"
-# the run folder of the book recipe; its name changes with the recipe (v1 ran in runs/book-tiny),
-# so a run of an older recipe is never resumed or packaged as the new one
-BOOK_RUN_DIR = REPO_ROOT / "runs" / "book-tiny-v2"
+# the run folders of the book model's two stages; their names change with the recipe (v1 ran in
+# runs/book-tiny), so a run of an older recipe is never resumed or packaged as the new one
+BOOK_RUN_DIR = REPO_ROOT / "runs" / "book-tiny-v2"  # stage 1 (it was the whole of version 2)
+BOOK_STAGE2_DIR = REPO_ROOT / "runs" / "book-tiny-v3"  # stage 2, a warm restart from stage 1
 PROFILES = ("quick", "full")
 
 
@@ -1072,9 +1073,14 @@ def train(
 
 def load_trained(path: str | os.PathLike, which: str = "last", device: str = "cpu"):
     """A trained model from a run folder or checkpoint: ``(model in eval mode, checkpoint)``."""
+    c = ckpt.load_checkpoint(path, which)
+    return model_from_checkpoint(c, device), c
+
+
+def model_from_checkpoint(c: ckpt.Checkpoint, device: str = "cpu") -> torch.nn.Module:
+    """The model (eval mode) of an already loaded checkpoint, built from its sidecar's config."""
     from .model import ModelConfig, build_model
 
-    c = ckpt.load_checkpoint(path, which)
     mc = c.meta.get("model_config")
     if mc is None:
         tc = c.meta.get("train_config")
@@ -1085,7 +1091,7 @@ def load_trained(path: str | os.PathLike, which: str = "last", device: str = "cp
         mc = dict(mc, pretrained=False, pretrained_path=None)
         model = build_model(ModelConfig.from_dict(mc))
     ckpt.load_weights(model, c)
-    return model.to(device).eval(), c
+    return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------
@@ -1131,8 +1137,8 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
 
     1. ``models/book-tiny`` (the committed book checkpoint, see ``make model``) when present;
     2. otherwise a quick model trained once into ``runs/quick-book`` (a few minutes on a CPU;
-       ``HANDPOSE_PROFILE=full`` trains the tiny recipe of ``make model`` instead). A finished
-       quick run is reused, never silently retrained; an unfinished one is resumed.
+       ``HANDPOSE_PROFILE=full`` trains the stages of ``make model`` instead, :func:`book_stages`).
+       A finished run is reused, never silently retrained; an unfinished one is resumed.
 
     ``info`` says which (``source``: ``"book"`` or ``"quick"``), the checkpoint path and its metrics.
     """
@@ -1147,19 +1153,30 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
             "metrics": c.meta.get("metrics", {}),
             "meta": c.meta,
         }
-    run = QUICK_RUN_DIR if prof == "quick" else BOOK_RUN_DIR
-    cfg = quick_recipe() if prof == "quick" else book_recipe()
-    done = (run / ckpt.LAST_FILE).is_file() and ckpt.load_checkpoint(run).step >= _total_steps(cfg)
+    if prof == "quick":
+        stages, what = [(QUICK_RUN_DIR, quick_recipe())], "a quick model into runs/quick-book"
+    else:
+        stages, what = book_stages(), "the book recipe's two stages into runs/book-tiny-v2 and -v3"
+    run = stages[-1][0]
+    done = all(
+        (d / ckpt.LAST_FILE).is_file() and ckpt.load_checkpoint(d).step >= _total_steps(sc)
+        for d, sc in stages
+    )
     if not done:
         say(
             f"NOTE: the book model ({BOOK_MODEL_DIR.relative_to(REPO_ROOT)}) is missing, so this chapter "
-            f"trains a {'quick' if prof == 'quick' else 'full tiny'} model into {run.relative_to(REPO_ROOT)} "
-            "(once; later runs reuse it). Its accuracy is lower than the book model's; `make model` "
-            "trains the real one."
+            f"trains {what} (once; later runs reuse it). "
+            + (
+                "Its accuracy is lower than the book model's; `make model` trains the real one."
+                if prof == "quick"
+                else "`make model` packages it into models/book-tiny."
+            )
         )
-        train(cfg, run, resume=(run / ckpt.LAST_FILE).is_file(), progress=verbose)
+        final, message = train_book_stages(stages, progress=verbose)
+        if final is None:
+            raise RuntimeError(message)
     else:
-        say(f"NOTE: the book model is missing; using the quick model trained earlier in {run}")
+        say(f"NOTE: the book model is missing; using the model trained earlier in {run}")
     model, c = load_trained(run, device=device)
     return model, {
         "source": "quick",
@@ -1174,9 +1191,10 @@ def _total_steps(cfg: TrainConfig) -> int:
 
 
 def book_recipe() -> TrainConfig:
-    """The book model's recipe (``make model``), version 2: the tiny ResUnet on 30,000
-    procedural samples (rendered once, then rotated/scaled/colour-jittered anew each epoch),
-    10 epochs of batch 32 (9,370 AdamW steps, one-cycle schedule peaking at 2e-3).
+    """Stage 1 of the book model (``make model``; it was the whole of version 2): the tiny
+    ResUnet on 30,000 procedural samples (rendered once, then rotated/scaled/colour-jittered
+    anew each epoch), 10 epochs of batch 32 (9,370 AdamW steps, one-cycle schedule peaking at
+    2e-3). :func:`book_stage2_recipe` continues from its weights.
 
     The loss differs from the ``LossWeights`` defaults (v1, 13 epochs, used them): the
     intermediate heatmaps are weighted 10x with Gaussians twice as wide (``heatmaps = 5``,
@@ -1201,45 +1219,129 @@ def book_recipe() -> TrainConfig:
     )
 
 
+def book_stage2_recipe(stage1_dir: str | os.PathLike | None = None) -> TrainConfig:
+    """Stage 2 of the book model (version 3): a warm restart from stage 1's final weights.
+
+    Stage 1's schedule ended with the validation error still falling (about 0.1 px per epoch)
+    and the training error as high as the validation error (no overfitting), so the model
+    needs more steps, not more data. Stage 2 raises the learning rate again, to half of stage
+    1's peak (1e-3 after a 5 % warm-up), and decays it over 7 more epochs (6,559 steps) of the
+    same 30,000 samples, drawing other augmentations and another order (``seed=1``; with
+    seed 0 its epochs would repeat stage 1's first seven). Loss and batch are stage 1's.
+    ``init_from`` is stage 1's run folder (default :data:`BOOK_RUN_DIR`; its last checkpoint).
+    """
+    stage1 = Path(stage1_dir or BOOK_RUN_DIR).resolve()
+    return dataclasses.replace(
+        book_recipe(), epochs=7, lr=1e-3, warmup_frac=0.05, seed=1, init_from=str(stage1)
+    )
+
+
+def book_stages(
+    stage1_dir: str | os.PathLike | None = None, stage2_dir: str | os.PathLike | None = None
+) -> list[tuple[Path, TrainConfig]]:
+    """The book model's training stages in order, ``[(run folder, config), ...]``; the folders
+    default to :data:`BOOK_RUN_DIR` and :data:`BOOK_STAGE2_DIR`."""
+    stage1, stage2 = Path(stage1_dir or BOOK_RUN_DIR), Path(stage2_dir or BOOK_STAGE2_DIR)
+    return [(stage1, book_recipe()), (stage2, book_stage2_recipe(stage1))]
+
+
 # fields that do not change what a run computes (where it runs, how often it saves or logs)
 _BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
 
 
-def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> bool:
     """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
-    :data:`_BOOKKEEPING` fields."""
+    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
+    skip = set(_BOOKKEEPING) | set(ignore)
 
     def norm(d):
-        return json.loads(json.dumps({k: v for k, v in d.items() if k not in _BOOKKEEPING}))
+        return json.loads(json.dumps({k: v for k, v in d.items() if k not in skip}))
 
     return norm(a) == norm(b)
 
 
-def build_book_model(run_dir: str | os.PathLike, out_dir: str | os.PathLike, progress: bool = True) -> str:
-    """Train (or resume, or reuse) the book recipe in ``run_dir``, evaluate it on the procedural
-    benchmark and write the compact fp16 checkpoint with its provenance to ``out_dir``."""
+def _weights_sha(c: ckpt.Checkpoint) -> str | None:
+    return c.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256")
+
+
+def train_book_stages(
+    stages: Sequence[tuple[Path, TrainConfig]], progress: bool = True
+) -> tuple[ckpt.Checkpoint | None, str]:
+    """Train, resume or reuse each stage of :func:`book_stages` in turn.
+
+    A stage's folder must hold a run of that stage's recipe (bookkeeping fields aside), and a
+    later stage must have started from the earlier stage's final weights (the ``init_from``
+    sha256 in its sidecar; the folder's path itself may have moved); otherwise
+    :class:`ConfigError`, and nothing is overwritten.
+
+    Returns:
+        ``(last stage's final checkpoint, "")`` when every stage is finished, or
+        ``(None, message)`` when a run stopped early (a signal): run again to resume.
+    """
+    prev: ckpt.Checkpoint | None = None
+    for k, (run_dir, cfg) in enumerate(stages, 1):
+        run_dir, total = Path(run_dir), _total_steps(cfg)
+        last = ckpt.load_checkpoint(run_dir) if (run_dir / ckpt.LAST_FILE).is_file() else None
+        if last is not None:
+            if not same_recipe(last.meta.get("train_config", {}), cfg.to_dict(), ignore=("init_from",)):
+                raise ConfigError(
+                    f"{run_dir} holds a run of another recipe than stage {k} of the book model "
+                    "(an older version?); move it away or pass another run folder "
+                    "(handpose book-model --stage1 DIR --stage2 DIR)"
+                )
+            started = last.meta.get("init_from", {}).get("sha256")
+            if prev is not None and started != _weights_sha(prev):
+                raise ConfigError(
+                    f"{run_dir} (stage {k}) did not start from the final weights of stage {k - 1} "
+                    f"({prev.path}); move it away so that stage {k} is trained again"
+                )
+        if last is None or last.step < total:
+            res = train(cfg, run_dir, resume=last is not None, progress=progress)
+            if not res.finished:
+                return None, (
+                    f"training ({run_dir}) stopped at step {res.step} of {total}; "
+                    "run `make model` (or the chapter) again to resume"
+                )
+            last = ckpt.load_checkpoint(run_dir)
+        prev = last
+    return prev, ""
+
+
+def book_history(stages: Sequence[tuple[Path, TrainConfig]]) -> list[dict]:
+    """The stages' ``metrics.jsonl`` rows as one curve: each row gets its ``stage`` (1, 2, ..),
+    and ``epoch``/``step`` count on from the earlier stages (stage 2's first epoch is 11)."""
+    rows: list[dict] = []
+    epochs = steps = 0
+    for k, (run_dir, cfg) in enumerate(stages, 1):
+        for r in read_metrics(run_dir):
+            rows.append({**r, "stage": k, "epoch": r["epoch"] + epochs, "step": r["step"] + steps})
+        epochs, steps = epochs + cfg.epochs, steps + _total_steps(cfg)
+    return rows
+
+
+def build_book_model(
+    out_dir: str | os.PathLike,
+    stage_dirs: Sequence[str | os.PathLike | None] = (None, None),
+    progress: bool = True,
+) -> str:
+    """Train (or resume, or reuse) the book model's stages (:func:`book_stages`; one run folder
+    each, ``None`` for the default), evaluate the final weights on the procedural benchmark and
+    write the compact fp16 checkpoint with its provenance to ``out_dir``, with both stages'
+    learning curves in one ``metrics.jsonl`` (:func:`book_history`)."""
     import platform
 
     from . import evaluate as ev
 
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    cfg = book_recipe()
-    total = _total_steps(cfg)
-    last = ckpt.load_checkpoint(run_dir) if (run_dir / ckpt.LAST_FILE).is_file() else None
-    if last is not None and not same_recipe(last.meta.get("train_config", {}), cfg.to_dict()):
-        raise ConfigError(
-            f"{run_dir} holds a run of another recipe than book_recipe() (an older version?); "
-            "move it away or pass another run folder (handpose book-model --run DIR)"
-        )
-    if last is None or last.step < total:
-        res = train(cfg, run_dir, resume=last is not None, progress=progress)
-        if not res.finished:
-            return f"training stopped at step {res.step} of {total}; run `make model` again to resume"
-    model, c = load_trained(run_dir)
-    model = model.half().float()  # exactly what the fp16 checkpoint will hold
+    out_dir = Path(out_dir)
+    stages = book_stages(*stage_dirs)
+    final, message = train_book_stages(stages, progress)
+    if final is None:
+        return message
+    cfg, c = stages[-1][1], final
+    model = model_from_checkpoint(c).half().float()  # exactly what the fp16 checkpoint will hold
     data, name = benchmark_dataset()
     rep = ev.evaluate(model, data, dataset=name, batch_size=64, device="cpu")
-    hist = read_metrics(run_dir)
+    hist = book_history(stages)
     o = rep["overall"]
     headline = {
         "benchmark": name,
@@ -1265,9 +1367,10 @@ def build_book_model(run_dir: str | os.PathLike, out_dir: str | os.PathLike, pro
             "command": "make model  (python -m handpose_lib.cli book-model)",
             "commit": git_commit(),
             "budget": {
-                "steps": c.step,
-                "epochs": cfg.epochs,
-                "samples_seen": c.step * cfg.batch_size,
+                "steps": sum(_total_steps(sc) for _, sc in stages),
+                "steps_per_stage": [_total_steps(sc) for _, sc in stages],
+                "epochs": sum(sc.epochs for _, sc in stages),
+                "samples_seen": sum(_total_steps(sc) * sc.batch_size for _, sc in stages),
                 "unique_procedural_samples": cfg.n_train,
                 "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
             },
@@ -1277,8 +1380,9 @@ def build_book_model(run_dir: str | os.PathLike, out_dir: str | os.PathLike, pro
     }
     ckpt.save_checkpoint(out_dir, model, sidecar, save_rng=False, weights_dtype=torch.float16)
     ev.write_report(rep, out_dir / "benchmark.json")
-    if (run_dir / "metrics.jsonl").is_file():  # the learning curves chapter 6 plots
-        ckpt.atomic_write_bytes(out_dir / "metrics.jsonl", (run_dir / "metrics.jsonl").read_bytes())
+    if hist:  # the learning curves chapter 6 plots
+        text = "".join(json.dumps(r) + "\n" for r in hist)
+        ckpt.atomic_write_bytes(out_dir / "metrics.jsonl", text.encode())
     size_mb = (out_dir / ckpt.MODEL_FILE).stat().st_size / 1e6
     return f"book model: {out_dir} ({size_mb:.1f} MB)\n" + ev.summary(rep)
 

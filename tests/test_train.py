@@ -261,7 +261,17 @@ def test_train_view_augmentation_is_keyed_by_epoch_and_index():
     assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
 
 
+def _finished_run(run, cfg, m, **meta):
+    """A stand-in for a finished run of ``cfg`` (its final checkpoint, no training)."""
+    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
+    meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total, **meta}
+    ck.save_run_checkpoint(run, total, m, meta)
+    return ck.load_checkpoint(run)
+
+
 def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
     from handpose_lib.model import build_model, tiny_config
 
     m = build_model(tiny_config())
@@ -274,8 +284,8 @@ def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatc
 
     def fake_train(cfg, run, resume=False, progress=None):  # stands in for a few minutes of training
         calls.append(run)
-        total = cfg.epochs * (cfg.n_train // cfg.batch_size)
-        ck.save_run_checkpoint(run, total, m, {**meta, "step": total})
+        c = _finished_run(run, cfg, m, provenance={"command": "quick"})
+        return SimpleNamespace(finished=True, step=c.step)
 
     monkeypatch.setattr(tr, "train", fake_train)
     _, info = tr.load_book_model("quick")
@@ -296,6 +306,20 @@ def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
     assert tr.same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
     assert not tr.same_recipe(a, {**a, "loss": {}})
     assert not tr.same_recipe(a, {**a, "epochs": 13})
+    assert not tr.same_recipe(a, {**a, "init_from": "x"})
+    assert tr.same_recipe(a, {**a, "init_from": "x"}, ignore=("init_from",))
+
+
+def test_book_stages_continue_from_stage_one(tmp_path):
+    (one, c1), (two, c2) = tr.book_stages(tmp_path / "a", tmp_path / "b")
+    assert (one, two) == (tmp_path / "a", tmp_path / "b")
+    assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
+    assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
+    assert tr.same_recipe(
+        c1.to_dict(),
+        c2.to_dict() | {k: c1.to_dict()[k] for k in ("epochs", "lr", "warmup_frac", "seed", "init_from")},
+    )
+    assert tr.book_stages()[0][0] == tr.BOOK_RUN_DIR and tr.book_stages()[1][0] == tr.BOOK_STAGE2_DIR
 
 
 def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
@@ -305,12 +329,25 @@ def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
     old = tr.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
     meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
     ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
-    with pytest.raises(tr.ConfigError, match="another recipe"):
-        tr.build_book_model(tmp_path / "run", tmp_path / "out", progress=False)
+    with pytest.raises(tr.ConfigError, match="another recipe than stage 1"):
+        tr.build_book_model(tmp_path / "out", (tmp_path / "run", tmp_path / "run2"), progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run2").exists()
+
+
+def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monkeypatch):
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    (one, c1), (two, c2) = tr.book_stages(tmp_path / "s1", tmp_path / "s2")
+    _finished_run(one, c1, m)
+    _finished_run(two, c2, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("nothing may be retrained"))
+    with pytest.raises(tr.ConfigError, match="did not start from the final weights of stage 1"):
+        tr.build_book_model(tmp_path / "out", (one, two), progress=False)
     assert not (tmp_path / "out").exists()
 
 
-def test_build_book_model_packages_a_finished_run_with_its_learning_curves(tmp_path, monkeypatch):
+def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_path, monkeypatch):
     from handpose_lib.model import build_model, tiny_config
 
     class Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
@@ -321,17 +358,36 @@ def test_build_book_model_packages_a_finished_run_with_its_learning_curves(tmp_p
             return {**s, "image": img, "joints2d": s["joints2d"] * f}
 
     m = build_model(tiny_config(input_size=64, heatmap_size=32))
-    cfg = tr.book_recipe()
-    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
-    meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total}
-    ck.save_run_checkpoint(tmp_path / "run", total, m, meta)
-    rows = [{"epoch": 1, "step": total, "time_s": 2.0, "val_epe2d_px": 9.0}]
-    (tmp_path / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (one, c1), (two, c2) = tr.book_stages(tmp_path / "s1", tmp_path / "s2")
+    first = _finished_run(one, c1, m)
+    moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": tr._weights_sha(first)}
+    _finished_run(two, c2, m, init_from=moved)  # stage 1 has moved since: its weights count, not its path
+    n1, n2 = first.step, c2.epochs * (c2.n_train // c2.batch_size)
+    for run, rows in (
+        (one, [{"epoch": 10, "step": n1, "time_s": 2.0, "val_epe2d_px": 9.0}]),
+        (
+            two,
+            [
+                {"epoch": 1, "step": 900, "time_s": 3.0, "val_epe2d_px": 8.0},
+                {"epoch": 7, "step": n2, "time_s": 1.0, "val_epe2d_px": 7.0},
+            ],
+        ),
+    ):
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     monkeypatch.setattr(tr, "benchmark_dataset", lambda: (Fake64(3), "fake-n3"))
     monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
-    report = tr.build_book_model(tmp_path / "run", tmp_path / "out", progress=False)
+    report = tr.build_book_model(tmp_path / "out", (one, two), progress=False)
     assert "book model" in report
     c = ck.load_checkpoint(tmp_path / "out")
-    assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.meta["provenance"]["budget"]["steps"] == total
-    assert tr.read_metrics(tmp_path / "out") == rows
+    budget = c.meta["provenance"]["budget"]
+    assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
+    assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
+    assert budget["train_wall_time_s"] == 6.0
+    curve = tr.read_metrics(tmp_path / "out")
+    assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
+        (1, 10, n1),
+        (2, 11, n1 + 900),
+        (2, 17, n1 + n2),
+    ]
+    assert [r["val_epe2d_px"] for r in curve] == [9.0, 8.0, 7.0]
     assert (tmp_path / "out" / "benchmark.json").is_file()
