@@ -1374,6 +1374,11 @@ def build_book_model(
                 "unique_procedural_samples": cfg.n_train,
                 "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
             },
+            "stages": [
+                str(d.resolve().relative_to(REPO_ROOT)) if d.resolve().is_relative_to(REPO_ROOT) else str(d)
+                for d, _ in stages
+            ],
+            "last_stage_started_from": c.meta.get("init_from"),  # path, step, sha256 of stage 1's end
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
             "weights": "float16 (trained in float32)",
         },

@@ -383,6 +383,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
     assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
     assert budget["train_wall_time_s"] == 6.0
+    assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == tr._weights_sha(first)
     curve = tr.read_metrics(tmp_path / "out")
     assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
         (1, 10, n1),
