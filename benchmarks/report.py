@@ -52,14 +52,16 @@ NOTES = """\
 ## What limits the numbers below goal
 
 - **The machine.** The 2026-12-01 tables come from a 2-core AMD EPYC with AVX2 only (no native
-  bf16, so no bf16 rows) whose fp32 matmul peak is 160 GFLOP/s on 2 threads; the 2026-11-25
-  runs had AVX512-BF16 and 222 GFLOP/s. Everything, MediaPipe included, was 2-3x slower on
-  the newer runs: compare rows of one run, not across dates.
+  bf16, so no bf16 rows) whose fp32 matmul peak measured 119-171 GFLOP/s on 2 threads across
+  that day's runs (a shared host; each table gives its own run's peaks); the 2026-11-25 runs
+  had AVX512-BF16 and 222 GFLOP/s. Everything, MediaPipe included, was 2-3x slower on the
+  newer runs: compare rows of one run, not across dates or runs.
 - **Threads on a shared 2-core machine.** With two intra-op threads, PyTorch and ONNX Runtime
   stall whenever the other core is busy: each parallel region waits for a descheduled thread.
   While other jobs ran (2026-11-25) we measured the same tiny batch-1 forward at about 4 ms with
-  one thread and up to 770 ms (median) with two. The tables were taken on a quiet machine
-  (load average 0.5-1.1); the `-1thread` rows show the robust choice for a busy machine.
+  one thread and up to 770 ms (median) with two. The tables were taken with no other job of
+  ours running (load averages at their heads); the `-1thread` rows show the robust choice for
+  a busy machine.
 - **Batch-1 latency is overhead.** The tiny model needs 0.27 GFLOP per crop; at batch 1 the time
   goes to dispatching about a hundred small operators. ONNX Runtime's fused graph is the
   fastest backend; `torch.compile` removes most of the overhead too, but needs `no_grad`
