@@ -1285,9 +1285,9 @@ def train_book_stages(
         if last is not None:
             if not same_recipe(last.meta.get("train_config", {}), cfg.to_dict(), ignore=("init_from",)):
                 raise ConfigError(
-                    f"{run_dir} holds a run of another recipe than stage {k} of the book model "
-                    "(an older version?); move it away or pass another run folder "
-                    "(handpose book-model --stage1 DIR --stage2 DIR)"
+                    f"{run_dir} holds a run of another recipe (an older version?) than its stage "
+                    f"({k} of {len(stages)}) needs; move it away or pass another run folder "
+                    "(the book model: handpose book-model --stage1 DIR --stage2 DIR)"
                 )
             started = last.meta.get("init_from", {}).get("sha256")
             if prev is not None and started != _weights_sha(prev):

@@ -329,7 +329,7 @@ def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
     old = tr.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
     meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
     ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
-    with pytest.raises(tr.ConfigError, match="another recipe than stage 1"):
+    with pytest.raises(tr.ConfigError, match=r"another recipe .* \(1 of 2\)"):
         tr.build_book_model(tmp_path / "out", (tmp_path / "run", tmp_path / "run2"), progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "run2").exists()
 
