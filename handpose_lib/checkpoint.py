@@ -354,6 +354,11 @@ class Checkpoint:
         return int(self.meta.get("epoch", 0))
 
     @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 of the weights file, as the sidecar records it (``None`` if it does not)."""
+        return self.meta.get("files", {}).get(MODEL_FILE, {}).get("sha256")
+
+    @property
     def resumable(self) -> bool:
         return "optimizer" in self.meta.get("train_state", {})
 

@@ -881,7 +881,7 @@ def fit(
         meta_base["init_from"] = {
             "path": str(init.path),
             "step": init.step,
-            "sha256": init.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256"),
+            "sha256": init.weights_sha256,
         }
     elif last is not None and "init_from" in last.meta:
         meta_base["init_from"] = last.meta["init_from"]
@@ -1157,11 +1157,7 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
         stages, what = [(QUICK_RUN_DIR, quick_recipe())], "a quick model into runs/quick-book"
     else:
         stages, what = book_stages(), "the book recipe's two stages into runs/book-tiny-v2 and -v3"
-    run = stages[-1][0]
-    done = all(
-        (d / ckpt.LAST_FILE).is_file() and ckpt.load_checkpoint(d).step >= _total_steps(sc)
-        for d, sc in stages
-    )
+    done = all(_pointer_step(d) >= _total_steps(sc) for d, sc in stages)
     if not done:
         say(
             f"NOTE: the book model ({BOOK_MODEL_DIR.relative_to(REPO_ROOT)}) is missing, so this chapter "
@@ -1172,18 +1168,25 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
                 else "`make model` packages it into models/book-tiny."
             )
         )
-        final, message = train_book_stages(stages, progress=verbose)
-        if final is None:
-            raise RuntimeError(message)
     else:
-        say(f"NOTE: the book model is missing; using the model trained earlier in {run}")
-    model, c = load_trained(run, device=device)
+        say(f"NOTE: the book model is missing; using the model trained earlier in {stages[-1][0]}")
+    c, message = train_stages(stages, progress=verbose)  # trains what is missing; loads the last once
+    if c is None:
+        raise RuntimeError(message)
+    model = model_from_checkpoint(c, device)
     return model, {
         "source": "quick",
         "path": str(c.path),
         "metrics": c.meta.get("metrics", {}),
         "meta": c.meta,
     }
+
+
+def _pointer_step(run_dir: Path) -> int:
+    """The step of a run folder's latest checkpoint, from its small ``last.json`` pointer
+    (0 when there is none); loading the checkpoint itself would read and hash the weights."""
+    p = run_dir / ckpt.LAST_FILE
+    return int(json.loads(p.read_text()).get("step", 0)) if p.is_file() else 0
 
 
 def _total_steps(cfg: TrainConfig) -> int:
@@ -1260,14 +1263,10 @@ def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, .
     return norm(a) == norm(b)
 
 
-def _weights_sha(c: ckpt.Checkpoint) -> str | None:
-    return c.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256")
-
-
-def train_book_stages(
+def train_stages(
     stages: Sequence[tuple[Path, TrainConfig]], progress: bool = True
 ) -> tuple[ckpt.Checkpoint | None, str]:
-    """Train, resume or reuse each stage of :func:`book_stages` in turn.
+    """Train, resume or reuse each stage (e.g. of :func:`book_stages`) in turn.
 
     A stage's folder must hold a run of that stage's recipe (bookkeeping fields aside), and a
     later stage must have started from the earlier stage's final weights (the ``init_from``
@@ -1290,7 +1289,7 @@ def train_book_stages(
                     "(the book model: handpose book-model --stage1 DIR --stage2 DIR)"
                 )
             started = last.meta.get("init_from", {}).get("sha256")
-            if prev is not None and started != _weights_sha(prev):
+            if prev is not None and started != prev.weights_sha256:
                 raise ConfigError(
                     f"{run_dir} (stage {k}) did not start from the final weights of stage {k - 1} "
                     f"({prev.path}); move it away so that stage {k} is trained again"
@@ -1334,7 +1333,7 @@ def build_book_model(
 
     out_dir = Path(out_dir)
     stages = book_stages(*stage_dirs)
-    final, message = train_book_stages(stages, progress)
+    final, message = train_stages(stages, progress)
     if final is None:
         return message
     cfg, c = stages[-1][1], final

@@ -360,7 +360,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     m = build_model(tiny_config(input_size=64, heatmap_size=32))
     (one, c1), (two, c2) = tr.book_stages(tmp_path / "s1", tmp_path / "s2")
     first = _finished_run(one, c1, m)
-    moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": tr._weights_sha(first)}
+    moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": first.weights_sha256}
     _finished_run(two, c2, m, init_from=moved)  # stage 1 has moved since: its weights count, not its path
     n1, n2 = first.step, c2.epochs * (c2.n_train // c2.batch_size)
     for run, rows in (
@@ -383,7 +383,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
     assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
     assert budget["train_wall_time_s"] == 6.0
-    assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == tr._weights_sha(first)
+    assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == first.weights_sha256
     curve = tr.read_metrics(tmp_path / "out")
     assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
         (1, 10, n1),
