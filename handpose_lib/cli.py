@@ -533,6 +533,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         "handpose_lib.train": ("ConfigError",),
         "handpose_lib.data.common": ("DatasetNotFoundError", "CorruptImageError"),
         "handpose_lib.model": ("PretrainedWeightsUnavailable",),
+        "handpose_lib.evaluate": ("DeviceUnavailableError",),
     }
     for mod, names in mods.items():
         m = sys.modules.get(mod)

@@ -71,18 +71,46 @@ EVAL_KEYS = ("image", "joints2d", "joints3d", "visibility")
 # helpers
 
 
+class DeviceUnavailableError(ValueError):
+    """The device asked for (``cuda``, ``mps``) is not there."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def pick_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``: CUDA, else Apple MPS, else CPU; or the device named."""
+    """``"auto"``: CUDA, else Apple MPS, else CPU; or the device named (``"cuda:1"``, ``"cpu"``),
+    which must exist (:class:`DeviceUnavailableError` otherwise, not a failure mid-run)."""
     if isinstance(name, torch.device):
         return name
     if name in (None, "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise DeviceUnavailableError(
+            f"device {name!r} is not a device name (auto, cpu, cuda, cuda:N, mps): {e}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU "
+            "(torch.cuda.is_available() is False); use device auto or cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"device {name!r}: there are only {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+        )
+    if dev.type == "mps" and not _mps_available():
+        raise DeviceUnavailableError(
+            f"device {name!r}: Apple MPS is not available here; use device auto or cpu"
+        )
+    return dev
 
 
 def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

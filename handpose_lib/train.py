@@ -438,6 +438,12 @@ def _one_thread(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+def _ignore_ctrl_c(_worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the training process (:class:`StopFlag`), which
+    saves a checkpoint and then shuts them down; a worker killed by it first could break the save."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def benchmark_dataset(n: int = BENCHMARK_N, image_size: int = 128) -> tuple[Dataset, str]:
     """The versioned procedural benchmark: ``n`` samples (default 2000) of the engine with its
     default occluders, seed :data:`BENCHMARK_SEED`; returns ``(dataset, name)``, and the name
@@ -448,11 +454,12 @@ def benchmark_dataset(n: int = BENCHMARK_N, image_size: int = 128) -> tuple[Data
     return ds, f"synthetic-v{GENERATOR_VERSION}-seed{BENCHMARK_SEED}-n{n}"
 
 
-def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset]:
     """Training and validation sets for ``cfg.data`` (samples cropped to the model's input size).
 
-    Procedural data is rendered once into a cache (:func:`cached_synthetic`): ``n_train``
-    samples of seed ``data_seed`` and ``n_val`` of seed ``data_seed + 1``.
+    Procedural data is rendered once into a cache (:func:`cached_synthetic`, with a progress
+    bar unless ``progress=False``): ``n_train`` samples of seed ``data_seed`` and ``n_val`` of
+    seed ``data_seed + 1``.
     """
     size = model_config(cfg).input_size
     if cfg.data == "synthetic":
@@ -460,8 +467,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
         sc = SyntheticConfig(crop_size=size)
         return (
-            cached_synthetic(cfg.n_train, cfg.data_seed, sc),
-            cached_synthetic(cfg.n_val, cfg.data_seed + 1, sc),
+            cached_synthetic(cfg.n_train, cfg.data_seed, sc, progress=progress),
+            cached_synthetic(cfg.n_val, cfg.data_seed + 1, sc, progress=progress),
         )
     if cfg.data_root is None:
         raise ConfigError(f"data {cfg.data!r} needs data_root (the folder of the downloaded data set)")
@@ -715,9 +722,36 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+# fields that do not change what a run computes (where it runs, how often it saves or logs)
+_BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
+# ... and those a resumed run may change besides: where the data lies, and init_from (only a new
+# run reads those weights; a resumed one reads its own checkpoint)
+_RESUME_MAY_CHANGE = ("data_root", "init_from")
+
+
+def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The fields in which two ``TrainConfig.to_dict()`` dicts (or their JSON) differ, ignoring
+    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
+    skip = set(_BOOKKEEPING) | set(ignore)
+
+    def norm(d):
+        return json.loads(json.dumps(ckpt.to_jsonable({k: v for k, v in d.items() if k not in skip})))
+
+    na, nb = norm(a), norm(b)
+    return sorted(k for k in set(na) | set(nb) if na.get(k) != nb.get(k))
+
+
+def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
+    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
+    return not recipe_diff(a, b, ignore)
+
+
 def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
     """The checkpoint to resume from (``None`` for a new run); refuses to overwrite a run, to
-    resume a run that has no checkpoint, or to resume with a different model/data/batch/seed."""
+    resume a run that has no checkpoint, or to resume with another recipe (any
+    :class:`TrainConfig` field but the bookkeeping ones, ``data_root`` and ``init_from``: another
+    ``epochs`` or ``lr`` would change the schedule, so the resumed run would not be exact)."""
     run_dir = Path(run_dir)
     has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
     if not resume:
@@ -743,21 +777,37 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
                 f"{last.meta['generator_version']}, the engine is now version {GENERATOR_VERSION}; "
                 "resuming would change the training data mid-run. Start a new run (another --out)."
             )
-    saved = last.meta.get("train_config", {})
-    for key in ("model", "model_overrides", "batch_size", "seed", "data", "n_train"):
-        if key in saved and saved[key] != ckpt.to_jsonable(getattr(cfg, key)):
-            raise ConfigError(
-                f"--resume: {key} differs from the run's ({saved[key]!r} there, "
-                f"{getattr(cfg, key)!r} now); resume with the same config or use a new --out"
-            )
+    saved = last.meta.get("train_config")
+    now = cfg.to_dict()
+    # a moved data folder or a moved checkout (init_from: only a new run reads it) is no change
+    diff = recipe_diff(saved, now, ignore=_RESUME_MAY_CHANGE) if saved is not None else []
+    diff = [k for k in diff if k in saved]  # a field added to TrainConfig since keeps its default
+    if diff:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in diff)
+        raise ConfigError(
+            f"--resume: the run in {run_dir} was started with other settings ({shown}). A resumed "
+            "run continues its own schedule exactly, so resume with the settings it started with "
+            "(the command printed when it stopped, or its config.json), or train on from its "
+            f"weights as a new run: --init-from {run_dir} --out NEW_FOLDER"
+        )
     return last
 
 
-def _nonfinite_message(loss_value: float, parts: Mapping[str, Any], step: int, epoch: int, last_path) -> str:
+def _nonfinite_message(
+    loss_value: float,
+    parts: Mapping[str, Any],
+    step: int,
+    epoch: int,
+    last_path,
+    grad_norm: float | None = None,
+) -> str:
     keep = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was saved yet"
     shown = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in parts.items()}
+    what = f"the loss became {loss_value}"
+    if grad_norm is not None:
+        what = f"the gradients' norm became {grad_norm} (the loss, {loss_value:.4g}, was finite)"
     return (
-        f"the loss became {loss_value} at step {step + 1} (epoch {epoch + 1}); loss parts: {shown}. "
+        f"{what} at step {step + 1} (epoch {epoch + 1}); loss parts: {shown}. "
         f"Training stopped; {keep}. Try a lower learning rate (lr), amp=off, or check the data for NaN "
         "labels."
     )
@@ -803,6 +853,12 @@ def fit(
 
     # --- the run folder: refuse to overwrite, or find the checkpoint to resume from
     last = check_run_dir(run_dir, resume, cfg)
+    if last is not None and last.meta.get("world_size", info.world) != info.world:
+        raise ConfigError(
+            f"--resume: the run in {run_dir} was trained by {last.meta['world_size']} process(es), "
+            f"this is {info.world}; the data order and steps per epoch depend on it, so resume "
+            f"with the same number (torchrun --nproc_per_node {last.meta['world_size']})"
+        )
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -863,6 +919,7 @@ def fit(
         pin_memory=device.type == "cuda",
         drop_last=True,
         persistent_workers=False,
+        worker_init_fn=_ignore_ctrl_c,
     )
     val_loader = None
     if val_set is not None and info.is_main:
@@ -891,6 +948,13 @@ def fit(
         ckpt.atomic_write_json(run_dir / "config.json", meta_base)
 
     history = read_metrics(run_dir) if resume else []
+    if last is not None and any(r.get("step", 0) > last.step for r in history):
+        # a run killed between an epoch's log row and its checkpoint redoes that epoch: drop the
+        # row, or the curve would hold the epoch twice
+        history = [r for r in history if r.get("step", 0) <= last.step]
+        if info.is_main:
+            text = "".join(json.dumps(r) + "\n" for r in history)
+            ckpt.atomic_write_bytes(run_dir / "metrics.jsonl", text.encode())
     last_path = last.path if last is not None else None
     last_save = last_print = time.monotonic()
 
@@ -955,9 +1019,20 @@ def fit(
                         )
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
-                    if cfg.grad_clip:
+                    if cfg.grad_clip or not scaler.is_enabled():
                         scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(train_model.parameters(), cfg.grad_clip)
+                        # max_norm inf: no clipping, only the norm (x 1.0 leaves gradients exact)
+                        gnorm = float(
+                            torch.nn.utils.clip_grad_norm_(
+                                train_model.parameters(), cfg.grad_clip or float("inf")
+                            )
+                        )
+                        # fp16's GradScaler skips steps with inf gradients by itself; otherwise
+                        # stop before the optimiser writes NaN into the weights
+                        if not scaler.is_enabled() and not math.isfinite(gnorm):
+                            raise NonFiniteLossError(
+                                _nonfinite_message(loss_value, parts, step, epoch, last_path, gnorm)
+                            )
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
@@ -1058,11 +1133,12 @@ def train(
 ) -> FitResult:
     """Build the model and data of ``cfg`` and :func:`fit` them (the ``handpose train`` command)."""
     check_run_dir(Path(run_dir), resume, cfg)  # before any slow set-up
+    pick_device(cfg.device)  # a missing GPU fails now too
     if cfg.init_from:
         ckpt.resolve_checkpoint(cfg.init_from)  # a missing --init-from fails now, not after the data
     torch.manual_seed(cfg.seed)
     model = build_for_config(cfg)
-    train_set, val_set = build_datasets(cfg)
+    train_set, val_set = build_datasets(cfg, progress=progress is not False)
     meta = dict(extra_meta or {})
     if cfg.data == "synthetic":  # recorded so that --resume refuses data of another engine version
         from .data.synthetic import GENERATOR_VERSION
@@ -1246,21 +1322,6 @@ def book_stages(
     default to :data:`BOOK_RUN_DIR` and :data:`BOOK_STAGE2_DIR`."""
     stage1, stage2 = Path(stage1_dir or BOOK_RUN_DIR), Path(stage2_dir or BOOK_STAGE2_DIR)
     return [(stage1, book_recipe()), (stage2, book_stage2_recipe(stage1))]
-
-
-# fields that do not change what a run computes (where it runs, how often it saves or logs)
-_BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
-
-
-def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> bool:
-    """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
-    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
-    skip = set(_BOOKKEEPING) | set(ignore)
-
-    def norm(d):
-        return json.loads(json.dumps({k: v for k, v in d.items() if k not in skip}))
-
-    return norm(a) == norm(b)
 
 
 def train_stages(

@@ -1,7 +1,12 @@
 """The `handpose` command line on tiny inputs: every command, its --help, and its error paths."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +47,8 @@ def test_every_command_has_help_with_an_example(cmd, capsys):
         cli.main([cmd, "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "example" in out and f"handpose {cmd}" in out or "make model" in out
+    assert "example" in out
+    assert f"handpose {cmd} " in out or (cmd == "book-model" and "make model" in out)
 
 
 def test_main_help_and_data_help(capsys):
@@ -94,6 +100,10 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     assert sidecar["provenance"]["command"].startswith("handpose train") and sidecar["step"] == 4
     rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_auc3d_20_50" in rows[-1]
+    more = [*args, "--resume"]
+    more[more.index("--epochs") + 1] = "3"  # another schedule: not a resume; says what to do
+    code, _, err = run(more, capsys)
+    assert code == cli.EXIT_USAGE and "epochs: 2 there, 3 now" in err and "--init-from" in err
 
     rep = tmp_path / "r.json"
     code, out, err = run(
@@ -121,6 +131,46 @@ def test_train_errors(tmp_path, capsys):
     assert code == cli.EXIT_USAGE and "unknown data set" in err
     code, _, err = run(["train", "--init-from", tmp_path / "nowhere", "--out", tmp_path / "a"], capsys)
     assert code == cli.EXIT_USAGE and "nowhere" in err and "does not exist" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_a_missing_gpu_is_a_clear_error(tmp_path, capsys):
+    code, _, err = run(["train", "--device", "cuda", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "sees no CUDA GPU" in err and "auto or cpu" in err
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group (the DataLoader worker too)."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "handpose_lib.cli", "train", "--config", "tiny", "--data", "synthetic"]
+    args += ["--n-train", "16", "--n-val", "8", "--batch-size", "8", "--epochs", "50", "--workers", "1"]
+    args += ["--no-progress", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "config.json").is_file():  # written just before the first step
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.1)
+        time.sleep(2.0)
+        os.killpg(p.pid, signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == cli.EXIT_STOPPED, stderr
+    assert "(SIGINT)" in stdout and "resume with: handpose train" in stdout
+    assert "Traceback" not in stderr and "exited unexpectedly" not in stderr
+    assert "render synthetic" not in stderr  # --no-progress: no bars, the data's neither
+    step = ck.load_checkpoint(out).step
+    assert 0 < step < 100
+    again = [*args, "--resume", "--max-steps", str(step + 2)]
+    resumed = subprocess.run(again, capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ck.load_checkpoint(out).step == step + 2
 
 
 def test_predict_on_real_photos(model_dir, tmp_path, capsys):

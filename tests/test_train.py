@@ -4,6 +4,7 @@ stop signals, NaN handling, schedules and configs. The real ResUnet is exercised
 import json
 import math
 import os
+import re
 import signal
 from dataclasses import dataclass
 
@@ -191,7 +192,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     def sometimes_nan(out, batch):
         calls["n"] += 1
         total, parts = standin_loss(out, batch)
-        if calls["n"] == 11:  # training step 10 (after epoch 1's 8 steps and 2 validation batches)
+        if calls["n"] == 11:  # step 9 (after epoch 1's 8 training steps and 2 validation batches)
             total = total * float("nan")
         return total, parts
 
@@ -210,16 +211,102 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert c.step == 8 and all(torch.isfinite(v).all() for v in c.weights.values())
 
 
+@pytest.mark.parametrize("grad_clip", [5.0, 0.0])
+def test_nonfinite_gradients_stop_before_the_optimiser_step(tmp_path, grad_clip):
+    """A finite loss whose gradients are inf (e.g. a sqrt at 0) must not reach AdamW."""
+    calls = {"n": 0}
+
+    def inf_grads(out, batch):
+        calls["n"] += 1
+        total, parts = standin_loss(out, batch)
+        if calls["n"] == 11:  # step 9, as above
+            out.coords2d.register_hook(lambda g: g * float("inf"))
+        return total, parts
+
+    model = StandIn()
+    seen = {}
+
+    def remember(step, info):
+        seen["weights"] = _weights(model)
+
+    msg = r"gradients. norm became (inf|nan).* step 9 .*step-00000008"
+    with pytest.raises(tr.NonFiniteLossError, match=msg):
+        tr.fit(
+            model,
+            FakeHands(64),
+            FakeHands(16, 1),
+            cfg(grad_clip=grad_clip),
+            tmp_path / "g",
+            loss_fn=inf_grads,
+            progress=False,
+            on_step=remember,
+        )
+    after = _weights(model)
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert all(torch.equal(after[k], seen["weights"][k]) for k in after)  # step 9 changed nothing
+    assert ck.load_checkpoint(tmp_path / "g").step == 8
+
+
 def test_run_folder_guards(tmp_path):
     with pytest.raises(ck.CheckpointError, match="no checkpoint to resume"):
         _fit(cfg(), tmp_path / "x", resume=True)
     _fit(cfg(epochs=1), tmp_path / "y")
     with pytest.raises(ck.CheckpointError, match="--resume"):
         _fit(cfg(epochs=1), tmp_path / "y")
-    with pytest.raises(tr.ConfigError, match="batch_size differs"):
-        _fit(cfg(epochs=2, batch_size=4), tmp_path / "y", resume=True)
+    with pytest.raises(tr.ConfigError, match="batch_size: 8 there, 4 now"):
+        _fit(cfg(epochs=1, batch_size=4), tmp_path / "y", resume=True)
+    # another schedule length (or lr) would not continue the run exactly: refused, with the way
+    # to train on; bookkeeping (workers, checkpoint interval) may change
+    with pytest.raises(tr.ConfigError, match=r"epochs: 1 there, 2 now.*--init-from"):
+        _fit(cfg(epochs=2), tmp_path / "y", resume=True)
+    with pytest.raises(tr.ConfigError, match="lr: 0.01 there, 0.001 now"):
+        _fit(cfg(epochs=1, lr=1e-3), tmp_path / "y", resume=True)
+    _, res = _fit(cfg(epochs=1, num_workers=1, ckpt_every_min=5.0), tmp_path / "y", resume=True)
+    assert res.finished and res.step == 8
+    # a run of 2 DDP processes resumed by one: another data order and epoch length
+    sidecar = ck.resolve_checkpoint(tmp_path / "y") / ck.SIDECAR_FILE
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "world_size": 2}))
+    with pytest.raises(tr.ConfigError, match=r"2 process\(es\), this is 1.*--nproc_per_node 2"):
+        _fit(cfg(epochs=1), tmp_path / "y", resume=True)
     with pytest.raises(tr.ConfigError, match="fewer than one batch"):
         _fit(cfg(n_train=4), tmp_path / "z")
+
+
+def test_resume_drops_the_log_row_of_an_epoch_that_has_no_checkpoint(tmp_path):
+    """Killed after epoch 2's row was logged but before its checkpoint: the resumed run redoes
+    epoch 2, and the curve holds it once."""
+    run = tmp_path / "k"
+    _fit(cfg(keep_last=3), run)
+    assert [r["step"] for r in tr.read_metrics(run)] == [8, 16]
+    ck.atomic_write_json(run / ck.LAST_FILE, {"path": "checkpoints/step-00000008", "step": 8})
+    _, res = _fit(cfg(keep_last=3), run, resume=True)
+    assert res.finished and res.step == 16
+    rows = tr.read_metrics(run)
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 8), (2, 16)]
+    assert [r["epoch"] for r in res.history] == [1, 2]
+
+
+def test_progress_bar_shows_loss_and_throughput(tmp_path, capsys):
+    torch.manual_seed(0)
+    tr.fit(StandIn(), FakeHands(64), None, cfg(epochs=1), tmp_path / "p", loss_fn=standin_loss, progress=True)
+    err = capsys.readouterr().err  # tqdm.auto: a text bar on stderr outside Jupyter
+    assert "train: 100%" in err and "8/8" in err
+    assert re.search(r"loss=\d+\.\d{4}", err) and re.search(r"img_s=\d+", err) and "lr=" in err
+
+
+def test_weight_decay_only_on_conv_and_linear_weights():
+    from handpose_lib import model as hm
+
+    m = hm.build_model(hm.tiny_config())
+    opt = tr.make_optimizer(m, cfg(weight_decay=1e-4))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in m.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"])
+    undecayed = {names[id(p)] for p in no_decay["params"]}
+    assert "lhr.log_beta" in undecayed and any(n.endswith(".bias") for n in undecayed)
+    assert any("bn" in n or "norm" in n or "downsample.1" in n for n in undecayed)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
 
 
 def test_lr_schedules():
