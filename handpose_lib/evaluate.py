@@ -43,7 +43,8 @@ THRESHOLDS_3D_CURVE = np.linspace(0.0, 50.0, 51)  # mm, for plots
 THRESHOLDS_2D = metrics.DEFAULT_2D_THRESHOLDS  # 0..30 px, 20 values
 
 # published STB AUC(20-50 mm) values (/work/shared/reference/datasets.md; LearnableGroups-Hand
-# plot_AUC_tools.py legends and the papers). Only the values are published, not the curves.
+# plot_AUC_tools.py legends and the papers). Most papers publish only the value; the curves of
+# the three classic trackers are in PUBLISHED_STB_CURVES.
 PUBLISHED_STB_AUC: dict[str, float] = {
     "PSO": 0.709,
     "ICPPSO": 0.748,
@@ -55,6 +56,23 @@ PUBLISHED_STB_AUC: dict[str, float] = {
     "Iqbal et al. 2018": 0.994,
     "Yang et al. 2019": 0.996,
     "Bekiri & Babahenini (paper, claimed)": 0.999,
+}
+
+# published STB 3D PCK curves (thresholds in mm, PCK) of the three baselines of Zhang et al.,
+# "3D Hand Pose Tracking and Estimation Using Stereo Matching", 2016, as transcribed in
+# lmb-freiburg/hand3d, utils/general.py, get_stb_ref_curves (data, 7 thresholds 20-50 mm);
+# their AUC(20-50 mm) is the PUBLISHED_STB_AUC value (tests/test_evaluate.py checks it)
+_STB_CURVE_MM = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
+PUBLISHED_STB_CURVES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "PSO": (
+        _STB_CURVE_MM,
+        (0.32236842, 0.53947368, 0.67434211, 0.75657895, 0.80921053, 0.86513158, 0.89473684),
+    ),
+    "ICPPSO": (
+        _STB_CURVE_MM,
+        (0.51973684, 0.64473684, 0.71710526, 0.77302632, 0.80921053, 0.84868421, 0.86842105),
+    ),
+    "CHPR": (_STB_CURVE_MM, (0.56578947, 0.71710526, 0.82236842, 0.88157895, 0.91447368, 0.9375, 0.96052632)),
 }
 
 ALIGNMENTS = {
@@ -441,8 +459,9 @@ def pck_figure(reports, kind: str = "3d", compare_stb: bool = True):
     Args:
         reports: one report, or ``{label: report}`` for several models/data sets.
         kind: ``"3d"`` (0-50 mm, the AUC band 20-50 mm shaded) or ``"2d"`` (0-30 px).
-        compare_stb: for 3D, add a panel with the published STB AUC(20-50 mm) values
-            (only the values are published, not their curves) next to ours.
+        compare_stb: for 3D, draw the published STB curves (:data:`PUBLISHED_STB_CURVES`,
+            grey) among ours and add a panel with the published STB AUC(20-50 mm) values
+            (:data:`PUBLISHED_STB_AUC`; most papers publish only the value) next to ours.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -467,6 +486,19 @@ def pck_figure(reports, kind: str = "3d", compare_stb: bool = True):
         fig.add_trace(
             go.Scatter(x=c.x, y=c.y, mode="lines", name=c.name, line={"dash": c.dash, "width": 2}), **kw
         )
+    if with_bars:
+        for (name, (x, y)), grey in zip(PUBLISHED_STB_CURVES.items(), ("#bdbdbd", "#9e9e9e", "#616161")):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=f"{name} on STB (Zhang et al. 2016), AUC {PUBLISHED_STB_AUC[name]:.3f}",
+                    line={"color": grey, "width": 1.5},
+                    marker={"size": 5},
+                ),
+                **kw,
+            )
     if kind == "3d":
         fig.add_vrect(x0=20, x1=50, fillcolor="grey", opacity=0.08, line_width=0, **kw)
         fig.update_xaxes(title_text="error threshold (mm)", range=[0, 50], **kw)
@@ -494,7 +526,7 @@ def pck_figure(reports, kind: str = "3d", compare_stb: bool = True):
             row=1,
             col=2,
         )
-        fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.5, 1.0], row=1, col=2)
+        fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.0, 1.0], row=1, col=2)
     fig.update_layout(
         title=f"{kind.upper()} PCK", template="plotly_white", legend={"x": 0.01, "y": 0.02}, height=460
     )
