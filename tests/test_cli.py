@@ -100,6 +100,12 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     assert sidecar["provenance"]["command"].startswith("handpose train") and sidecar["step"] == 4
     rows = [json.loads(x) for x in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_auc3d_20_50" in rows[-1]
+    # the real ResUnet and data pipeline resume bit for bit: 1 step + resume == 4 steps straight
+    straight = [str(x) if x != out_dir else str(tmp_path / "straight") for x in args]
+    code, _, err = run(straight, capsys)
+    assert code == 0, err
+    a, b = ck.load_checkpoint(out_dir).weights, ck.load_checkpoint(tmp_path / "straight").weights
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     more = [*args, "--resume"]
     more[more.index("--epochs") + 1] = "3"  # another schedule: not a resume; says what to do
     code, _, err = run(more, capsys)
