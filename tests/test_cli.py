@@ -139,6 +139,15 @@ def test_train_errors(tmp_path, capsys):
     assert code == cli.EXIT_USAGE and "nowhere" in err and "does not exist" in err
 
 
+def test_train_stops_on_a_nan_loss_with_its_own_exit_code(tmp_path, capsys):
+    args = ["train", "--config", "tiny", "--data", "synthetic", "--n-train", "16", "--n-val", "8"]
+    args += ["--batch-size", "8", "--epochs", "2", "--workers", "0", "--no-progress", "--lr", "1e30"]
+    code, _, err = run([*args, "--out", tmp_path / "nan"], capsys)  # AdamW steps of 1e30: overflow
+    assert code == cli.EXIT_NAN, err
+    assert "at step 2 (epoch 1)" in err and "lower learning rate" in err and "Traceback" not in err
+    assert not (tmp_path / "nan" / ck.LAST_FILE).exists()  # nothing broken was saved
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_train_on_a_missing_gpu_is_a_clear_error(tmp_path, capsys):
     code, _, err = run(["train", "--device", "cuda", "--out", tmp_path / "a"], capsys)

@@ -12,7 +12,9 @@ gravel, moon, text, page, coins.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from pathlib import Path
 
 import cv2
@@ -32,6 +34,24 @@ _GREY = ("camera", "brick", "grass", "gravel", "moon", "text", "page", "coins")
 PAD = 16  # pool entries are (size + PAD) so a random shift can be taken
 
 
+@contextlib.contextmanager
+def _libpng_quiet():
+    """Hide libpng's stderr warnings while OpenCV reads the photographs (astronaut, chelsea and
+    page carry an ICC profile libpng calls invalid; the pixels are read all the same)."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr file descriptor (some notebook or service hosts)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @functools.lru_cache(maxsize=2)
 def _photos() -> tuple[np.ndarray, ...]:
     """The photographs as (H, W, 3) uint8 RGB, read from scikit-image's data folder."""
@@ -42,11 +62,12 @@ def _photos() -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(0)
     for name in _RGB + _GREY:
         files = sorted(folder.glob(name + ".*"))
-        img = (
-            cv2.imread(str(files[0]), cv2.IMREAD_GRAYSCALE if name in _GREY else cv2.IMREAD_COLOR)
-            if files
-            else None
-        )
+        with _libpng_quiet():
+            img = (
+                cv2.imread(str(files[0]), cv2.IMREAD_GRAYSCALE if name in _GREY else cv2.IMREAD_COLOR)
+                if files
+                else None
+            )
         if img is None:
             continue  # a trimmed scikit-image install: use what is there
         if img.ndim == 2:
