@@ -6,7 +6,9 @@ import math
 import os
 import re
 import signal
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -479,3 +481,38 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     ]
     assert [r["val_epe2d_px"] for r in curve] == [9.0, 8.0, 7.0]
     assert (tmp_path / "out" / "benchmark.json").is_file()
+
+
+@pytest.mark.skipif(not (tr.BOOK_MODEL_DIR / ck.SIDECAR_FILE).is_file(), reason="no committed book model")
+def test_committed_book_model_is_what_its_sidecar_says(monkeypatch):
+    """models/book-tiny: fp16 safetensors well under 50 MB, provenance, and weights that score
+    what the sidecar records (on the benchmark's first 64 samples, within sampling noise)."""
+    from safetensors import safe_open
+
+    from handpose_lib import evaluate as ev
+
+    d = tr.BOOK_MODEL_DIR
+    weights = d / ck.MODEL_FILE
+    assert weights.stat().st_size < 50e6
+    with safe_open(str(weights), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes <= {"F16", "I64"} and "F16" in dtypes
+    model, info = tr.load_book_model(verbose=False)  # verifies the sha256 of the weights
+    meta = info["meta"]
+    assert info["source"] == "book" and not model.training
+    prov = meta["provenance"]
+    assert prov["command"].startswith("make model") and len(prov["commit"]) == 40
+    steps = prov["budget"]["steps_per_stage"]
+    assert prov["budget"]["steps"] == sum(steps) and meta["step"] == steps[-1]  # the last stage's
+    bench = json.loads((d / "benchmark.json").read_text())
+    m = meta["metrics"]
+    assert m["benchmark"] == bench["dataset"] and m["epe2d_px"] == bench["overall"]["epe2d_px"]
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, prov["budget"]["epochs"] + 1))
+    assert {r["stage"] for r in rows} == {1, 2}
+
+    monkeypatch.setenv("HANDPOSE_CACHE", str(Path(tempfile.mkdtemp()) / "cache"))
+    data, _ = tr.benchmark_dataset(n=64)
+    rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
+    assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
+    assert rep["overall"]["auc3d_20_50"] == pytest.approx(m["auc3d_20_50"], abs=0.05)
