@@ -44,7 +44,9 @@ examples:
   handpose train --config tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
   torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
 
-Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped.
+Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped,
+with the settings the run started with (another --epochs or --lr is refused; to train a finished
+run longer, start a new run from its weights: --init-from RUN_DIR --out NEW_DIR).
 RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, metrics.jsonl and config.json.
 """
 

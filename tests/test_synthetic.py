@@ -392,3 +392,29 @@ def test_native_kernel_falls_back_without_compiler(monkeypatch):
         assert out["image"].shape == (2, 3, 128, 128) and out["mask"].any()
     finally:
         native._library.cache_clear()
+
+
+def test_background_photos_from_a_copy_without_scikit_image(tmp_path, monkeypatch):
+    """A bare GPU node without scikit-image reads the same photographs from a copied folder."""
+    import shutil
+    import sys
+
+    from handpose_lib.data.synthetic import backgrounds as bg
+
+    src = bg.photo_folder()
+    for f in src.iterdir():
+        if f.suffix in (".png", ".jpg"):
+            shutil.copy(f, tmp_path / f.name)
+    bg._photos.cache_clear()
+    want = bg._photos()
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage fails from here on
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    try:
+        bg._photos.cache_clear()
+        with pytest.raises(RuntimeError, match=f"scikit-image, which is not installed.*{bg.PHOTOS_ENV}"):
+            bg._photos()
+        monkeypatch.setenv(bg.PHOTOS_ENV, str(tmp_path))
+        got = bg._photos()
+        assert len(got) == len(want) == 15 and all((a == b).all() for a, b in zip(got, want))
+    finally:
+        bg._photos.cache_clear()

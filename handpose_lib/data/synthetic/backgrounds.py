@@ -7,7 +7,8 @@ random stream, so backgrounds cost one gather per batch.
 Photographs (scikit-image ``skimage.data``, bundled with the package, public domain or
 CC-licensed as listed in its ``skimage/data/README.txt``): astronaut, coffee, chelsea, rocket,
 motorcycle left/right, hubble deep field; and, tinted, the grey images camera, brick, grass,
-gravel, moon, text, page, coins.
+gravel, moon, text, page, coins. ``HANDPOSE_BACKGROUND_PHOTOS=DIR`` reads the same files from a
+copy instead (a machine without scikit-image, e.g. a bare GPU node).
 """
 
 from __future__ import annotations
@@ -52,12 +53,29 @@ def _libpng_quiet():
         os.close(saved)
 
 
+PHOTOS_ENV = "HANDPOSE_BACKGROUND_PHOTOS"
+
+
+def photo_folder() -> Path:
+    """Where the photographs are read from: ``$HANDPOSE_BACKGROUND_PHOTOS`` when set (a copy of
+    the files, e.g. on a machine without scikit-image), else scikit-image's data folder."""
+    if os.environ.get(PHOTOS_ENV):
+        return Path(os.environ[PHOTOS_ENV]).expanduser()
+    try:
+        import skimage.data
+    except ImportError:
+        raise RuntimeError(
+            "the procedural engine's background photographs come from scikit-image, which is not "
+            "installed: pip install scikit-image, or point "
+            f"{PHOTOS_ENV} at a folder holding a copy of them (skimage/data/*.png, *.jpg)"
+        ) from None
+    return Path(skimage.data.__file__).parent
+
+
 @functools.lru_cache(maxsize=2)
 def _photos() -> tuple[np.ndarray, ...]:
-    """The photographs as (H, W, 3) uint8 RGB, read from scikit-image's data folder."""
-    import skimage.data
-
-    folder = Path(skimage.data.__file__).parent
+    """The photographs as (H, W, 3) uint8 RGB, read from :func:`photo_folder`."""
+    folder = photo_folder()
     out = []
     rng = np.random.default_rng(0)
     for name in _RGB + _GREY:
@@ -78,7 +96,8 @@ def _photos() -> tuple[np.ndarray, ...]:
     if not out:
         raise RuntimeError(
             f"no background photographs found in {folder}; reinstall scikit-image "
-            "(pip install --force-reinstall scikit-image) or set SyntheticConfig(background_prob=0)"
+            f"(pip install --force-reinstall scikit-image), point {PHOTOS_ENV} at a copy of them, "
+            "or set SyntheticConfig(background_prob=0)"
         )
     return tuple(out)
 
