@@ -23,7 +23,7 @@ from handpose_lib.data import (
     real_hands_sample,
     uncrop_points,
 )
-from handpose_lib.data.augment import color_jitter, flip, rotate
+from handpose_lib.data.augment import adjust_hue, color_jitter, flip, rotate
 from handpose_lib.data.examples import corrupt, dot_image, dots_at, known_hand, write_rhd, write_stb
 from handpose_lib.data.safe_pickle import safe_load
 
@@ -139,6 +139,20 @@ def test_augment_keeps_labels_and_is_reproducible():
     torch.testing.assert_close(again["image"], out[5]["image"])
     c = color_jitter(s, np.random.default_rng(0))
     assert not torch.equal(c["image"], s["image"]) and torch.equal(c["joints2d"], s["joints2d"])
+
+
+def test_hue_is_torchvisions_function():
+    import torchvision.transforms.v2.functional as TF
+
+    crop = HandCrop()(synthetic_sample())["image"]
+    rand = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    rand[:, :5] = rand[0, :5]  # grey pixels (no hue) too
+    for img in (crop, rand):
+        for f in (-0.5, -0.3, -0.05, 0.0, 0.01, 0.05, 0.25, 0.5):
+            got, want = adjust_hue(img, f), TF.adjust_hue(img, f)
+            assert got.shape == img.shape and got.dtype == img.dtype
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert not torch.allclose(adjust_hue(rand, 0.2), rand, atol=1e-2)
 
 
 def test_leaving_joints_are_marked_outside():
