@@ -6,9 +6,7 @@ import math
 import os
 import re
 import signal
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -484,7 +482,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
 
 
 @pytest.mark.skipif(not (tr.BOOK_MODEL_DIR / ck.SIDECAR_FILE).is_file(), reason="no committed book model")
-def test_committed_book_model_is_what_its_sidecar_says(monkeypatch):
+def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
     """models/book-tiny: fp16 safetensors well under 50 MB, provenance, and weights that score
     what the sidecar records (on the benchmark's first 64 samples, within sampling noise)."""
     from safetensors import safe_open
@@ -511,7 +509,7 @@ def test_committed_book_model_is_what_its_sidecar_says(monkeypatch):
     assert [r["epoch"] for r in rows] == list(range(1, prov["budget"]["epochs"] + 1))
     assert {r["stage"] for r in rows} == {1, 2}
 
-    monkeypatch.setenv("HANDPOSE_CACHE", str(Path(tempfile.mkdtemp()) / "cache"))
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "cache"))
     data, _ = tr.benchmark_dataset(n=64)
     rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
     assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
