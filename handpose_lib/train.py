@@ -793,6 +793,14 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
     return last
 
 
+def _to_host(values: Sequence[Any], device: torch.device) -> list[float]:
+    """Scalar tensors (or numbers) as Python floats, with one device-to-host copy (each
+    ``float(t)`` of a CUDA tensor would wait for the GPU again)."""
+    return torch.stack(
+        [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in values]
+    ).tolist()
+
+
 def _nonfinite_message(
     loss_value: float,
     parts: Mapping[str, Any],
@@ -1011,35 +1019,45 @@ def fit(
                     ):
                         out = train_model(batch["image"])
                         loss, parts = loss_fn(out, batch)
-                    loss_value = float(loss.detach())
-                    bad, _, _ = sync_flags(not math.isfinite(loss_value), False, False)
-                    if bad:
-                        raise NonFiniteLossError(
-                            _nonfinite_message(loss_value, parts, step, epoch, last_path)
-                        )
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
-                    if cfg.grad_clip or not scaler.is_enabled():
+                    # fp16's GradScaler skips steps with inf gradients by itself; otherwise the
+                    # gradients' norm is checked, so that NaN never reaches the weights
+                    check_grads = not scaler.is_enabled()
+                    gnorm = None
+                    if cfg.grad_clip or check_grads:
                         scaler.unscale_(optimizer)
                         # max_norm inf: no clipping, only the norm (x 1.0 leaves gradients exact)
-                        gnorm = float(
-                            torch.nn.utils.clip_grad_norm_(
-                                train_model.parameters(), cfg.grad_clip or float("inf")
+                        gnorm = torch.nn.utils.clip_grad_norm_(
+                            train_model.parameters(), cfg.grad_clip or float("inf")
+                        )
+                    # one device-to-host copy per step: the loss, the gradients' norm, the parts
+                    head = [loss] + ([gnorm] if check_grads else [])
+                    values = _to_host([*head, *parts.values()], loss.device)
+                    loss_value = values[0]
+                    gnorm_value = values[1] if check_grads else None
+                    part_values = dict(zip(parts, values[len(head) :]))
+                    bad_loss = not math.isfinite(loss_value)
+                    bad_grads = gnorm_value is not None and not math.isfinite(gnorm_value)
+                    bad, _, _ = sync_flags(bad_loss or bad_grads, False, False)
+                    if bad:  # before the optimiser step: the weights stay the last good ones
+                        raise NonFiniteLossError(
+                            _nonfinite_message(
+                                loss_value,
+                                part_values,
+                                step,
+                                epoch,
+                                last_path,
+                                None if bad_loss else gnorm_value,
                             )
                         )
-                        # fp16's GradScaler skips steps with inf gradients by itself; otherwise
-                        # stop before the optimiser writes NaN into the weights
-                        if not scaler.is_enabled() and not math.isfinite(gnorm):
-                            raise NonFiniteLossError(
-                                _nonfinite_message(loss_value, parts, step, epoch, last_path, gnorm)
-                            )
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
                     step += 1
                     n_batches += 1
-                    for k, v in parts.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                    for k, v in part_values.items():
+                        sums[k] = sums.get(k, 0.0) + v
                     seen_log += batch["image"].shape[0] * info.world
                     step_info = {"epoch": epoch, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
                     if bar is not None and (step % cfg.log_every == 0 or step == total_steps):
