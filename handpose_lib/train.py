@@ -714,6 +714,12 @@ def _append_jsonl(path: Path, row: Mapping[str, Any]) -> None:
         f.write(json.dumps(ckpt.to_jsonable(dict(row))) + "\n")
 
 
+def _write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace ``path`` with ``rows``, one JSON object per line, atomically."""
+    text = "".join(json.dumps(ckpt.to_jsonable(dict(r))) + "\n" for r in rows)
+    ckpt.atomic_write_bytes(path, text.encode())
+
+
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     """The per-epoch rows of ``RUN_DIR/metrics.jsonl``."""
     p = Path(run_dir) / "metrics.jsonl"
@@ -961,8 +967,7 @@ def fit(
         # row, or the curve would hold the epoch twice
         history = [r for r in history if r.get("step", 0) <= last.step]
         if info.is_main:
-            text = "".join(json.dumps(r) + "\n" for r in history)
-            ckpt.atomic_write_bytes(run_dir / "metrics.jsonl", text.encode())
+            _write_jsonl(run_dir / "metrics.jsonl", history)
     last_path = last.path if last is not None else None
     last_save = last_print = time.monotonic()
 
@@ -1464,8 +1469,7 @@ def build_book_model(
     ckpt.save_checkpoint(out_dir, model, sidecar, save_rng=False, weights_dtype=torch.float16)
     ev.write_report(rep, out_dir / "benchmark.json")
     if hist:  # the learning curves chapter 6 plots
-        text = "".join(json.dumps(r) + "\n" for r in hist)
-        ckpt.atomic_write_bytes(out_dir / "metrics.jsonl", text.encode())
+        _write_jsonl(out_dir / "metrics.jsonl", hist)
     size_mb = (out_dir / ckpt.MODEL_FILE).stat().st_size / 1e6
     return f"book model: {out_dir} ({size_mb:.1f} MB)\n" + ev.summary(rep)
 
