@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from .backgrounds import background_pool
-from .dataset import SyntheticConfig, SyntheticHands
+from .dataset import SyntheticHands
+from .scene import SyntheticConfig
 
 HandRenderer = Callable[[int, Sequence[int]], dict]
 HANDS_PER_FRAME_SLOTS = 8  # hand indices of frame i: i * 8 + k
