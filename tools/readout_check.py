@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from handpose_lib import train as T  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 from handpose_lib.evaluate import collate  # noqa: E402
-from handpose_lib.occlusion import argmax_decode  # noqa: E402
+from handpose_lib.lhr import argmax_decode  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -3,13 +3,14 @@ rendered by batched ray casting in torch, with exact labels.
 
 Modules: ``hand`` (skeleton, proportions, limits, pose sampler, kinematics), ``geometry``
 (round cones and intersections), ``camera``, ``occluders``, ``backgrounds``, ``render``,
-``dataset`` (``SyntheticConfig``, ``SyntheticHands``) and ``io`` (writer, reader, CLI).
+``dataset`` (``SyntheticConfig``, ``SyntheticHands``) and ``io`` (writer and reader of
+rendered folders; ``handpose render`` is in ``cli.py``).
 """
 
 # the fast-path switches: compiled.set_compile, native.set_native (the C++ kernel)
 from . import compiled, native  # noqa: F401
 from .dataset import GENERATOR_VERSION, OCCLUSION_LEVELS, SyntheticConfig, SyntheticHands
-from .io import DiskHands, render_main, render_to_disk
+from .io import DiskHands, render_to_disk
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -17,6 +18,5 @@ __all__ = [
     "DiskHands",
     "SyntheticConfig",
     "SyntheticHands",
-    "render_main",
     "render_to_disk",
 ]
