@@ -27,8 +27,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..sample import make_sample
-from .dataset import GENERATOR_VERSION, SyntheticConfig, SyntheticHands
+from .dataset import GENERATOR_VERSION, SyntheticHands
 from .hand import POSE_FAMILIES
+from .scene import SyntheticConfig
 
 FORMAT = "handpose-synthetic-v1"
 DEPTH_SCALE = 16.0
