@@ -528,9 +528,10 @@ def variant_paths(profile: str = "quick", seed: int = 0) -> tuple[Path, Path]:
 
 def _train_variant(v: Variant, cfg, run_dir: Path) -> None:
     """Train variant ``v`` with recipe ``cfg`` into ``run_dir``."""
+    from .config import build_for_config, model_config
     from .data.occlude import PasteOccluders
     from .data.synthetic import SyntheticConfig
-    from .train import build_for_config, cached_synthetic, fit, model_config
+    from .train import cached_synthetic, fit
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -560,7 +561,8 @@ def _train_variant(v: Variant, cfg, run_dir: Path) -> None:
 def _load_variant(v: Variant, cfg, run_dir: Path):
     """``(model in eval mode, checkpoint)`` of variant ``v``'s trained run, as ``v`` evaluates it."""
     from . import checkpoint as ckpt
-    from .train import build_for_config, load_trained, model_config
+    from .config import build_for_config, model_config
+    from .inference import load_trained
 
     if v.direct_joints:  # saved as the DirectJoints wrapper (keys "net.*")
         c = ckpt.load_checkpoint(run_dir)
@@ -582,7 +584,8 @@ def run_variant(
     :func:`variant_paths`) and returns its content.
     """
     from .checkpoint import LAST_FILE, atomic_write_json
-    from .train import model_config, read_metrics, tiny_recipe
+    from .config import model_config, tiny_recipe
+    from .train import read_metrics
 
     v, p = variant(name), study_profile(profile)
     trained = variant(v.weights_of) if v.weights_of else v  # the variant whose weights v evaluates

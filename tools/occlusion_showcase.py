@@ -159,7 +159,7 @@ def real_photos(models: dict[str, torch.nn.Module]) -> list[dict]:
 
 def showcase(run_root: str | Path, sets: dict[str, occ.ArraySet], k: int = 4) -> dict[str, Any]:
     """Chapter 8's material from the trained variants (a) and (b) in ``run_root``."""
-    from handpose_lib.train import load_trained
+    from handpose_lib.inference import load_trained
 
     models = {v.name: load_trained(Path(run_root) / v.name)[0] for v in SHOWN_VARIANTS}
     clean = sets["0%"][0]
