@@ -136,18 +136,3 @@ def test_published_stb_curves_integrate_to_the_published_auc():
         assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
         auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
         assert auc == pytest.approx(ev.PUBLISHED_STB_AUC[name], abs=6e-4), name
-
-
-def test_pick_device_names_what_is_missing():
-    assert ev.pick_device("cpu") == torch.device("cpu")
-    assert ev.pick_device(torch.device("cpu")) == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert ev.pick_device("auto").type in ("cpu", "mps")
-        with pytest.raises(ev.DeviceUnavailableError, match="sees no CUDA GPU"):
-            ev.pick_device("cuda:0")
-    else:
-        assert ev.pick_device("auto").type == "cuda"
-        with pytest.raises(ev.DeviceUnavailableError, match="only"):
-            ev.pick_device(f"cuda:{torch.cuda.device_count()}")
-    with pytest.raises(ev.DeviceUnavailableError, match="not a device name"):
-        ev.pick_device("gpu")
