@@ -20,10 +20,13 @@ _SUBMODULES = (
     "losses",
     "model",
     "checkpoint",
+    "config",
+    "device",
     "train",
     "evaluate",
     "occlusion",
     "viz",
+    "inference",
     "fast",
     "cli",
 )

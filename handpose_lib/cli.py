@@ -89,7 +89,7 @@ def _add_train(sub):
 
 
 def _train_config(a):
-    from . import train as tr
+    from .config import load_config
 
     overrides = {
         k: v
@@ -110,7 +110,7 @@ def _train_config(a):
         }.items()
         if v is not None
     }
-    return tr.load_config(a.config, **overrides)
+    return load_config(a.config, **overrides)
 
 
 def cmd_train(a) -> int:
@@ -190,8 +190,10 @@ def _add_eval(sub):
 def cmd_eval(a) -> int:
     from . import evaluate as ev
     from . import train as tr
+    from .device import pick_device
+    from .inference import load_trained
 
-    model, c = tr.load_trained(a.checkpoint, which=a.which, device=str(ev.pick_device(a.device)))
+    model, c = load_trained(a.checkpoint, which=a.which, device=str(pick_device(a.device)))
     size = model.config.input_size
     if a.data == "synthetic":
         data, name = tr.benchmark_dataset(n=a.n or tr.BENCHMARK_N, image_size=size)
@@ -299,12 +301,12 @@ def cmd_predict(a) -> int:
     import torch
 
     from . import skeleton
-    from . import train as tr
     from .data.common import read_rgb
     from .data.crop import uncrop_points
+    from .inference import load_trained
     from .viz import overlay_2d
 
-    model, c = tr.load_trained(a.checkpoint, device=a.device)
+    model, c = load_trained(a.checkpoint, device=a.device)
     size = model.config.input_size
     ref_mm = a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM
     out_dir = Path(a.out)
@@ -392,10 +394,10 @@ def cmd_export(a) -> int:
     import numpy as np
     import torch
 
-    from . import train as tr
+    from .inference import load_trained
     from .model import export_onnx
 
-    model, _ = tr.load_trained(a.checkpoint, device="cpu")
+    model, _ = load_trained(a.checkpoint, device="cpu")
     out = Path(a.onnx)
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out)
@@ -534,10 +536,10 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     errs: list[type[BaseException]] = [CLIError, FileNotFoundError]
     mods = {
         "handpose_lib.checkpoint": ("CheckpointError",),
-        "handpose_lib.train": ("ConfigError",),
+        "handpose_lib.config": ("ConfigError",),
         "handpose_lib.data.common": ("DatasetNotFoundError", "CorruptImageError"),
         "handpose_lib.model": ("PretrainedWeightsUnavailable",),
-        "handpose_lib.evaluate": ("DeviceUnavailableError",),
+        "handpose_lib.device": ("DeviceUnavailableError",),
     }
     for mod, names in mods.items():
         m = sys.modules.get(mod)

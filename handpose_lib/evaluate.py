@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from . import metrics, skeleton
-from .data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_UNKNOWN, VIS_VISIBLE
+from .data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_UNKNOWN, VIS_VISIBLE, collate
+from .device import pick_device
 
 THRESHOLDS_3D_AUC = metrics.DEFAULT_3D_THRESHOLDS  # 20..50 mm, 31 values
 THRESHOLDS_3D_CURVE = np.linspace(0.0, 50.0, 51)  # mm, for plots
@@ -53,67 +54,6 @@ EVAL_KEYS = ("image", "joints2d", "joints3d", "visibility")
 
 # ----------------------------------------------------------------------------------------
 # helpers
-
-
-class DeviceUnavailableError(ValueError):
-    """The device asked for (``cuda``, ``mps``) is not there."""
-
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return mps is not None and mps.is_available()
-
-
-def pick_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``: CUDA, else Apple MPS, else CPU; or the device named (``"cuda:1"``, ``"cpu"``),
-    which must exist (:class:`DeviceUnavailableError` otherwise, not a failure mid-run)."""
-    if isinstance(name, torch.device):
-        return name
-    if name in (None, "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise DeviceUnavailableError(
-            f"device {name!r} is not a device name (auto, cpu, cuda, cuda:N, mps): {e}"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(
-            f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU "
-            "(torch.cuda.is_available() is False); use device auto or cpu"
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DeviceUnavailableError(
-            f"device {name!r}: there are only {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
-        )
-    if dev.type == "mps" and not _mps_available():
-        raise DeviceUnavailableError(
-            f"device {name!r}: Apple MPS is not available here; use device auto or cpu"
-        )
-    return dev
-
-
-def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Batch sample dicts: stacks every tensor/number key present in all samples with one shape;
-    collects ``meta`` and ``hand_side`` as lists; drops the rest (e.g. per-sample optional keys)."""
-    out: dict[str, Any] = {}
-    first = samples[0]
-    for key, v in first.items():
-        if key in ("meta", "hand_side"):
-            out[key] = [s.get(key) for s in samples]
-        elif isinstance(v, torch.Tensor):
-            vs = [s.get(key) for s in samples]
-            if all(isinstance(x, torch.Tensor) and x.shape == v.shape for x in vs):
-                out[key] = torch.stack(vs)
-        elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
-            vs = [s.get(key) for s in samples]
-            if all(isinstance(x, (int, float, np.floating, np.integer)) for x in vs):
-                out[key] = torch.tensor([float(x) for x in vs])
-    return out
 
 
 def _iter_batches(data, batch_size: int, num_workers: int) -> Iterable[dict]:

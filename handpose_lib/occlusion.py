@@ -467,8 +467,10 @@ def run_variant(
     samples stay those of data seed 0). Writes ``<results folder>/<name>.json`` (see
     :func:`variant_paths`) and returns its content.
     """
+    from .config import build_for_config, model_config, tiny_recipe
     from .data.synthetic import SyntheticConfig
-    from .train import build_for_config, cached_synthetic, fit, load_trained, model_config, tiny_recipe
+    from .inference import load_trained
+    from .train import cached_synthetic, fit
 
     v = VARIANTS[name]
     b = dict(BUDGETS[budget])
@@ -706,7 +708,7 @@ def showcase(run_root: str | os.PathLike, sets: dict[str, ArraySet], k: int = 4)
     from .data import HandCrop, real_hands_sample
     from .data.occlude import paste, random_occluder
     from .evaluate import align_3d, predict_dataset
-    from .train import load_trained
+    from .inference import load_trained
 
     run_root = Path(run_root)
     models = {name: load_trained(run_root / name)[0] for name in ("a_full", "b_no_occ_aug")}

@@ -67,7 +67,7 @@ def test_data_check_passthrough_reports_a_missing_folder(tmp_path, capsys):
 
 def test_train_then_resume_then_eval(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    conf = tmp_path / "small.yaml"  # a YAML config on top of the tiny preset: small and quick
+    conf = tmp_path / "small.yaml"  # a YAML recipe on top of the tiny recipe: small and quick
     conf.write_text("base: tiny\naugment: false\nthreads: 1\nn_val: 8\nnum_workers: 0\n")
     args = [
         "train",
@@ -124,7 +124,7 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
 
 def test_train_errors(tmp_path, capsys):
     code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)
-    assert code == cli.EXIT_USAGE and "neither a preset" in err
+    assert code == cli.EXIT_USAGE and "neither a recipe name" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 3\nlearnin_rate: 1\n")
     code, _, err = run(["train", "--config", bad, "--out", tmp_path / "a"], capsys)

@@ -127,18 +127,3 @@ def test_report_json_and_figures(tmp_path):
     bars = [t for t in fig.data if t.type == "bar"][0]
     assert "Zimmermann & Brox 2017" in list(bars.y) and "ours: a (not STB)" in list(bars.y)
     assert "3D EPE" in ev.summary(rep)
-
-
-def test_pick_device_names_what_is_missing():
-    assert ev.pick_device("cpu") == torch.device("cpu")
-    assert ev.pick_device(torch.device("cpu")) == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert ev.pick_device("auto").type in ("cpu", "mps")
-        with pytest.raises(ev.DeviceUnavailableError, match="sees no CUDA GPU"):
-            ev.pick_device("cuda:0")
-    else:
-        assert ev.pick_device("auto").type == "cuda"
-        with pytest.raises(ev.DeviceUnavailableError, match="only"):
-            ev.pick_device(f"cuda:{torch.cuda.device_count()}")
-    with pytest.raises(ev.DeviceUnavailableError, match="not a device name"):
-        ev.pick_device("gpu")

@@ -225,7 +225,8 @@ def test_pasted_set_is_reproducible_per_visit():
 def test_direct_joints_checkpoint_round_trip(tmp_path):
     """(c) is trained and saved as the DirectJoints wrapper and loaded back the same way."""
     from handpose_lib import checkpoint as ckpt
-    from handpose_lib.train import build_for_config, fit, tiny_recipe
+    from handpose_lib.config import build_for_config, tiny_recipe
+    from handpose_lib.train import fit
 
     base = [_sample(64) for _ in range(2)]
     for s in base:
