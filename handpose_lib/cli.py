@@ -227,7 +227,9 @@ def cmd_eval(a) -> int:
     if a.json:
         print(f"report: {ev.write_report(rep, a.json)}")
     if a.figures:
-        for p in ev.write_figures(rep, a.figures):
+        from .viz import write_figures
+
+        for p in write_figures(rep, a.figures):
             print(f"figure: {p}")
     return 0
 

@@ -132,3 +132,12 @@ def test_bbox_size():
     j = np.zeros((1, 21, 2))
     j[0, 1] = [30, 10]
     assert M.bbox_size(j)[0] == 30
+
+
+def test_published_stb_curves_integrate_to_the_published_auc():
+    """The transcribed curves (Zhang et al. 2016) give the AUC(20-50 mm) the papers print."""
+    for name, (t, pck) in M.PUBLISHED_STB_CURVES.items():
+        t, pck = np.asarray(t), np.asarray(pck)
+        assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
+        auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
+        assert auc == pytest.approx(M.PUBLISHED_STB_AUC[name], abs=6e-4), name
