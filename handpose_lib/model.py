@@ -165,6 +165,7 @@ class ModelConfig:
     pretrained_path: str | None = None
 
     def __post_init__(self):
+        self._check_types()
         if self.encoder not in ENCODERS:
             raise ValueError(
                 f"ModelConfig.encoder: unknown encoder {self.encoder!r}; choose one of {ENCODERS}"
@@ -175,12 +176,46 @@ class ModelConfig:
             )
         if self.heatmap_size < 4:
             raise ValueError(f"ModelConfig.heatmap_size must be >= 4, got {self.heatmap_size}")
-        self.tiny_widths = tuple(int(w) for w in self.tiny_widths)
-        self.tiny_layers = tuple(int(n) for n in self.tiny_layers)
-        self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
+        if self.num_joints != 21:
+            raise ValueError(
+                f"ModelConfig.num_joints must be 21 (the skeleton's joints), got {self.num_joints}"
+            )
         for name in ("tiny_widths", "tiny_layers", "decoder_widths"):
-            if len(getattr(self, name)) != 4:
-                raise ValueError(f"ModelConfig.{name} needs 4 entries, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if len(v) != 4 or min(v) < 1:
+                raise ValueError(f"ModelConfig.{name} needs 4 positive integers, got {list(v)}")
+            setattr(self, name, tuple(v))
+        for name in ("branch3d_width", "fc_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    def _check_types(self) -> None:
+        """A JSON/YAML value of the wrong type (``"64"``, ``64.5``, ``null``) is refused by name."""
+
+        def bad(name: str, want: str):
+            v = getattr(self, name)
+            return ValueError(f"ModelConfig.{name} must be {want}, got {v!r} ({type(v).__name__})")
+
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not isinstance(self.encoder, str):
+            raise bad("encoder", "a string")
+        for name in ("input_size", "heatmap_size", "num_joints", "branch3d_width", "fc_hidden"):
+            if not is_int(getattr(self, name)):
+                raise bad(name, "an integer")
+        for name in ("tiny_widths", "tiny_layers", "decoder_widths"):
+            v = getattr(self, name)
+            if not isinstance(v, (list, tuple)) or not all(is_int(x) for x in v):
+                raise bad(name, "a list of 4 integers")
+        if not (is_int(self.init_beta) or isinstance(self.init_beta, float)) or not math.isfinite(
+            self.init_beta
+        ):
+            raise bad("init_beta", "a finite number")
+        if not isinstance(self.pretrained, bool):
+            raise bad("pretrained", "true or false")
+        if self.pretrained_path is not None and not isinstance(self.pretrained_path, (str, os.PathLike)):
+            raise bad("pretrained_path", "a file path or null")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
