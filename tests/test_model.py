@@ -304,7 +304,12 @@ def test_images_at_the_range_ends_pass(tiny):
 
 @pytest.mark.parametrize(
     "field,value",
-    [("heatmap_size", "64"), ("input_size", 128.0), ("pretrained", "no"), ("tiny_widths", [16, 32, "64", 128])],
+    [
+        ("heatmap_size", "64"),
+        ("input_size", 128.0),
+        ("pretrained", "no"),
+        ("tiny_widths", [16, 32, "64", 128]),
+    ],
 )
 def test_config_values_of_the_wrong_type_are_named(field, value):
     with pytest.raises(ValueError, match=f"ModelConfig.{field} must be"):
