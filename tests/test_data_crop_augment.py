@@ -24,7 +24,15 @@ from handpose_lib.data import (
     uncrop_points,
 )
 from handpose_lib.data.augment import adjust_hue, color_jitter, flip, rotate
-from handpose_lib.data.examples import corrupt, dot_image, dots_at, known_hand, write_freihand, write_rhd, write_stb
+from handpose_lib.data.examples import (
+    corrupt,
+    dot_image,
+    dots_at,
+    known_hand,
+    write_freihand,
+    write_rhd,
+    write_stb,
+)
 from handpose_lib.data.safe_pickle import safe_load
 
 
