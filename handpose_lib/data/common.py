@@ -300,12 +300,15 @@ class HandDataset(Dataset):
     logged, and the next index (``i + 1``, deterministically) is returned instead; after
     ``max_bad_in_a_row`` failures in a row a ``RuntimeError`` names the files. (With
     ``DataLoader(num_workers > 0)`` each worker keeps its own ``bad_files``; ``handpose data
-    check`` decodes in the main process and reports them.)
+    check`` decodes in the main process and reports them.) With ``substitute_bad = False``
+    (what evaluation sets: a metric must never count one sample twice) the error is raised
+    instead, so that the caller can skip and report the sample.
     """
 
     name = "base"
     layout = ""
     url = ""
+    substitute_bad = True
 
     def __init__(self, root, crop=None, transform=None, max_bad_in_a_row: int = 16):
         self.root = Path(root).expanduser()
@@ -370,6 +373,8 @@ class HandDataset(Dataset):
                 path = str(self._image_path(j))
                 if path not in self.bad_files:
                     self.bad_files.append(path)
+                if not self.substitute_bad:
+                    raise
                 log.warning(
                     "%s: skipping sample %d (%s); using sample %d instead", self.name, j, e, (j + 1) % n
                 )
