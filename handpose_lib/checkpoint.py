@@ -541,9 +541,9 @@ def _check_config_matches_weights(meta: dict, weights_meta: dict[str, str], ckpt
             if _canonical(got.get(k)) != _canonical(want.get(k))
         ]
         raise CheckpointError(
-            f"{ckpt / SIDECAR_FILE}: model_config does not match the config saved with the weights "
-            f"({'; '.join(diff)}); these weights only work with the config they were trained with: "
-            "restore the sidecar's model_config"
+            f"{ckpt / SIDECAR_FILE}: the weights do not fit this model_config, which differs from the "
+            f"config saved with them ({'; '.join(diff)}); weights only work with the config they were "
+            "trained with: restore the sidecar's model_config"
         )
 
 
