@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's input, printed as one line (imported lazily)."""
-    errs: list[type[BaseException]] = [CLIError, FileNotFoundError]
+    errs: list[type[BaseException]] = [CLIError, FileNotFoundError, FileExistsError]
     mods = {
         "handpose_lib.checkpoint": ("CheckpointError",),
         "handpose_lib.train": ("ConfigError",),
