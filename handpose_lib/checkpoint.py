@@ -23,7 +23,7 @@ built under a temporary name and renamed as a whole, and ``last.json`` is only u
 that. A crash at any moment therefore leaves ``last.json`` naming a complete checkpoint: a
 checkpoint file is never half-written.
 
-Layer 3 helper: imports only torch, safetensors and the standard library.
+Layer 2: imports only torch, safetensors and the standard library.
 """
 
 from __future__ import annotations

@@ -30,6 +30,39 @@ DEFAULT_3D_THRESHOLDS = np.linspace(20.0, 50.0, 31)  # mm, the paper's AUC(20-50
 DEFAULT_2D_THRESHOLDS = np.linspace(0.0, 30.0, 20)  # px, hand3d's 2D grid
 HAND3D_STB_THRESHOLDS = np.linspace(0.0, 50.0, 20)[8:]  # 21.05 .. 50 mm, 12 values
 
+# published STB AUC(20-50 mm) values (/work/shared/reference/datasets.md; LearnableGroups-Hand
+# plot_AUC_tools.py legends and the papers). Most papers publish only the value; the curves of
+# the three classic trackers are in PUBLISHED_STB_CURVES.
+PUBLISHED_STB_AUC: dict[str, float] = {
+    "PSO": 0.709,
+    "ICPPSO": 0.748,
+    "CHPR": 0.839,
+    "Panteleris et al. 2018": 0.941,
+    "Zimmermann & Brox 2017": 0.948,
+    "Mueller et al. 2018 (GANerated)": 0.965,
+    "Spurr et al. 2018": 0.983,
+    "Iqbal et al. 2018": 0.994,
+    "Yang et al. 2019": 0.996,
+    "Bekiri & Babahenini (paper, claimed)": 0.999,
+}
+
+# published STB 3D PCK curves (thresholds in mm, PCK) of the three baselines of Zhang et al.,
+# "3D Hand Pose Tracking and Estimation Using Stereo Matching", 2016, as transcribed in
+# lmb-freiburg/hand3d, utils/general.py, get_stb_ref_curves (data, 7 thresholds 20-50 mm);
+# their AUC(20-50 mm) is the PUBLISHED_STB_AUC value (tests/test_metrics.py checks it)
+_STB_CURVE_MM = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
+PUBLISHED_STB_CURVES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "PSO": (
+        _STB_CURVE_MM,
+        (0.32236842, 0.53947368, 0.67434211, 0.75657895, 0.80921053, 0.86513158, 0.89473684),
+    ),
+    "ICPPSO": (
+        _STB_CURVE_MM,
+        (0.51973684, 0.64473684, 0.71710526, 0.77302632, 0.80921053, 0.84868421, 0.86842105),
+    ),
+    "CHPR": (_STB_CURVE_MM, (0.56578947, 0.71710526, 0.82236842, 0.88157895, 0.91447368, 0.9375, 0.96052632)),
+}
+
 
 # ----------------------------------------------------------------------------------------
 # helpers

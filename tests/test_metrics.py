@@ -166,3 +166,12 @@ def test_align_root_and_bbox_size_need_a_batch():
         M.bbox_size(np.ones((2, 21, 3)))
     with pytest.raises(ValueError, match="visible mask"):
         M.bbox_size(np.ones((2, 21, 2)), np.ones((2, 20), bool))
+
+
+def test_published_stb_curves_integrate_to_the_published_auc():
+    """The transcribed curves (Zhang et al. 2016) give the AUC(20-50 mm) the papers print."""
+    for name, (t, pck) in M.PUBLISHED_STB_CURVES.items():
+        t, pck = np.asarray(t), np.asarray(pck)
+        assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
+        auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
+        assert auc == pytest.approx(M.PUBLISHED_STB_AUC[name], abs=6e-4), name

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from handpose_lib import skeleton
+from handpose_lib import cli, skeleton
 from handpose_lib.data.sample import REQUIRED_KEYS, VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, project
 from handpose_lib.data.synthetic import (
     DiskHands,
@@ -19,7 +19,6 @@ from handpose_lib.data.synthetic import (
     hand,
     native,
     render,
-    render_main,
     render_to_disk,
     tiles,
 )
@@ -267,8 +266,19 @@ def test_writer_reader_round_trip(tmp_path):
         assert a["hand_side"] == b["hand_side"] and a["meta"]["id"] == b["meta"]["id"]
         assert math.isclose(a["occlusion_fraction"], b["occlusion_fraction"], rel_tol=1e-9)
     assert (
-        render_main(
-            ["--out", str(tmp_path / "cli"), "--n", "2", "--seed", "1", "--occlusion", "0.2", "--quiet"]
+        cli.main(
+            [
+                "render",
+                "--out",
+                str(tmp_path / "cli"),
+                "--n",
+                "2",
+                "--seed",
+                "1",
+                "--occlusion",
+                "0.2",
+                "--quiet",
+            ]
         )
         == 0
     )
@@ -285,7 +295,7 @@ def test_bad_input_messages(tmp_path):
     with pytest.raises(IndexError):
         SyntheticHands(3)[3]
     with pytest.raises(SystemExit):
-        render_main(["--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
+        cli.main(["render", "--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
 
 
 def test_set_compile_rejects_bad_mode():

@@ -1,4 +1,4 @@
-"""Writer and reader of rendered data sets on disk, and the ``handpose render`` command.
+"""Writer and reader of rendered data sets on disk (what ``handpose render`` writes).
 
 Format (a folder, version ``FORMAT``):
 
@@ -18,7 +18,6 @@ depth to 1/16 mm).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from ..sample import make_sample
 from .dataset import GENERATOR_VERSION, SyntheticHands
 from .hand import POSE_FAMILIES
-from .scene import OCCLUSION_LEVELS, SyntheticConfig
+from .scene import SyntheticConfig
 
 FORMAT = "handpose-synthetic-v1"
 DEPTH_SCALE = 16.0
@@ -205,49 +204,3 @@ class DiskHands(torch.utils.data.Dataset):
             depth=depth,
             occlusion_fraction=float(L["occlusion_fraction"][i]),
         )
-
-
-def _occlusion_arg(s: str):
-    if s in OCCLUSION_LEVELS:
-        return s
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"use a number in [0, 1] or one of {list(OCCLUSION_LEVELS)}"
-        ) from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError("occlusion level must be in [0, 1]")
-    return v
-
-
-def render_main(argv=None) -> int:
-    """``handpose render --out DIR --n N --seed S [--occlusion LEVEL] [--left-prob P] [--size 128]``."""
-    ap = argparse.ArgumentParser(
-        prog="handpose render",
-        description="Render a procedural hand data set to disk.",
-        epilog="example:\n  handpose render --out data/synth-val --n 2000 --seed 1 --occlusion heavy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--n", type=int, required=True, help="number of samples")
-    ap.add_argument("--seed", type=int, default=0, help="data set seed (use different seeds for splits)")
-    ap.add_argument(
-        "--occlusion",
-        type=_occlusion_arg,
-        default="default",
-        help="level in [0,1] or none/light/default/heavy",
-    )
-    ap.add_argument("--left-prob", type=float, default=0.0, help="probability of a (mirrored) left hand")
-    ap.add_argument("--size", type=int, default=128, help="crop size (multiple of 8)")
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--overwrite", action="store_true", help="replace a data set rendered into --out before")
-    a = ap.parse_args(argv)
-    if a.n < 0:
-        ap.error("--n must be >= 0")
-    if a.size % 8:
-        ap.error("--size must be a multiple of 8")
-    cfg = SyntheticConfig(crop_size=a.size, occlusion=a.occlusion, left_hand_prob=a.left_prob)
-    out = render_to_disk(a.out, a.n, a.seed, cfg, progress=not a.quiet, overwrite=a.overwrite)
-    print(f"wrote {a.n} samples to {out}")
-    return 0
