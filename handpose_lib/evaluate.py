@@ -18,16 +18,19 @@ What is measured, and how (stated in every report under ``"protocol"``):
   the hand), hidden by an object, hidden by the hand. Joints outside the image are left out of
   the visible/hidden splits but counted in ``all``.
 
-Layer 3: imports ``skeleton``, ``metrics`` and the sample codes; the model is any callable that
-maps ``(B, 3, H, W)`` images in [0, 1] to an object with ``coords2d`` (B, 21, 2) px and
-``joints3d`` (B, 21, 3) in reference-bone units.
+Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report) and
+the sample codes; it draws nothing (the figures of a report are in :mod:`handpose_lib.viz`).
+The model is any callable that maps ``(B, 3, H, W)`` images in [0, 1] to an object with
+``coords2d`` (B, 21, 2) px and ``joints3d`` (B, 21, 3) in reference-bone units.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +38,11 @@ import numpy as np
 import torch
 
 from . import metrics, skeleton
+from .data.common import CorruptImageError
 from .data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_UNKNOWN, VIS_VISIBLE, collate
 from .device import pick_device
+
+log = logging.getLogger(__name__)
 
 THRESHOLDS_3D_AUC = metrics.DEFAULT_3D_THRESHOLDS  # 20..50 mm, 31 values
 THRESHOLDS_3D_CURVE = np.linspace(0.0, 50.0, 51)  # mm, for plots
@@ -56,14 +62,68 @@ EVAL_KEYS = ("image", "joints2d", "joints3d", "visibility")
 # helpers
 
 
+class _SkipUnreadable(torch.utils.data.Dataset):
+    """``data[i]``, or ``{"skipped": {"index": i, "reason": ...}}`` when its image cannot be read.
+
+    The real data sets' loaders otherwise return the next sample in its place, which is right
+    for training and wrong for a metric; :func:`_no_substitution` switches that off.
+    """
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.data[i]
+        except (CorruptImageError, FileNotFoundError) as e:
+            return {"skipped": {"index": int(i), "reason": str(e)}}
+
+
+def _collate_skipping(samples) -> dict[str, Any]:
+    good = [s for s in samples if "skipped" not in s]
+    batch = collate(good) if good else {}
+    batch["skipped"] = [s["skipped"] for s in samples if "skipped" in s]
+    return batch
+
+
+@contextmanager
+def _no_substitution(data):
+    """Switch off :class:`HandDataset`'s replacement of unreadable samples in ``data`` and the
+    datasets it wraps (``Subset``, ``ConcatDataset``...) for the duration."""
+    seen, stack, changed = set(), [data], []
+    while stack:
+        d = stack.pop()
+        if d is None or id(d) in seen:
+            continue
+        seen.add(id(d))
+        if getattr(d, "substitute_bad", False) is True:
+            d.substitute_bad = False
+            changed.append(d)
+        stack.append(getattr(d, "dataset", None))
+        stack.extend(getattr(d, "datasets", []) or [])
+    try:
+        yield
+    finally:
+        for d in changed:
+            d.substitute_bad = True
+
+
 def _iter_batches(data, batch_size: int, num_workers: int) -> Iterable[dict]:
     if isinstance(data, torch.utils.data.DataLoader):
         yield from data
         return
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate
-    )
-    yield from loader
+    with _no_substitution(data):
+        loader = torch.utils.data.DataLoader(
+            _SkipUnreadable(data),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_collate_skipping,
+        )
+        yield from loader
 
 
 @torch.no_grad()
@@ -81,7 +141,9 @@ def predict_dataset(
     """Run ``model`` over ``data`` (a Dataset of sample dicts or a DataLoader of batches).
 
     Returns numpy arrays: ``pred2d`` (N, 21, 2) px, ``pred3d`` (N, 21, 3) reference-bone units,
-    ``gt2d`` (N, 21, 2), ``gt3d`` (N, 21, 3) mm, ``visibility`` (N, 21) codes.
+    ``gt2d`` (N, 21, 2), ``gt3d`` (N, 21, 3) mm, ``visibility`` (N, 21) codes, and ``skipped``:
+    a list of ``{"index", "reason"}`` for the samples whose image could not be read (left out,
+    never replaced by another sample).
     """
     dev = pick_device(device)
     was_training = getattr(model, "training", False)
@@ -89,6 +151,7 @@ def predict_dataset(
         model.eval()
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pred2d", "pred3d", "gt2d", "gt3d", "visibility")}
     n = 0
+    skipped: list[dict[str, Any]] = []
     total = len(data.dataset) if isinstance(data, torch.utils.data.DataLoader) else len(data)
     if max_samples is not None:
         total = min(total, max_samples)
@@ -99,6 +162,13 @@ def predict_dataset(
         bar = tqdm(total=total, desc="evaluate", unit="img", leave=False)
     try:
         for batch in _iter_batches(data, batch_size, num_workers):
+            for sk in batch.get("skipped", []):
+                log.warning("evaluate: skipping sample %d: %s", sk["index"], sk["reason"])
+            skipped.extend(batch.get("skipped", []))
+            if bar is not None and batch.get("skipped"):
+                bar.update(len(batch["skipped"]))
+            if "image" not in batch:  # every sample of the batch was unreadable
+                continue
             images = batch["image"].to(dev, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -125,8 +195,13 @@ def predict_dataset(
         if was_training and hasattr(model, "train"):
             model.train()
     if n == 0:
+        if skipped:
+            raise ValueError(
+                f"evaluate: none of the {len(skipped)} samples could be read "
+                f"(e.g. {skipped[0]['reason']}); check the folder with `handpose data check`"
+            )
         raise ValueError("evaluate: the data set is empty")
-    return {k: np.concatenate(v) for k, v in acc.items()}
+    return {**{k: np.concatenate(v) for k, v in acc.items()}, "skipped": skipped}
 
 
 # ----------------------------------------------------------------------------------------
@@ -288,16 +363,27 @@ def evaluate(
         max_samples=max_samples,
         progress=progress,
     )
-    return evaluate_predictions(
+    report = evaluate_predictions(
         p["pred2d"], p["gt2d"], p["pred3d"], p["gt3d"], p["visibility"], alignment=alignment, dataset=dataset
     )
+    report["samples"] = {
+        "read": report["n_samples"],
+        "skipped": len(p["skipped"]),
+        "skipped_samples": p["skipped"],
+    }
+    return report
 
 
 def summary(report: Mapping[str, Any]) -> str:
     """A few lines of text: the headline numbers of a report, with the protocol."""
     o = {k: (float("nan") if v is None else v) for k, v in report["overall"].items()}
+    counts = f"{report['n_samples']} samples"
+    skipped = report.get("samples", {}).get("skipped_samples", [])
+    if skipped:
+        counts += f" read, {len(skipped)} skipped (unreadable: {skipped[0]['reason']}"
+        counts += f" and {len(skipped) - 1} more)" if len(skipped) > 1 else ")"
     lines = [
-        f"{report.get('dataset') or 'data'}: {report['n_samples']} samples",
+        f"{report.get('dataset') or 'data'}: {counts}",
         f"  2D EPE {o['epe2d_px']:.2f} px (median {o['epe2d_median_px']:.2f}), "
         f"2D AUC(0-30 px) {o['auc2d_0_30']:.3f}",
         f"  3D EPE {o['epe3d_mm']:.2f} mm (median {o['epe3d_median_mm']:.2f}), "

@@ -2,8 +2,8 @@
 
 Layer 3 of the library: pure drawing functions of arrays and evaluation reports. Nothing here
 trains a model or loads a data set; it imports :mod:`handpose_lib.skeleton`,
-:mod:`handpose_lib.metrics` (the published STB curves) and the pinhole projection of
-:mod:`handpose_lib.data.sample`.
+:mod:`handpose_lib.metrics` (the published STB curves) and, where a figure projects 3D joints,
+the pinhole projection of :mod:`handpose_lib.data.sample`.
 
 Interactive figures are plotly (they work on the static site with no kernel: sliders move
 between precomputed frames); image overlays are drawn with opencv into ``uint8`` arrays.
@@ -32,7 +32,6 @@ from plotly.subplots import make_subplots
 
 from . import metrics
 from . import skeleton as sk
-from .data.sample import project
 
 if not os.environ.get("PLOTLY_RENDERER"):
     pio.renderers.default = "plotly_mimetype+notebook"
@@ -901,6 +900,8 @@ def finger_bend_viewer(
     independently on the static site. Traces: 5 fingers in 3D (+ 1 camera frustum when
     ``show_camera``), 5 fingers in 2D; frames: ``5 * steps``; sliders: 5.
     """
+    from .data.sample import project  # here: importing viz needs neither torch nor the data sets
+
     values = np.linspace(0.0, 1.0, steps)
     rest = simple_hand(yaw=yaw, pitch=pitch)
     fig = make_subplots(

@@ -127,3 +127,32 @@ def test_report_json_and_figures(tmp_path):
     bars = [t for t in fig.data if t.type == "bar"][0]
     assert "Zimmermann & Brox 2017" in list(bars.y) and "ours: a (not STB)" in list(bars.y)
     assert "3D EPE" in ev.summary(rep)
+
+
+class _Constant(torch.nn.Module):
+    """The same prediction for every image."""
+
+    def forward(self, x):
+        b = x.shape[0]
+        j3 = torch.tensor(np.random.default_rng(0).normal(0, 1, (21, 3)), dtype=torch.float32)
+        j3 = j3 - j3[:1]
+        return SimpleNamespace(coords2d=torch.full((b, 21, 2), 60.0), joints3d=j3.expand(b, 21, 3))
+
+
+def test_an_unreadable_sample_is_skipped_and_counted_never_replaced(tmp_path, caplog):
+    from handpose_lib.data import STB
+    from handpose_lib.data.examples import corrupt, write_stb
+
+    write_stb(tmp_path)
+    ds = STB(tmp_path, split="test")
+    assert len(ds) == 4
+    corrupt(tmp_path / ds.index["path"][1])
+    rep = ev.evaluate(_Constant(), ds, batch_size=2, device="cpu", dataset="stb")
+    good = ev.evaluate(_Constant(), torch.utils.data.Subset(ds, [0, 2, 3]), device="cpu", dataset="stb")
+    assert rep["n_samples"] == 3 and rep["samples"]["read"] == 3 and rep["samples"]["skipped"] == 1
+    (skipped,) = rep["samples"]["skipped_samples"]
+    assert skipped["index"] == 1 and str(ds.index["path"][1]) in skipped["reason"]
+    assert rep["overall"] == good["overall"]  # sample 2 was not counted twice
+    assert "3 samples read, 1 skipped (unreadable" in ev.summary(rep)
+    assert ds.substitute_bad  # training still gets the next sample
+    assert ds[1]["meta"]["id"] == ds[2]["meta"]["id"]
