@@ -339,8 +339,8 @@ def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
     from .checkpoint import CheckpointError, load_checkpoint, load_weights
 
     c = load_checkpoint(path)
-    cfg = c.meta.get("detector_config")
-    if cfg is None:
+    cfg = c.meta.get("detector_config") or (c.meta.get("train_config") or {}).get("detector")  # model / run
+    if not isinstance(cfg, dict):
         raise CheckpointError(
             f"{c.path}: not a hand detector checkpoint (its sidecar has no detector_config)"
         )

@@ -260,6 +260,19 @@ class HandPipeline:
         return self.detector.presence(x)
 
 
+def load_pipeline(
+    model="models/book-tiny", detector="models/detector", device: str = "cpu", **kw
+) -> HandPipeline:
+    """A :class:`HandPipeline` from a pose model checkpoint and a detector folder (``None``: no
+    detector, boxes must be given). ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
+    from .detect import load_detector
+    from .inference import load_trained
+
+    net, _ = load_trained(model, device=device)
+    det = None if detector is None else load_detector(detector, device=device)
+    return HandPipeline(net, det, **kw)
+
+
 def _broadcast(sides, n: int) -> list[str]:
     sides = [sides] if isinstance(sides, str) else list(sides)
     if len(sides) == 1:
