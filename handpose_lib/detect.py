@@ -335,7 +335,8 @@ class HandDetector:
 
 def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
     """A :class:`HandDetector` from a checkpoint folder written by ``detector_train`` (weights
-    in safetensors, config in the JSON sidecar; no pickle). ``kw`` go to :class:`HandDetector`."""
+    in safetensors, config and score threshold in the JSON sidecar; no pickle). ``kw`` go to
+    :class:`HandDetector`."""
     from .checkpoint import CheckpointError, load_checkpoint, load_weights
 
     c = load_checkpoint(path)
@@ -346,4 +347,6 @@ def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
         )
     net = HandDetectorNet(DetectorConfig.from_dict(cfg))
     load_weights(net, c)
+    if "score_thresh" in c.meta:  # the threshold chosen on validation frames
+        kw.setdefault("score_thresh", float(c.meta["score_thresh"]))
     return HandDetector(net.to(device), **kw)
