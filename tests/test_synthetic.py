@@ -21,9 +21,11 @@ from handpose_lib.data.synthetic import (
     render,
     render_main,
     render_to_disk,
+    tiles,
 )
 from handpose_lib.data.synthetic.geometry import ray_round_cone, sdf_round_cone
 from handpose_lib.data.synthetic.rng import Stream
+from handpose_lib.data.synthetic.scene import sample_scene, scene_of
 
 torch.set_num_threads(2)
 
@@ -53,7 +55,7 @@ def test_projection_consistency(batch):
     assert (uv - batch["joints2d"]).abs().max() < 0.5
     # the crop camera is a crop of the full frame: full-frame pixels -> box -> crop pixels
     cfg = SyntheticConfig()
-    p = dataset.sample_scene(7, torch.arange(8), cfg)
+    p = sample_scene(7, torch.arange(8), cfg)
     out = dataset.render_scene(p, cfg)
     full = dataset.render_scene(p, SyntheticConfig(full_frame=True))
     assert full["image"].shape[-2:] == (480, 640)
@@ -143,7 +145,7 @@ def test_visibility_agrees_with_depth_map(batch):
 def _frontal_open_hand(level=0.0):
     """One scene: an open right hand, palm to the camera, 400 mm away, no objects."""
     cfg = SyntheticConfig(occlusion=level, blur_prob=0, noise_max=0)
-    p = dataset.sample_scene(0, torch.tensor([0]), cfg)
+    p = sample_scene(0, torch.tensor([0]), cfg)
     p["angles"] = torch.zeros(1, 20)
     p["angles"][0, 17] = 0.3  # thumb abducted a little
     p["scale"] = torch.ones(1)
@@ -201,15 +203,15 @@ def test_left_hand_is_the_mirror_image():
 
 def test_culling_matches_brute_force():
     cfg = SyntheticConfig(occlusion="heavy")
-    p = dataset.sample_scene(11, torch.arange(6), cfg)
+    p = sample_scene(11, torch.arange(6), cfg)
     out = dataset.render_scene(p, cfg)
     # rebuild the scene and compare the culled depth pass with testing every tile
-    scene, _ = dataset.scene_of(p)
+    scene, _ = scene_of(p)
     K = camera.crop_intrinsics(p["K_full"], p["box"], 128)
-    rays = render.pixel_rays(K, 128, 128)
-    tri = render.cull(scene, K, 128, 128)
+    rays = tiles.pixel_rays(K, 128, 128)
+    tri = tiles.cull(scene, K, 128, 128)
     B, P = 6, scene["cone_ra"].shape[1] + 6
-    _, _, _, active = render._bounds(scene)
+    _, _, _, active = tiles._bounds(scene)
     allt = torch.stack(torch.meshgrid(torch.arange(B), torch.arange(P), torch.arange(256), indexing="ij"), -1)
     allt = allt.reshape(-1, 3)
     allt = allt[active[allt[:, 0], allt[:, 1]]]
@@ -299,7 +301,7 @@ def test_set_compile_rejects_bad_mode():
 def test_compiled_kernels_equal_reference():
     """The fast path (torch.compile of the ray kernels) gives the eager reference's bits."""
     cfg = SyntheticConfig(occlusion="heavy")
-    p = dataset.sample_scene(13, torch.arange(4), cfg)
+    p = sample_scene(13, torch.arange(4), cfg)
     joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
     from handpose_lib.data.synthetic.geometry import hand_cones
 
@@ -308,9 +310,9 @@ def test_compiled_kernels_equal_reference():
     scene = {"cone_a": pa @ Rt + p["T"][:, None], "cone_b": pb @ Rt + p["T"][:, None], "cone_ra": ra,
              "cone_rb": rb, "objects": p["objects"], "appearance": p["appearance"]}  # fmt: skip
     K = camera.crop_intrinsics(p["K_full"], p["box"], 128)
-    rays = render.pixel_rays(K, 128, 128)
-    tri = render.cull(scene, K, 128, 128)
-    lay = render.slot_layout(ra.shape[1])
+    rays = tiles.pixel_rays(K, 128, 128)
+    tri = tiles.cull(scene, K, 128, 128)
+    lay = tiles.slot_layout(ra.shape[1])
     rays_t = rays.reshape(-1, 64, 3)
     for kind in ("cone", "box"):  # the two most involved intersections (labels depend on them)
         lo, hi = lay[kind]
@@ -354,7 +356,7 @@ def test_native_kernel_equals_torch_reference(cfg):
 
 
 def test_native_kernel_rays_and_culling_equal_torch():
-    """The kernel's own pixel rays and culling are render.pixel_rays's and render.cull's bits
+    """The kernel's own pixel rays and culling are tiles.pixel_rays's and tiles.cull's bits
     (the check native.py runs when it loads the library)."""
     if not native.available():
         pytest.skip("the C++ kernel needs a C++ compiler")
@@ -365,8 +367,8 @@ def test_native_kernel_skewed_camera_uses_torch_rays():
     """Cameras the kernel's own ray formula does not cover (skew) get torch's rays: same output."""
     if not native.available():
         pytest.skip("the C++ kernel needs a C++ compiler")
-    p = dataset.sample_scene(3, torch.arange(4), SyntheticConfig(occlusion="heavy"))
-    scene, _ = dataset.scene_of(p)
+    p = sample_scene(3, torch.arange(4), SyntheticConfig(occlusion="heavy"))
+    scene, _ = scene_of(p)
     K = camera.crop_intrinsics(p["K_full"], p["box"], 64)
     assert render._pinhole(K)
     K[:, 0, 1] = 3.0

@@ -91,9 +91,10 @@ def make_sample(
 
 
 def project(joints3d, K):
-    """Pinhole projection ``uv = (K @ X)[:2] / (K @ X)[2]``: (..., 21, 3) -> (..., 21, 2).
+    """Pinhole projection ``uv = (K @ X)[:2] / (K @ X)[2]``: (..., N, 3) -> (..., N, 2).
 
-    numpy or torch; ``K`` is (3, 3) or (..., 3, 3).
+    The library's one projection (data sets, the procedural engine, figures). numpy or torch
+    (the result is of the points' kind); ``K`` is (3, 3) or (..., 3, 3).
     """
     if isinstance(joints3d, torch.Tensor):
         p = joints3d @ torch.as_tensor(K, dtype=joints3d.dtype, device=joints3d.device).transpose(-1, -2)

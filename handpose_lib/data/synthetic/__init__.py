@@ -1,15 +1,20 @@
 """The procedural hand data engine (SynthHands-like): posable sphere-mesh hands with objects,
 rendered by batched ray casting in torch, with exact labels.
 
-Modules: ``hand`` (skeleton, proportions, limits, pose sampler, kinematics), ``geometry``
-(round cones and intersections), ``camera``, ``occluders``, ``backgrounds``, ``render``,
-``dataset`` (``SyntheticConfig``, ``SyntheticHands``) and ``io`` (writer, reader, CLI).
+Modules, in the order they import each other (each imports only modules before it):
+``rng`` (counter-based random streams), ``hand`` (skeleton, proportions, limits, pose sampler,
+kinematics), ``geometry`` (round cones and intersections), ``camera``, ``occluders``,
+``backgrounds``, ``compiled`` (the ``torch.compile`` switch), ``scene`` (``SyntheticConfig``,
+the scene parameters of a sample), ``tiles`` (pixel rays and culling), ``native`` (the C++
+kernel), ``render`` (the torch renderer, which hands CPU work to ``native``), ``dataset``
+(labels, ``SyntheticHands``) and ``io`` (writer, reader, ``handpose render``).
 """
 
 # the fast-path switches: compiled.set_compile, native.set_native (the C++ kernel)
 from . import compiled, native  # noqa: F401
-from .dataset import GENERATOR_VERSION, OCCLUSION_LEVELS, SyntheticConfig, SyntheticHands
+from .dataset import GENERATOR_VERSION, SyntheticHands
 from .io import DiskHands, render_main, render_to_disk
+from .scene import OCCLUSION_LEVELS, SyntheticConfig
 
 __all__ = [
     "GENERATOR_VERSION",

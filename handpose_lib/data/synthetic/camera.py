@@ -105,12 +105,6 @@ def sample_translation(rs: Stream, K: torch.Tensor, R: torch.Tensor, scale, egoc
     return ray * z[:, None] - (R @ centre[:, :, None])[..., 0]
 
 
-def project(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """(B, N, 3) camera-frame points, (B, 3, 3) -> (B, N, 2) pixels."""
-    p = points @ K.transpose(-1, -2)
-    return p[..., :2] / p[..., 2:3]
-
-
 def crop_box(rs: Stream, uv: torch.Tensor, margin=(1.25, 1.6), jitter: float = 0.08) -> torch.Tensor:
     """Square crop boxes around 2D joints: (B, 21, 2) -> (B, 3) as (x0, y0, side) in pixels.
 

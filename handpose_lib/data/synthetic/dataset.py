@@ -1,95 +1,26 @@
-"""The procedural data set: configuration, scene generation, ``SyntheticHands``.
+"""The procedural data set: rendering a scene into a labelled sample, ``SyntheticHands``.
 
-Sample ``i`` of seed ``s`` is a pure function of ``(s, i, config)`` (see ``rng.py``), rendered
-on demand: splits are fixed without files. ``render_batch`` renders many samples in one
-vectorised call (the fast path for training and benchmarks); ``__getitem__`` renders one.
-
-Every random draw happens whatever the configuration, so changing only ``occlusion`` or
-``left_hand_prob`` keeps the same hand, camera and background: sample ``i`` with
-``occlusion="none"`` is the same scene as with objects, and the left-hand version of a sample is
-the exact mirror image of its right-hand version.
+Sample ``i`` of seed ``s`` is a pure function of ``(s, i, config)``: ``scene.py`` draws its
+parameters, ``render.py`` draws the image, and :func:`render_scene` adds the labels (2D and 3D
+joints, visibility, crop box) and mirrors left hands. Samples are rendered on demand, so splits
+are fixed without files. ``render_batch`` renders many samples in one vectorised call (the fast
+path for training and benchmarks); ``__getitem__`` renders one.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 
-from ..sample import VIS_VISIBLE
-from . import camera, hand, occluders
-from .geometry import FINGER_RADII, FOREARM_RADII, TIP_INSET, hand_cones
+from ..sample import VIS_VISIBLE, project
+from . import camera, hand
+from .geometry import FINGER_RADII, FOREARM_RADII, TIP_INSET
 from .render import render, visibility
-from .rng import Stream
+from .scene import SyntheticConfig, sample_scene, scene_of
 
 # 1.1: correctly rounded square roots and explicit dot products in the ray kernels (so eager and
 # compiled kernels give the same bits); images and depth moved by float32 rounding only
 # (<= 3e-5 and <= 2e-4 mm), joints, visibility and masks unchanged.
 GENERATOR_VERSION = "1.1"
-
-OCCLUSION_LEVELS = {"none": 0.0, "light": 0.3, "default": 0.5, "heavy": 0.9}
-
-# skin tones (linear-ish sRGB in [0, 1]) from very light to very dark; samples interpolate
-SKIN_TONES = torch.tensor(
-    [
-        [0.97, 0.82, 0.72],
-        [0.92, 0.74, 0.62],
-        [0.84, 0.62, 0.49],
-        [0.72, 0.50, 0.37],
-        [0.56, 0.38, 0.27],
-        [0.40, 0.27, 0.19],
-        [0.28, 0.19, 0.14],
-    ]
-)
-
-
-@dataclass
-class SyntheticConfig:
-    """What the engine draws. Probabilities are per sample.
-
-    Attributes:
-        crop_size: side of the square crop (multiple of 8), 128 as in the paper.
-        full_frame: render the whole 640 x 480 frame instead of the crop; the crop box is in
-            ``meta["crop_box"]`` (x0, y0, side) either way.
-        occlusion: object level in [0, 1] or a name in ``OCCLUSION_LEVELS``
-            ("none", "light", "default", "heavy").
-        background_prob: photograph/texture background (else a plain colour).
-        left_hand_prob: mirror the image into a left hand (0: right hands only, the default).
-        egocentric_prob: egocentric viewpoint (else third-person).
-        family_probs: pose family probabilities, order ``hand.POSE_FAMILIES``.
-        noise_max: sensor noise std drawn in U(0, noise_max).
-        blur_prob: Gaussian blur (sigma U(0.5, 1.2)) probability.
-        jpeg_prob: JPEG re-encoding probability (quality U(40, 90)); slow-ish (per image).
-    """
-
-    crop_size: int = 128
-    full_frame: bool = False
-    occlusion: float | str = "default"
-    background_prob: float = 0.9
-    left_hand_prob: float = 0.0
-    egocentric_prob: float = 0.5
-    family_probs: tuple[float, ...] = hand.FAMILY_PROBS
-    noise_max: float = 0.03
-    blur_prob: float = 0.25
-    jpeg_prob: float = 0.0
-
-    def level(self) -> float:
-        """The occlusion level as a float in [0, 1]."""
-        if isinstance(self.occlusion, str):
-            if self.occlusion not in OCCLUSION_LEVELS:
-                raise ValueError(
-                    f"occlusion {self.occlusion!r}: use a float in [0, 1] or one of {list(OCCLUSION_LEVELS)}"
-                )
-            return OCCLUSION_LEVELS[self.occlusion]
-        lv = float(self.occlusion)
-        if not 0.0 <= lv <= 1.0:
-            raise ValueError(f"occlusion level must be in [0, 1], got {lv}")
-        return lv
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["family_probs"] = list(self.family_probs)
-        return d
 
 
 def _joint_radius() -> torch.Tensor:
@@ -108,78 +39,6 @@ def _joint_radius() -> torch.Tensor:
 JOINT_RADIUS = _joint_radius()
 
 
-def _appearance(rs: Stream, cfg: SyntheticConfig) -> dict:
-    B, dev = rs._base.shape[0], rs.device
-    u = rs.uniform(16)
-    tones = SKIN_TONES.to(dev)
-    x = u[:, 0] * (len(tones) - 1)
-    i0 = x.floor().long().clamp_max(len(tones) - 2)
-    w = (x - i0)[:, None]
-    skin = tones[i0] * (1 - w) + tones[i0 + 1] * w
-    skin = (skin * (1 + 0.06 * (rs.uniform(3) - 0.5))).clamp(0, 1)
-    g = rs.normal(3)
-    light = torch.stack([g[:, 0], g[:, 1] - 0.5, -1.2 + 0.3 * g[:, 2]], -1)
-    light = light / light.norm(dim=-1, keepdim=True)
-    tint = 1 + 0.15 * (rs.uniform(3) - 0.5)
-    return {
-        "skin": skin,
-        "skin_texture": 0.05 + 0.1 * u[:, 1],
-        "light_dir": light,
-        "light_color": tint,
-        "ambient": 0.25 + 0.25 * u[:, 2],
-        "light_power": 0.55 + 0.45 * u[:, 3],
-        "wrap": 0.1 + 0.4 * u[:, 4],
-        "specular": 0.03 + 0.12 * u[:, 5],
-        "tex_offset": (rs.uniform(2) * 256).long(),
-        "bg_u": torch.cat([u[:, 6:10], rs.uniform(1)], 1),
-        "bg_prob": torch.full((B,), cfg.background_prob, device=dev),
-        "bg_gain": 0.7 + 0.6 * rs.uniform(3),
-        "bg_plain": rs.uniform(3, 0.05, 0.95),
-        "noise": cfg.noise_max * u[:, 10],
-        "blur": torch.where(u[:, 11] < cfg.blur_prob, 0.5 + 0.7 * u[:, 12], 0.0),
-        "jpeg_quality": torch.where(u[:, 13] < cfg.jpeg_prob, 40 + 50 * u[:, 14], 0.0).round(),
-    }
-
-
-def sample_scene(seed: int, idx, cfg: SyntheticConfig, device="cpu") -> dict:
-    """All random parameters of samples ``idx`` (B,) of data set ``seed`` (no rendering)."""
-    idx = torch.as_tensor(idx, dtype=torch.int64, device=device).reshape(-1)
-    rs = Stream(seed, idx)
-    p = {"seed": int(seed), "idx": idx}
-    p["angles"], p["family"] = hand.sample_pose(rs, cfg.family_probs)
-    p["scale"], p["seg"] = hand.sample_scales(rs)
-    p["egocentric"] = rs.uniform(1)[:, 0] < cfg.egocentric_prob
-    p["R"] = camera.sample_rotation(rs, p["egocentric"])
-    p["wrist_rot"] = camera.sample_wrist(rs, p["R"])
-    p["K_full"] = camera.full_intrinsics(rs)
-    p["T"] = camera.sample_translation(rs, p["K_full"], p["R"], p["scale"], p["egocentric"])
-    joints_h, _ = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
-    joints = joints_h @ p["R"].transpose(-1, -2) + p["T"][:, None]
-    p["objects"] = occluders.sample_objects(rs, cfg.level(), p["family"], joints, p["R"], p["T"], p["scale"])
-    p["appearance"] = _appearance(rs, cfg)
-    p["box"] = camera.crop_box(rs, camera.project(joints, p["K_full"]))
-    p["left"] = rs.uniform(1)[:, 0] < cfg.left_hand_prob
-    return p
-
-
-def scene_of(p: dict) -> tuple[dict, torch.Tensor]:
-    """The renderer's scene dict (camera-frame hand cones, objects, appearance) of the parameters
-    of :func:`sample_scene`, and the camera-frame joints (B, 21, 3)."""
-    joints_h, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
-    R, T = p["R"], p["T"]
-    joints = joints_h @ R.transpose(-1, -2) + T[:, None]
-    pa, pb, ra, rb = hand_cones(joints_h, frames, p["scale"], p["wrist_rot"])
-    scene = {
-        "cone_a": pa @ R.transpose(-1, -2) + T[:, None],
-        "cone_b": pb @ R.transpose(-1, -2) + T[:, None],
-        "cone_ra": ra,
-        "cone_rb": rb,
-        "objects": p["objects"],
-        "appearance": p["appearance"],
-    }
-    return scene, joints
-
-
 def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) -> dict:
     """Render the parameters of :func:`sample_scene` (possibly edited): the collated batch.
 
@@ -194,7 +53,7 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
     else:
         K, H, W = camera.crop_intrinsics(p["K_full"], box, cfg.crop_size), cfg.crop_size, cfg.crop_size
     out = render(scene, K, H, W, compiled=compiled)
-    uv = camera.project(joints, K)
+    uv = project(joints, K)
     vis = visibility(scene, joints, uv, JOINT_RADIUS.to(device) * p["scale"][:, None], H, W)
     # left hands: mirror image, labels and camera (u -> W - u, x -> -x)
     if bool(left.any()):

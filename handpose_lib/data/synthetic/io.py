@@ -28,8 +28,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..sample import make_sample
-from .dataset import GENERATOR_VERSION, OCCLUSION_LEVELS, SyntheticConfig, SyntheticHands
+from .dataset import GENERATOR_VERSION, SyntheticHands
 from .hand import POSE_FAMILIES
+from .scene import OCCLUSION_LEVELS, SyntheticConfig
 
 FORMAT = "handpose-synthetic-v1"
 DEPTH_SCALE = 16.0

@@ -16,7 +16,7 @@ Control, in this order:
 - the environment variable ``HANDPOSE_SYNTH_NATIVE`` = ``1`` / ``0`` / ``auto`` (the default).
 
 ``auto`` uses the kernel for CPU tensors when it builds and passes its load-time check (its rays
-and culling equal ``render.pixel_rays`` and ``render.cull``). Build: 1.5-3 s with g++ 12 here,
+and culling equal ``tiles.pixel_rays`` and ``tiles.cull``). Build: 1.5-3 s with g++ 12 here,
 once per source version, compiler and flags, cached in ``$HANDPOSE_CACHE/native`` (default
 ``~/.cache/handpose_lib/native``). Without a compiler, or when the build or the check fails, it
 warns once and the torch code runs instead (same outputs, slower).
@@ -38,7 +38,11 @@ from pathlib import Path
 
 import torch
 
+from . import camera
+from .backgrounds import background_pool, noise_texture
 from .compiled import env_switch
+from .scene import SyntheticConfig, sample_scene, scene_of
+from .tiles import cull, cull_bounds, pixel_rays
 
 SOURCE = Path(__file__).with_name("native_engine.cpp")
 # -ffp-contract=off: no fused multiply-adds the reference does not have; -fno-math-errno and
@@ -150,15 +154,12 @@ def _library() -> ctypes.CDLL | None:
 
 def _check(lib: ctypes.CDLL) -> None:
     """The kernel computes the pixel rays and the culling itself; both must equal the torch
-    code's bits (``render.pixel_rays``, ``render.cull``: torch's ``norm`` rounds with fused
+    code's bits (``tiles.pixel_rays``, ``tiles.cull``: torch's ``norm`` rounds with fused
     multiply-adds where the CPU has them)."""
-    from . import camera, dataset
-    from .render import cull, pixel_rays
-
-    cfg = dataset.SyntheticConfig(occlusion="heavy")
+    cfg = SyntheticConfig(occlusion="heavy")
     for n, full in ((16, False), (2, True)):
-        p = dataset.sample_scene(0, torch.arange(n), cfg)
-        scene, _ = dataset.scene_of(p)
+        p = sample_scene(0, torch.arange(n), cfg)
+        scene, _ = scene_of(p)
         if full:
             K, H, W = p["K_full"], camera.FRAME_H, camera.FRAME_W
         else:
@@ -168,13 +169,13 @@ def _check(lib: ctypes.CDLL) -> None:
         Kinv = torch.linalg.inv(K).contiguous()
         lib.hp_rays(K.shape[0], H, W, _ptr(Kinv), _ptr(out))
         if not torch.equal(out, ref):
-            raise RuntimeError("the kernel's pixel rays differ from render.pixel_rays in rounding")
+            raise RuntimeError("the kernel's pixel rays differ from tiles.pixel_rays in rounding")
         bounds = pack_bounds(scene, K)
         B, P = bounds.shape[:2]
         keep = torch.empty(B, P, (H // 8) * (W // 8), dtype=torch.bool)
         lib.hp_cull(B, P, H, W, _ptr(bounds), _ptr(keep))
         if not torch.equal(keep.nonzero(), cull(scene, K, H, W)):
-            raise RuntimeError("the kernel's culling differs from render.cull in rounding")
+            raise RuntimeError("the kernel's culling differs from tiles.cull in rounding")
 
 
 def use_native(device: torch.device) -> bool:
@@ -235,10 +236,8 @@ def pack_scene(scene: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def pack_bounds(scene: dict, K: torch.Tensor) -> torch.Tensor:
-    """(B, P, 8) float32 culling table from :func:`render.cull_bounds`: ua(2) e(2) ee reach mode
+    """(B, P, 8) float32 culling table from :func:`tiles.cull_bounds`: ua(2) e(2) ee reach mode
     (0: inactive slot, 1: test the tiles, 2: the bound does not hold, keep every tile)."""
-    from .render import cull_bounds
-
     ua, e, ee, reach, ok, active = cull_bounds(scene, K)
     mode = torch.where(active, torch.where(ok, 1.0, 2.0), 0.0)
     return _rows([ua, e, ee[..., None], reach[..., None], mode[..., None]], 8).contiguous()
@@ -250,8 +249,6 @@ def render_images(
     """The kernel's ``render.render`` before postprocessing: ``(image (B, 3, H, W), mask (B, H, W)
     bool, depth (B, H, W), occlusion_fraction (B,))``. ``rays`` (B, HW, 3): torch's pixel rays,
     if the kernel should not compute them (cameras with skew)."""
-    from .backgrounds import background_pool, noise_texture
-
     lib = _library()
     B, C = scene["cone_ra"].shape
     prim, objapp, app = pack_scene(scene)

@@ -66,11 +66,3 @@ class Stream:
         cdf = torch.cumsum(p / p.sum(), 0)
         u = self.uniform(1)[:, 0]
         return torch.searchsorted(cdf, u.contiguous(), right=True).clamp_max(len(p) - 1)
-
-
-def pixel_noise(seed_bits: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Per-pixel uniform noise in [-0.5, 0.5): ``seed_bits`` (B,) int64 -> (B, *shape) float32."""
-    n = math.prod(shape)
-    k = torch.arange(n, device=seed_bits.device, dtype=torch.int64)
-    h = hash32(seed_bits[:, None] ^ (k * 0x2C1B3C6D & _MASK)[None, :])
-    return ((h >> 8).to(torch.float32) * (1.0 / 16777216.0) - 0.5).reshape(-1, *shape)
