@@ -145,17 +145,25 @@ def rest_skeleton(shape: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
 
 def _target_deltas(shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertex (B, V, 3) and bone-end (B, 22, 2, 3) offsets of signed target weights (B, S)."""
+    basis_v, basis_e = _target_basis()
+    w = torch.cat([(-shape).clamp_min(0), shape.clamp_min(0)], 1)  # (B, 2S): decrease, increase
     m = load_mesh_hand()
-    dv = torch.zeros(shape.shape[0], *m["vertices"].shape, device=shape.device)
-    de = torch.zeros(shape.shape[0], *m["bone_ends"].shape, device=shape.device)
-    for s, name in enumerate(SHAPE_TARGETS):
-        neg, pos = (f"{name}-in", f"{name}-out") if name.endswith("trans") else (f"{name}-decr", f"{name}-incr")
-        for side, sign in ((neg, -1.0), (pos, 1.0)):
-            t = m["target_names"].index(side)
-            w = (sign * shape[:, s]).clamp_min(0)[:, None, None]
-            dv = dv + w * m["target_vertices"][t].to(shape.device)
-            de = de + w[..., None] * m["target_bone_ends"][t].to(shape.device)
+    dv = (w @ basis_v.to(shape.device)).reshape(shape.shape[0], *m["vertices"].shape)
+    de = (w @ basis_e.to(shape.device)).reshape(shape.shape[0], *m["bone_ends"].shape)
     return dv, de
+
+
+@functools.lru_cache(maxsize=1)
+def _target_basis() -> tuple[torch.Tensor, torch.Tensor]:
+    """(2S, V * 3) and (2S, 22 * 2 * 3): the "-decr"/"-in" files of SHAPE_TARGETS, then the
+    "-incr"/"-out" files."""
+    m = load_mesh_hand()
+    rows = []
+    for side in (0, 1):
+        for name in SHAPE_TARGETS:
+            pair = (f"{name}-in", f"{name}-out") if name.endswith("trans") else (f"{name}-decr", f"{name}-incr")
+            rows.append(m["target_names"].index(pair[side]))
+    return m["target_vertices"][rows].flatten(1), m["target_bone_ends"][rows].flatten(1)
 
 
 def _mesh_hints(ends: torch.Tensor, tip: torch.Tensor) -> torch.Tensor:
@@ -256,6 +264,20 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     for i in range(3):
         n.index_add_(1, faces[:, i], fn)
     return _unit(n)
+
+
+@functools.lru_cache(maxsize=1)
+def incidence() -> torch.Tensor:
+    """(V, 8) int64: the triangles around each vertex in increasing order, padded with the index
+    ``len(faces)`` (a zero normal), for normals summed in a fixed order (``raster.vertex_normals``)."""
+    faces = load_mesh_hand()["faces"]
+    T, V = faces.shape[0], load_mesh_hand()["vertices"].shape[0]
+    rows = [[] for _ in range(V)]
+    for t, f in enumerate(faces.tolist()):
+        for v in f:
+            rows[v].append(t)
+    D = max(len(r) for r in rows)
+    return torch.tensor([r + [T] * (D - len(r)) for r in rows])
 
 
 def pose_mesh(

@@ -8,7 +8,8 @@ regions and UVs, see ``mesh.surface_attributes``).
 
 1. *Set-up*: vertices are projected with the pinhole intrinsics (``u = fx (x / z) + cx``);
    triangles with a vertex closer than ``NEAR`` mm (or behind the camera: how inactive objects
-   are switched off) or with zero area are dropped.
+   are switched off), with zero area or turning their back to the camera (:func:`back_faces`)
+   are dropped.
 2. *Coverage and depth*: a pixel centre is inside a triangle when its three edge functions are
    >= 0 (after flipping clockwise triangles), so neighbouring triangles leave no gaps. With the
    screen-space barycentrics ``b_i`` the perspective-correct depth is ``z = 1 / sum(b_i / z_i)``;
@@ -17,8 +18,8 @@ regions and UVs, see ``mesh.surface_attributes``).
 3. *Shading* of the winning triangle of each pixel: perspective-correct weights ``w_i = z b_i /
    z_i`` interpolate normals, positions and attributes; then skin (regions, nails, detail
    textures through the UVs, sleeves) or object albedo, lit by ambient light and three coloured
-   directional lights with wrap diffuse, a red-shifted subsurface term, a specular sheen and a
-   Fresnel rim (:func:`shade`).
+   directional lights with wrap diffuse, a red-shifted subsurface term, a Phong specular sheen
+   (the view ray reflected about the normal) and a Fresnel rim (:func:`shade`).
 
 Every step is elementwise float32 arithmetic written out (no ``sum``, ``norm``, ``@``, ``pow``
 or transcendental functions; square roots in float64 rounded to float32) so that the C++ kernel,
@@ -70,7 +71,29 @@ def _sqrt(x):
 
 
 def _unit(v):
-    return v / _sqrt(_dot(v, v))[..., None]
+    return v * (1.0 / _sqrt(_dot(v, v)))[..., None]
+
+
+def vertex_normals(P: torch.Tensor, faces: torch.Tensor, inc: torch.Tensor) -> torch.Tensor:
+    """Smooth unit vertex normals (B, V, 3) of vertices P (B, V, 3): the sum of the (area-weighted)
+    normals of the triangles ``faces`` (T, 3) around each vertex, in the order of ``inc`` (V, D)
+    (``mesh.incidence``; index T adds nothing)."""
+    idx = faces.long()
+    a, b, c = P[:, idx[:, 0]], P[:, idx[:, 1]], P[:, idx[:, 2]]
+    e1, e2 = b - a, c - a
+    fn = torch.stack(
+        [
+            e1[..., 1] * e2[..., 2] - e1[..., 2] * e2[..., 1],
+            e1[..., 2] * e2[..., 0] - e1[..., 0] * e2[..., 2],
+            e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0],
+        ],
+        -1,
+    )
+    fn = torch.cat([fn, torch.zeros_like(fn[:, :1])], 1)
+    n = fn[:, inc[:, 0]]
+    for k in range(1, inc.shape[1]):
+        n = n + fn[:, inc[:, k]]
+    return _unit(n)
 
 
 def app_slice(app: torch.Tensor, name: str) -> torch.Tensor:
@@ -102,23 +125,37 @@ def setup(P: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, H: int, W: int)
     y0 = torch.ceil(vmin - 0.5).clamp(0, H).long()
     y1 = torch.floor(vmax - 0.5).clamp(-1, H - 1).long()
     valid = (Z.amin(-1) > NEAR) & (area != 0) & torch.isfinite(area) & (x0 <= x1) & (y0 <= y1)
-    return {"u": U, "v": Vv, "iz": IZ, "area": area * sgn, "sgn": sgn, "x0": x0, "x1": x1, "y0": y0, "y1": y1, "valid": valid}
+    inv_area = 1.0 / (area * sgn)
+    return {"u": U, "v": Vv, "iz": IZ, "inv_area": inv_area, "sgn": sgn, "x0": x0, "x1": x1, "y0": y0, "y1": y1, "valid": valid}
+
+
+def back_faces(s: dict, P, N, faces, mat) -> torch.Tensor:
+    """(B, Nt) bool triangles that turn their back to the camera, which the rasterizer skips:
+    hand triangles wound clockwise on screen (the mesh's faces wind counter-clockwise seen from
+    outside; image v points down), object triangles whose three vertex normals all point away
+    from the camera (the objects are closed and convex)."""
+    idx = faces.long()
+    away = None
+    for k in range(3):
+        a = _dot(N[:, idx[:, k]], P[:, idx[:, k]]) > 0
+        away = a if away is None else away & a
+    return torch.where(mat == 0, s["sgn"] > 0, away)
 
 
 def weights_at(s: dict, bi, ti, x, y):
     """Edge tests and perspective-correct weights of pixel centres (x, y) (n,) in triangles ti of
     images bi: ``(inside (n,) bool, z (n,), w (n, 3))``."""
     U, Vv, IZ = s["u"][bi, ti], s["v"][bi, ti], s["iz"][bi, ti]
-    sg, area = s["sgn"][bi, ti], s["area"][bi, ti]
+    sg, inv = s["sgn"][bi, ti], s["inv_area"][bi, ti]
     u0, u1, u2 = U.unbind(-1)
     v0, v1, v2 = Vv.unbind(-1)
     e0 = ((u2 - u1) * (y - v1) - (v2 - v1) * (x - u1)) * sg
     e1 = ((u0 - u2) * (y - v2) - (v0 - v2) * (x - u2)) * sg
     e2 = ((u1 - u0) * (y - v0) - (v1 - v0) * (x - u0)) * sg
     inside = (e0 >= 0) & (e1 >= 0) & (e2 >= 0)
-    q0 = (e0 / area) * IZ[:, 0]
-    q1 = (e1 / area) * IZ[:, 1]
-    q2 = (e2 / area) * IZ[:, 2]
+    q0 = (e0 * inv) * IZ[:, 0]
+    q1 = (e1 * inv) * IZ[:, 1]
+    q2 = (e2 * inv) * IZ[:, 2]
     z = 1.0 / ((q0 + q1) + q2)
     return inside, z, torch.stack([q0 * z, q1 * z, q2 * z], -1)
 
@@ -168,16 +205,15 @@ def _tex(tex: torch.Tensor, c: int, s, t):
     return tex[c, i, j]
 
 
-def shade_points(p, nrm, sgn, mat, attr, app, objapp, tex):
+def shade_points(p, nrm, mat, attr, app, objapp, tex):
     """Colours (n, 3) of surface points p (n, 3) (camera frame) with interpolated normals nrm (n, 3)
-    (not unit), triangle orientation sgn (n,), material mat (n,), attributes attr (n, 8), per-point
+    (not unit), material mat (n,), attributes attr (n, 8), per-point
     appearance app (n, APP_W) and object appearance objapp (n, 6, 8), detail texture tex (2, n, n)."""
     n = _unit(nrm)
     hand = mat == 0
-    # hand triangles that turn their back to the camera (seen through the forearm's open end)
-    flip = torch.where(hand & (sgn > 0), -1.0, 1.0)
-    n = n * flip[:, None]
     d = _unit(p)
+    ndv = _dot(n, d)
+    refl = d - n * (2.0 * ndv)[:, None]  # the view ray reflected: Phong highlights
     palm, red, nail, fa_mm, crease, tu, tv = (attr[:, i] for i in range(7))
     off = app_slice(app, "tex_off")
     pores = _tex(tex, 0, tu * PORE_SCALE + off[:, 0], tv * PORE_SCALE + off[:, 1])
@@ -218,6 +254,7 @@ def shade_points(p, nrm, sgn, mat, attr, app, objapp, tex):
     wrap = torch.where(skin_px, app_slice(app, "wrap"), 0.1)
     sss = torch.where(skin_px, app_slice(app, "sss"), 0.0)
     spec_k = app_slice(app, "spec") * torch.where(skin_px, 1.0 + 2.0 * ns[:, 0], torch.where(hand, 0.3, 1.5))
+    inv_wrap = 1.0 / (1.0 + wrap)
     light = app_slice(app, "ambient")
     scatter = torch.zeros_like(light)
     spec = torch.zeros_like(light)
@@ -226,18 +263,17 @@ def shade_points(p, nrm, sgn, mat, attr, app, objapp, tex):
         L = lights[:, 6 * i : 6 * i + 3]
         C = lights[:, 6 * i + 3 : 6 * i + 6]
         ndl = _dot(n, L)
-        diff = ((ndl + wrap) / (1.0 + wrap)).clamp_min(0)
+        diff = ((ndl + wrap) * inv_wrap).clamp_min(0)
         light = light + C * diff[:, None]
         scatter = scatter + C * (diff - ndl.clamp_min(0))[:, None]
-        hv = _unit(L - d)
-        s1 = _dot(n, hv).clamp_min(0)
+        s1 = _dot(refl, L).clamp_min(0)
         s2 = s1 * s1
         s4 = s2 * s2
         s8 = s4 * s4
         s16 = s8 * s8
         spec = spec + C * (s16 * spec_k)[:, None]
     tint = torch.tensor([1.0, 0.45, 0.3], device=p.device)
-    f = 1.0 - (-_dot(n, d)).clamp(0, 1)
+    f = 1.0 - (-ndv).clamp(0, 1)
     f2 = f * f
     rim = (f2 * f2) * f * app_slice(app, "rim") * torch.where(skin_px, 1.0, 0.3)
     colour = alb * (light + scatter * (sss[:, None] * tint)) + spec + (light * rim[:, None]) * 0.5
@@ -261,24 +297,33 @@ def shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W):
     p = interp(P[bi[:, None], idx])
     nrm = interp(N[bi[:, None], idx])
     attr = interp(CA[ti])
-    col = shade_points(p, nrm, s["sgn"][bi, ti], mat[ti], attr, app[bi], objapp[bi], tex)
+    col = shade_points(p, nrm, mat[ti], attr, app[bi], objapp[bi], tex)
     out = torch.zeros(B, HW, 3, device=key.device)
     out[bi, q] = col
     return out
 
 
-def render_pixels(P, N, faces, mat, CA, K, app, objapp, tex, H: int, W: int):
-    """The torch reference: ``(colour (B, 3, H, W) (0 where no surface), zh (B, H, W) hand depth
-    (inf where none), zo (B, H, W) object depth, tri (B, H, W) int64 front triangle (-1))``."""
+def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bg, H: int, W: int):
+    """The torch reference of the kernel: triangles over the backgrounds bg (B, 3, H, W). The hand
+    is the first ``len(inc)`` vertices and the triangles with material 0 (listed first); its
+    normals come from :func:`vertex_normals`, the objects' are N_obj (B, Nv - len(inc), 3).
+
+    Returns ``(image (B, 3, H, W), mask (B, H, W) bool (the hand is the front surface), depth
+    (B, H, W) (its z there, else 0), zh (B, H, W) hand depth (inf where none), zo (B, H, W)
+    object depth, occlusion_fraction (B,) (share of the hand's pixels behind an object))``."""
     B = P.shape[0]
+    nvh, nth = inc.shape[0], int((mat == 0).sum())
+    N = torch.cat([vertex_normals(P[:, :nvh], faces[:nth], inc), N_obj], 1)
     s = setup(P, faces, K, H, W)
+    s["valid"] = s["valid"] & ~back_faces(s, P, N, faces, mat)
     kh, ko = rasterize(s, mat == 0, H, W)
     key = torch.minimum(kh, ko)
     colour = shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W)
-    tri = torch.where(key < BIG, key & ((1 << _TRI_BITS) - 1), -1)
-    return (
-        colour.reshape(B, H, W, 3).permute(0, 3, 1, 2),
-        key_depth(kh).reshape(B, H, W),
-        key_depth(ko).reshape(B, H, W),
-        tri.reshape(B, H, W),
-    )
+    hit = (key < BIG).reshape(B, 1, H, W)
+    image = torch.where(hit, colour.reshape(B, H, W, 3).permute(0, 3, 1, 2), bg)
+    hand_any = kh < BIG
+    front = hand_any & (kh == key)
+    frac = (hand_any & ~front).sum(1).float() / hand_any.sum(1).clamp_min(1).float()
+    zh = key_depth(kh).reshape(B, H, W)
+    mask = front.reshape(B, H, W)
+    return image, mask, torch.where(mask, zh, 0.0), zh, key_depth(ko).reshape(B, H, W), frac

@@ -55,7 +55,7 @@ def _library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(_build()))
         P, I = ctypes.c_void_p, ctypes.c_int
-        lib.hp_mesh_render.argtypes = [I, I, I, I, I] + [P] * 9 + [I] + [P] * 4 + [I]
+        lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 6 + [I]
         lib.hp_mesh_render.restype = None
         return lib
     except Exception as e:  # no compiler or a failed build: the torch code runs
@@ -82,21 +82,31 @@ def _p(x: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(x.data_ptr())
 
 
-def render_pixels(P, N, faces, mat, CA, K, app, objapp, tex, H: int, W: int):
-    """``raster.render_pixels`` by the C++ kernel (CPU tensors): the same outputs, bit for bit."""
+def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bgp, pool, H: int, W: int):
+    """``raster.render_pixels`` by the C++ kernel (CPU tensors), the same outputs bit for bit; the
+    background is drawn in the kernel from ``bgp`` (B, 12) (bg_u (5), prob, gain (3), plain (3):
+    ``render._background``'s arguments) and the pool (Np, 3, H + 16, W + 16) uint8."""
     B, Nv, _ = P.shape
     Nt = faces.shape[0]
-    P, N = P.float().contiguous(), N.float().contiguous()
+    P, N_obj = P.float().contiguous(), N_obj.float().contiguous()
+    inc32 = inc.to(torch.int32).contiguous()
+    nth = int((mat == 0).sum())
     faces32 = faces.to(torch.int32).contiguous()
     mat32 = mat.to(torch.int32).contiguous()
-    CA, app, objapp, tex = (x.float().contiguous() for x in (CA, app, objapp, tex))
+    CA, app, objapp, tex, bgp = (x.float().contiguous() for x in (CA, app, objapp, tex, bgp))
+    pool = pool.contiguous()
+    if tex.shape[-1] & (tex.shape[-1] - 1):
+        raise ValueError(f"the detail texture side must be a power of two, got {tex.shape[-1]}")
     K4 = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]], -1).float().contiguous()
-    colour = torch.empty(B, 3, H, W)
+    image = torch.empty(B, 3, H, W)
+    mask = torch.empty(B, H, W, dtype=torch.bool)
+    depth = torch.empty(B, H, W)
     zh = torch.empty(B, H, W)
     zo = torch.empty(B, H, W)
-    tri = torch.empty(B, H, W, dtype=torch.int64)
+    frac = torch.empty(B)
     _library().hp_mesh_render(
-        B, H, W, Nv, Nt, _p(P), _p(N), _p(faces32), _p(mat32), _p(CA), _p(K4), _p(app), _p(objapp),
-        _p(tex), tex.shape[-1], _p(colour), _p(zh), _p(zo), _p(tri), torch.get_num_threads(),
+        B, H, W, Nv, Nt, inc.shape[0], nth, _p(inc32), inc.shape[1], _p(P), _p(N_obj), _p(faces32), _p(mat32), _p(CA), _p(K4), _p(app), _p(objapp),
+        _p(tex), tex.shape[-1], _p(bgp), _p(pool), pool.shape[0], _p(image), _p(mask), _p(depth),
+        _p(zh), _p(zo), _p(frac), torch.get_num_threads(),
     )  # fmt: skip
-    return colour, zh, zo, tri
+    return image, mask, depth, zh, zo, frac
