@@ -15,7 +15,7 @@ throughput of the data that feeds it.
    (renderer batching), and with DataLoader workers as ``train.cached_synthetic`` renders;
    on the GPU where there is one.
 4. The training input pipeline of ``fit`` (cached procedural set, ``TrainView`` augmentation,
-   ``evaluate.collate``) with 0, 1, 2 workers: samples/s alone, and the share of a training
+   ``data.sample.collate``) with 0, 1, 2 workers: samples/s alone, and the share of a training
    run's wall time spent waiting for the next batch (data must never be the bottleneck).
 
 Results: ``benchmarks/results/train.json`` (``--quick``: ``.cache/benchmarks/train-quick.json``).
@@ -42,8 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info, matmul_peak_gflops, print_table  # noqa: E402
 
-from handpose_lib import fast  # noqa: E402
 from handpose_lib import model as hm  # noqa: E402
+from handpose_lib.config import tiny_recipe  # noqa: E402
+from handpose_lib.data.sample import collate  # noqa: E402
+from handpose_lib.device import autocast_dtype, cpu_bf16_supported  # noqa: E402
 
 CONFIGS = {"paper": hm.paper_config, "tiny": hm.tiny_config}
 
@@ -72,7 +74,7 @@ def train_worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     device, variant, b = spec["device"], spec["variant"], spec["batch"]
     torch.manual_seed(0)
-    cfg = tr.tiny_recipe(model=spec["config"])
+    cfg = tiny_recipe(model=spec["config"])
     model = hm.build_model(CONFIGS[spec["config"]]()).to(device).train()
     size = model.config.input_size
     channels_last = variant.endswith("-cl")
@@ -80,7 +82,7 @@ def train_worker(spec: dict) -> dict:
     if variant.startswith("bf16"):
         amp_dtype = torch.bfloat16
     elif variant.startswith("amp"):
-        amp_dtype = tr.autocast_dtype("auto", torch.device(device))
+        amp_dtype = autocast_dtype("auto", torch.device(device))
     if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = tr.make_optimizer(model, cfg)
@@ -220,10 +222,9 @@ def input_pipeline(n: int, batch: int, workers_list: list[int], steps: int, thre
     from torch.utils.data import DataLoader
 
     from handpose_lib import train as tr
-    from handpose_lib.evaluate import collate
 
     torch.set_num_threads(threads)
-    cfg = tr.tiny_recipe()
+    cfg = tiny_recipe()
     data = tr.cached_synthetic(n, seed=7, progress=False)
     view = tr.TrainView(data, tr.make_augment(cfg), seed=0)
     rows = []
@@ -292,11 +293,11 @@ def gpu_engine_vs_training(batch: int, steps: int) -> dict:
 
     dev = "cuda"
     ds = SyntheticHands(10**9, seed=0, device=dev)
-    cfg = tr.tiny_recipe(model="paper")
+    cfg = tiny_recipe(model="paper")
     model = hm.build_model(hm.paper_config()).to(dev).train().to(memory_format=torch.channels_last)
     opt = tr.make_optimizer(model, cfg)
     loss_fn = tr.default_loss_fn(cfg)
-    amp = tr.autocast_dtype("auto", torch.device(dev))
+    amp = autocast_dtype("auto", torch.device(dev))
     scaler = torch.amp.GradScaler(dev, enabled=amp == torch.float16)
     render_t = train_t = 0.0
     for s in range(steps + 2):
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
         else REPO / "benchmarks" / "results" / "train.json"
     )
     info = machine_info()
-    info.update(load_avg_start=os.getloadavg(), cpu_bf16=fast.cpu_bf16_supported())
+    info.update(load_avg_start=os.getloadavg(), cpu_bf16=cpu_bf16_supported())
     print(f"# training benchmark {info}", flush=True)
     peak = {"fp32": matmul_peak_gflops()}
     if info["cpu_bf16"]:

@@ -33,19 +33,10 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .device import cpu_bf16_supported
+
 # ----------------------------------------------------------------------------------------
 # helpers
-
-
-def cpu_bf16_supported() -> bool:
-    """True when this CPU has native bfloat16 kernels in oneDNN (AVX512-BF16 or AMX).
-
-    Without them bf16 autocast on CPU is emulated and slower than float32, so callers fall back.
-    """
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # older torch builds without the probe
-        return False
 
 
 def _fuse_pair(parent: nn.Module, conv_name: str, bn_name: str) -> bool:

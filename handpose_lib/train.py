@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,21 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from . import checkpoint as ckpt
-from .evaluate import collate, evaluate_predictions, pick_device
+from .config import (
+    RESUME_MAY_CHANGE,
+    ConfigError,
+    TrainConfig,
+    build_for_config,
+    lr_factor,
+    model_config,
+    recipe_diff,
+    same_recipe,
+    tiny_recipe,
+)
+from .data.sample import collate
+from .device import autocast_dtype, pick_device, setup_distributed
+from .evaluate import evaluate_predictions
+from .inference import load_trained, model_from_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOOK_MODEL_DIR = REPO_ROOT / "models" / "book-tiny"
@@ -72,185 +86,6 @@ PROFILES = ("quick", "full")
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; training stopped without saving the broken state."""
-
-
-class ConfigError(ValueError):
-    """A training config (preset name, YAML file or field) is not valid."""
-
-
-# ----------------------------------------------------------------------------------------
-# configuration
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs besides the data set itself (saved in every checkpoint).
-
-    Model:
-        model: ``"tiny"`` or ``"paper"`` (:func:`handpose_lib.model.tiny_config` /
-            ``paper_config``); ``model_overrides`` changes fields of that ``ModelConfig``.
-    Data:
-        data: ``"synthetic"`` (the procedural engine) or a real data set name (``stb``,
-            ``ganerated``, ``synthhands``, ``rhd``, ``freihand``) with ``data_root``.
-        n_train, n_val: number of procedural samples (train / validation; other seeds).
-        data_seed: seed of the procedural training set (validation uses ``data_seed + 1``).
-        augment: rotation/scale/colour augmentation (``data.augment.Augment``) of training samples.
-        rotation_deg, scale_range, flip_prob: its geometry.
-    Optimisation:
-        epochs, batch_size (per process), lr (peak), weight_decay (AdamW, not on norms/biases),
-        schedule: ``"onecycle"`` (linear warm-up then cosine to ``lr * final_lr_frac``),
-        ``"cosine"`` (no warm-up), ``"step"`` (x ``step_gamma`` at ``step_milestones``, fractions
-        of the run) or ``"constant"``; warmup_frac: fraction of the steps spent warming up.
-        grad_clip: max gradient norm (0 = off). loss: fields of ``losses.LossWeights``.
-        init_from: start from the weights of this checkpoint (a run folder or checkpoint
-        folder, e.g. a finished run or ``models/book-tiny``) instead of a random
-        initialisation: a second training stage or a fine-tune. Only the weights are taken;
-        optimiser, schedule and step start afresh (``--resume`` continues a run instead).
-    Engine:
-        device: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
-        amp: ``"auto"`` (bf16 on CUDA where supported, else fp16; off on CPU/MPS), ``"bf16"``,
-        ``"fp16"`` (CUDA only) or ``"off"``. channels_last: NHWC memory layout.
-        num_workers: DataLoader worker processes; pin_memory on CUDA.
-        threads: torch CPU threads (0 = torch's default).
-    Bookkeeping:
-        seed, ckpt_every_min (minutes between checkpoints), keep_last (checkpoints kept),
-        val_every (epochs), log_every (steps between progress-bar updates),
-        max_steps: stop (with a checkpoint) after this global step, the schedule unchanged.
-    """
-
-    model: str = "tiny"
-    model_overrides: dict = field(default_factory=dict)
-    data: str = "synthetic"
-    data_root: str | None = None
-    n_train: int = 4096
-    n_val: int = 256
-    data_seed: int = 0
-    augment: bool = True
-    rotation_deg: float = 20.0
-    scale_range: tuple[float, float] = (0.95, 1.05)
-    flip_prob: float = 0.0
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "onecycle"
-    warmup_frac: float = 0.05
-    final_lr_frac: float = 0.01
-    step_milestones: tuple[float, ...] = (0.6, 0.85)
-    step_gamma: float = 0.1
-    grad_clip: float = 5.0
-    loss: dict = field(default_factory=dict)
-    init_from: str | None = None
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool = True
-    num_workers: int = 2
-    threads: int = 0
-    seed: int = 0
-    ckpt_every_min: float = 5.0
-    keep_last: int = 2
-    val_every: int = 1
-    log_every: int = 5
-    max_steps: int | None = None
-
-    def __post_init__(self):
-        if self.model not in ("tiny", "paper"):
-            raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
-        if self.schedule not in ("onecycle", "cosine", "step", "constant"):
-            raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        for name in ("epochs", "batch_size", "n_train"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        self.scale_range = tuple(float(v) for v in self.scale_range)
-        self.step_milestones = tuple(float(v) for v in self.step_milestones)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d)
-
-
-def tiny_recipe(**overrides) -> TrainConfig:
-    """The CPU recipe (the ``tiny`` config): a narrow ResUnet on procedural data, minutes to an hour."""
-    return TrainConfig(**overrides)
-
-
-def paper_recipe(**overrides) -> TrainConfig:
-    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --config paper``."""
-    cfg = dict(
-        model="paper",
-        n_train=200_000,
-        n_val=2000,
-        epochs=30,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-4,
-        num_workers=8,
-        ckpt_every_min=10.0,
-    )
-    cfg.update(overrides)
-    return TrainConfig(**cfg)
-
-
-PRESETS: dict[str, Callable[..., TrainConfig]] = {"tiny": tiny_recipe, "paper": paper_recipe}
-
-
-def load_config(name_or_path: str, **overrides) -> TrainConfig:
-    """A preset (``"tiny"``, ``"paper"``) or a YAML file; ``overrides`` win.
-
-    A YAML file holds :class:`TrainConfig` fields, optionally with ``base: tiny|paper`` to start
-    from a preset, e.g.::
-
-        base: tiny
-        epochs: 20
-        lr: 0.003
-        loss: {heatmap: 1.0, bones: 1.0}
-    """
-    if name_or_path in PRESETS:
-        return PRESETS[name_or_path](**overrides)
-    p = Path(name_or_path)
-    if not p.is_file():
-        raise ConfigError(
-            f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
-        )
-    import yaml
-
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from e
-    if not isinstance(d, dict):
-        raise ConfigError(f"{p}: expected a mapping of TrainConfig fields, got {type(d).__name__}")
-    base = d.pop("base", "tiny")
-    if base not in PRESETS:
-        raise ConfigError(f"{p}: base must be one of {list(PRESETS)}, got {base!r}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"{p}: unknown keys {unknown}; known keys: {sorted(known)}")
-    try:
-        return PRESETS[base](**{**d, **overrides})
-    except TypeError as e:
-        raise ConfigError(f"{p}: {e}") from e
-
-
-def model_config(cfg: TrainConfig):
-    """The ``ModelConfig`` a training config asks for."""
-    from .model import paper_config, tiny_config
-
-    make = tiny_config if cfg.model == "tiny" else paper_config
-    try:
-        return make(**cfg.model_overrides)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"model_overrides: {e}") from e
 
 
 # ----------------------------------------------------------------------------------------
@@ -514,60 +349,6 @@ def make_augment(cfg: TrainConfig):
 # engine helpers: distributed set-up, precision, schedule, optimiser
 
 
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def setup_distributed(device_type: str) -> DistInfo:
-    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, else gloo."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``amp`` on ``device`` (``None`` = full float32)."""
-    if amp == "off":
-        return None
-    if amp == "bf16":
-        return torch.bfloat16
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("amp=fp16 needs CUDA; use bf16 or off on this device")
-        return torch.float16
-    if device.type == "cuda":  # auto
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
-
-
-def lr_factor(step: int, total: int, schedule: str, warmup_frac: float, final_frac: float, milestones, gamma):
-    """The learning-rate multiplier at ``step`` of ``total`` (a pure function; see TrainConfig)."""
-    total = max(1, total)
-    if schedule == "constant":
-        return 1.0
-    if schedule == "step":
-        return gamma ** sum(step >= m * total for m in milestones)
-    warm = int(warmup_frac * total) if schedule == "onecycle" else 0
-    if step < warm:
-        return (step + 1) / warm
-    t = min(1.0, (step - warm) / max(1, total - warm))
-    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t))
-
-
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on conv/linear weights only (not on biases, norms, LHR beta)."""
     decay, no_decay = [], []
@@ -728,31 +509,6 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
-# fields that do not change what a run computes (where it runs, how often it saves or logs)
-_BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
-# ... and those a resumed run may change besides: where the data lies, and init_from (only a new
-# run reads those weights; a resumed one reads its own checkpoint)
-_RESUME_MAY_CHANGE = ("data_root", "init_from")
-
-
-def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    """The fields in which two ``TrainConfig.to_dict()`` dicts (or their JSON) differ, ignoring
-    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
-    skip = set(_BOOKKEEPING) | set(ignore)
-
-    def norm(d):
-        return json.loads(json.dumps(ckpt.to_jsonable({k: v for k, v in d.items() if k not in skip})))
-
-    na, nb = norm(a), norm(b)
-    return sorted(k for k in set(na) | set(nb) if na.get(k) != nb.get(k))
-
-
-def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> bool:
-    """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
-    :data:`_BOOKKEEPING` fields and those in ``ignore``."""
-    return not recipe_diff(a, b, ignore)
-
-
 def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
     """The checkpoint to resume from (``None`` for a new run); refuses to overwrite a run, to
     resume a run that has no checkpoint, or to resume with another recipe (any
@@ -786,7 +542,7 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
     saved = last.meta.get("train_config")
     now = cfg.to_dict()
     # a moved data folder or a moved checkout (init_from: only a new run reads it) is no change
-    diff = recipe_diff(saved, now, ignore=_RESUME_MAY_CHANGE) if saved is not None else []
+    diff = recipe_diff(saved, now, ignore=RESUME_MAY_CHANGE) if saved is not None else []
     diff = [k for k in diff if k in saved]  # a field added to TrainConfig since keeps its default
     if diff:
         shown = "; ".join(f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in diff)
@@ -1136,16 +892,6 @@ def fit(
 # from a config to a trained run (what `handpose train` calls)
 
 
-def build_for_config(cfg: TrainConfig, checkpoint=None):
-    """The model for ``cfg`` (with weights from a loaded checkpoint when given)."""
-    from .model import build_model
-
-    model = build_model(model_config(cfg))
-    if checkpoint is not None:
-        ckpt.load_weights(model, checkpoint)
-    return model
-
-
 def train(
     cfg: TrainConfig,
     run_dir: str | os.PathLike,
@@ -1168,29 +914,6 @@ def train(
 
         meta["generator_version"] = GENERATOR_VERSION
     return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
-
-
-def load_trained(path: str | os.PathLike, which: str = "last", device: str = "cpu"):
-    """A trained model from a run folder or checkpoint: ``(model in eval mode, checkpoint)``."""
-    c = ckpt.load_checkpoint(path, which)
-    return model_from_checkpoint(c, device), c
-
-
-def model_from_checkpoint(c: ckpt.Checkpoint, device: str = "cpu") -> torch.nn.Module:
-    """The model (eval mode) of an already loaded checkpoint, built from its sidecar's config."""
-    from .model import ModelConfig, build_model
-
-    mc = c.meta.get("model_config")
-    if mc is None:
-        tc = c.meta.get("train_config")
-        if tc is None:
-            raise ckpt.CheckpointError(f"{c.path}: the sidecar names no model_config or train_config")
-        model = build_for_config(TrainConfig.from_dict(tc))
-    else:
-        mc = dict(mc, pretrained=False, pretrained_path=None)
-        model = build_model(ModelConfig.from_dict(mc))
-    ckpt.load_weights(model, c)
-    return model.to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------

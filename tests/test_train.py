@@ -16,6 +16,7 @@ from torch import nn
 from handpose_lib import checkpoint as ck
 from handpose_lib import skeleton
 from handpose_lib import train as tr
+from handpose_lib.config import ConfigError, TrainConfig, same_recipe
 from handpose_lib.data.sample import make_sample
 
 S = 32  # image side
@@ -96,7 +97,7 @@ def cfg(**kw):
         log_every=1,
     )
     base.update(kw)
-    return tr.TrainConfig(**base)
+    return TrainConfig(**base)
 
 
 def _fit(c, run, **kw):
@@ -164,7 +165,7 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     assert c.meta["init_from"]["sha256"] == src.meta["files"][ck.MODEL_FILE]["sha256"]
     # the record survives a resume; a missing source is a clear error
     c3 = cfg(epochs=2, init_from=str(tmp_path / "stage1"))
-    _fit(tr.TrainConfig(**{**c3.to_dict(), "max_steps": 4}), tmp_path / "s3")
+    _fit(TrainConfig(**{**c3.to_dict(), "max_steps": 4}), tmp_path / "s3")
     _fit(c3, tmp_path / "s3", resume=True)
     assert ck.load_checkpoint(tmp_path / "s3").meta["init_from"]["step"] == 8
     with pytest.raises(ck.CheckpointError, match="does not exist"):
@@ -253,22 +254,22 @@ def test_run_folder_guards(tmp_path):
     _fit(cfg(epochs=1), tmp_path / "y")
     with pytest.raises(ck.CheckpointError, match="--resume"):
         _fit(cfg(epochs=1), tmp_path / "y")
-    with pytest.raises(tr.ConfigError, match="batch_size: 8 there, 4 now"):
+    with pytest.raises(ConfigError, match="batch_size: 8 there, 4 now"):
         _fit(cfg(epochs=1, batch_size=4), tmp_path / "y", resume=True)
     # another schedule length (or lr) would not continue the run exactly: refused, with the way
     # to train on; bookkeeping (workers, checkpoint interval) may change
-    with pytest.raises(tr.ConfigError, match=r"epochs: 1 there, 2 now.*--init-from"):
+    with pytest.raises(ConfigError, match=r"epochs: 1 there, 2 now.*--init-from"):
         _fit(cfg(epochs=2), tmp_path / "y", resume=True)
-    with pytest.raises(tr.ConfigError, match="lr: 0.01 there, 0.001 now"):
+    with pytest.raises(ConfigError, match="lr: 0.01 there, 0.001 now"):
         _fit(cfg(epochs=1, lr=1e-3), tmp_path / "y", resume=True)
     _, res = _fit(cfg(epochs=1, num_workers=1, ckpt_every_min=5.0), tmp_path / "y", resume=True)
     assert res.finished and res.step == 8
     # a run of 2 DDP processes resumed by one: another data order and epoch length
     sidecar = ck.resolve_checkpoint(tmp_path / "y") / ck.SIDECAR_FILE
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "world_size": 2}))
-    with pytest.raises(tr.ConfigError, match=r"2 process\(es\), this is 1.*--nproc_per_node 2"):
+    with pytest.raises(ConfigError, match=r"2 process\(es\), this is 1.*--nproc_per_node 2"):
         _fit(cfg(epochs=1), tmp_path / "y", resume=True)
-    with pytest.raises(tr.ConfigError, match="fewer than one batch"):
+    with pytest.raises(ConfigError, match="fewer than one batch"):
         _fit(cfg(n_train=4), tmp_path / "z")
 
 
@@ -307,39 +308,6 @@ def test_weight_decay_only_on_conv_and_linear_weights():
     assert "lhr.log_beta" in undecayed and any(n.endswith(".bias") for n in undecayed)
     assert any("bn" in n or "norm" in n or "downsample.1" in n for n in undecayed)
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
-
-
-def test_lr_schedules():
-    f = lambda s, sched: tr.lr_factor(s, 100, sched, 0.1, 0.01, (0.5, 0.8), 0.1)  # noqa: E731
-    warm = [f(s, "onecycle") for s in range(10)]
-    assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])
-    assert f(10, "onecycle") == pytest.approx(1.0) and f(100, "onecycle") == pytest.approx(0.01)
-    cos = [f(s, "cosine") for s in range(101)]
-    assert cos[0] == pytest.approx(1.0) and all(a >= b for a, b in zip(cos, cos[1:]))
-    assert [f(s, "step") for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
-    assert f(37, "constant") == 1.0
-
-
-def test_configs(tmp_path):
-    assert tr.load_config("tiny").model == "tiny" and tr.load_config("paper").model == "paper"
-    assert tr.load_config("paper", epochs=2).epochs == 2
-    y = tmp_path / "c.yaml"
-    y.write_text("base: paper\nepochs: 7\nloss: {bones: 2.0}\n")
-    c = tr.load_config(str(y))
-    assert c.model == "paper" and c.epochs == 7 and c.loss == {"bones": 2.0}
-    y.write_text("epochs: 7\nlearning_rate: 3\n")
-    with pytest.raises(tr.ConfigError, match="unknown keys.*learning_rate"):
-        tr.load_config(str(y))
-    y.write_text("epochs: [7\n")
-    with pytest.raises(tr.ConfigError, match="not valid YAML"):
-        tr.load_config(str(y))
-    with pytest.raises(tr.ConfigError, match="neither a preset"):
-        tr.load_config("huge")
-    with pytest.raises(tr.ConfigError, match="schedule"):
-        tr.TrainConfig(schedule="linear")
-    with pytest.raises(tr.ConfigError, match="fp16 needs CUDA"):
-        tr.autocast_dtype("fp16", torch.device("cpu"))
-    assert tr.autocast_dtype("auto", torch.device("cpu")) is None
 
 
 def test_train_view_augmentation_is_keyed_by_epoch_and_index():
@@ -383,18 +351,18 @@ def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatc
     ck.save_checkpoint(book, m, {**meta, "step": 1}, save_rng=False, weights_dtype=torch.float16)
     model, info = tr.load_book_model()
     assert info["source"] == "book" and not model.training and len(calls) == 1
-    with pytest.raises(tr.ConfigError, match="HANDPOSE_PROFILE"):
+    with pytest.raises(ConfigError, match="HANDPOSE_PROFILE"):
         tr.load_book_model("fast")
 
 
 def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
     a = tr.book_recipe().to_dict()
-    assert tr.same_recipe(a, json.loads(json.dumps(a)))  # tuples vs JSON lists
-    assert tr.same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
-    assert not tr.same_recipe(a, {**a, "loss": {}})
-    assert not tr.same_recipe(a, {**a, "epochs": 13})
-    assert not tr.same_recipe(a, {**a, "init_from": "x"})
-    assert tr.same_recipe(a, {**a, "init_from": "x"}, ignore=("init_from",))
+    assert same_recipe(a, json.loads(json.dumps(a)))  # tuples vs JSON lists
+    assert same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
+    assert not same_recipe(a, {**a, "loss": {}})
+    assert not same_recipe(a, {**a, "epochs": 13})
+    assert not same_recipe(a, {**a, "init_from": "x"})
+    assert same_recipe(a, {**a, "init_from": "x"}, ignore=("init_from",))
 
 
 def test_book_stages_continue_from_stage_one(tmp_path):
@@ -402,7 +370,7 @@ def test_book_stages_continue_from_stage_one(tmp_path):
     assert (one, two) == (tmp_path / "a", tmp_path / "b")
     assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
     assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
-    assert tr.same_recipe(
+    assert same_recipe(
         c1.to_dict(),
         c2.to_dict() | {k: c1.to_dict()[k] for k in ("epochs", "lr", "warmup_frac", "seed", "init_from")},
     )
@@ -416,7 +384,7 @@ def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
     old = tr.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
     meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
     ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
-    with pytest.raises(tr.ConfigError, match=r"another recipe .* \(1 of 2\)"):
+    with pytest.raises(ConfigError, match=r"another recipe .* \(1 of 2\)"):
         tr.build_book_model(tmp_path / "out", (tmp_path / "run", tmp_path / "run2"), progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "run2").exists()
 
@@ -429,7 +397,7 @@ def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monke
     _finished_run(one, c1, m)
     _finished_run(two, c2, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
     monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("nothing may be retrained"))
-    with pytest.raises(tr.ConfigError, match="did not start from the final weights of stage 1"):
+    with pytest.raises(ConfigError, match="did not start from the final weights of stage 1"):
         tr.build_book_model(tmp_path / "out", (one, two), progress=False)
     assert not (tmp_path / "out").exists()
 

@@ -29,9 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from handpose_lib import train as T  # noqa: E402
+from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
-from handpose_lib.evaluate import collate  # noqa: E402
-from handpose_lib.occlusion import argmax_decode  # noqa: E402
+from handpose_lib.inference import load_trained  # noqa: E402
+from handpose_lib.lhr import argmax_decode  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=512, help="validation samples (at most 512)")
     a = ap.parse_args(argv)
 
-    model, _ = T.load_trained(a.checkpoint)
+    model, _ = load_trained(a.checkpoint)
     model.eval()
     size = model.config.input_size
     val = T.cached_synthetic(512, 1, SyntheticConfig(crop_size=size), progress=False)

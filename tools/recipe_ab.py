@@ -36,8 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from handpose_lib import train as T  # noqa: E402
+from handpose_lib.config import TrainConfig, build_for_config  # noqa: E402
+from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
-from handpose_lib.evaluate import collate  # noqa: E402
 
 VAL_KEYS = (
     "val_epe2d_px",
@@ -77,9 +78,9 @@ def main(argv=None) -> int:
         run = {"n_train": n, "epochs": 1}
     if a.init_from:
         run["init_from"] = a.init_from
-    cfg = T.TrainConfig.from_dict({**base, **run, **changes})
+    cfg = TrainConfig.from_dict({**base, **run, **changes})
     data = Subset(train_cache, range(cfg.n_train))
-    model = T.build_for_config(cfg)
+    model = build_for_config(cfg)
     t0 = time.time()
     T.fit(model, data, None if a.overfit else val_cache, cfg, a.out / a.name, progress=False)
     result: dict = {"steps": T.read_metrics(a.out / a.name)[-1]["step"], "changes": changes}

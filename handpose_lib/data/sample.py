@@ -1,6 +1,7 @@
 """The common sample structure every data source returns (procedural engine and loaders).
 
-A sample is a plain ``dict`` (so ``torch.utils.data.default_collate`` batches it):
+A sample is a plain ``dict`` (so ``torch.utils.data.default_collate`` batches it; :func:`collate`
+batches samples whose optional keys differ):
 
 =================  ===============  =====================================================
 key                shape / type     meaning
@@ -24,6 +25,9 @@ is ``(i + 0.5, j + 0.5)``. Data sets' camera matrices are used as published.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,3 +105,22 @@ def project(joints3d, K):
         return p[..., :2] / p[..., 2:3]
     p = np.asarray(joints3d) @ np.swapaxes(np.asarray(K), -1, -2)
     return p[..., :2] / p[..., 2:3]
+
+
+def collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch sample dicts: stacks every tensor/number key present in all samples with one shape;
+    collects ``meta`` and ``hand_side`` as lists; drops the rest (e.g. per-sample optional keys)."""
+    out: dict[str, Any] = {}
+    first = samples[0]
+    for key, v in first.items():
+        if key in ("meta", "hand_side"):
+            out[key] = [s.get(key) for s in samples]
+        elif isinstance(v, torch.Tensor):
+            vs = [s.get(key) for s in samples]
+            if all(isinstance(x, torch.Tensor) and x.shape == v.shape for x in vs):
+                out[key] = torch.stack(vs)
+        elif isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+            vs = [s.get(key) for s in samples]
+            if all(isinstance(x, (int, float, np.floating, np.integer)) for x in vs):
+                out[key] = torch.tensor([float(x) for x in vs])
+    return out

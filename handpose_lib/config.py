@@ -1,0 +1,248 @@
+"""Training configuration: :class:`TrainConfig`, the named recipes and how to load one.
+
+A *recipe* is a complete :class:`TrainConfig`: the model, the data, the optimisation and the
+bookkeeping of one training run. The named recipes are ``tiny`` (:func:`tiny_recipe`, CPU) and
+``paper`` (:func:`paper_recipe`, one GPU); a YAML file holds a recipe too (:func:`load_config`),
+and :mod:`handpose_lib.book_model` has the book model's stages. Every checkpoint's sidecar stores
+its recipe (``TrainConfig.to_dict()``), so :func:`recipe_diff` can say whether a run may be
+resumed with the recipe given now. :func:`lr_factor` is the learning-rate schedule a recipe names.
+
+Layer 2: imports ``checkpoint`` and ``model`` (lazily, to build the model a recipe names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint as ckpt
+
+
+class ConfigError(ValueError):
+    """A training recipe (name, YAML file or field) is not valid."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data set itself (saved in every checkpoint).
+
+    Model:
+        model: ``"tiny"`` or ``"paper"`` (:func:`handpose_lib.model.tiny_config` /
+            ``paper_config``); ``model_overrides`` changes fields of that ``ModelConfig``.
+    Data:
+        data: ``"synthetic"`` (the procedural engine) or a real data set name (``stb``,
+            ``ganerated``, ``synthhands``, ``rhd``, ``freihand``) with ``data_root``.
+        n_train, n_val: number of procedural samples (train / validation; other seeds).
+        data_seed: seed of the procedural training set (validation uses ``data_seed + 1``).
+        augment: rotation/scale/colour augmentation (``data.augment.Augment``) of training samples.
+        rotation_deg, scale_range, flip_prob: its geometry.
+    Optimisation:
+        epochs, batch_size (per process), lr (peak), weight_decay (AdamW, not on norms/biases),
+        schedule: ``"onecycle"`` (linear warm-up then cosine to ``lr * final_lr_frac``),
+        ``"cosine"`` (no warm-up), ``"step"`` (x ``step_gamma`` at ``step_milestones``, fractions
+        of the run) or ``"constant"``; warmup_frac: fraction of the steps spent warming up.
+        grad_clip: max gradient norm (0 = off). loss: fields of ``losses.LossWeights``.
+        init_from: start from the weights of this checkpoint (a run folder or checkpoint
+        folder, e.g. a finished run or ``models/book-tiny``) instead of a random
+        initialisation: a second training stage or a fine-tune. Only the weights are taken;
+        optimiser, schedule and step start afresh (``--resume`` continues a run instead).
+    Engine:
+        device: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
+        amp: ``"auto"`` (bf16 on CUDA where supported, else fp16; off on CPU/MPS), ``"bf16"``,
+        ``"fp16"`` (CUDA only) or ``"off"``. channels_last: NHWC memory layout.
+        num_workers: DataLoader worker processes; pin_memory on CUDA.
+        threads: torch CPU threads (0 = torch's default).
+    Bookkeeping:
+        seed, ckpt_every_min (minutes between checkpoints), keep_last (checkpoints kept),
+        val_every (epochs), log_every (steps between progress-bar updates),
+        max_steps: stop (with a checkpoint) after this global step, the schedule unchanged.
+    """
+
+    model: str = "tiny"
+    model_overrides: dict = field(default_factory=dict)
+    data: str = "synthetic"
+    data_root: str | None = None
+    n_train: int = 4096
+    n_val: int = 256
+    data_seed: int = 0
+    augment: bool = True
+    rotation_deg: float = 20.0
+    scale_range: tuple[float, float] = (0.95, 1.05)
+    flip_prob: float = 0.0
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"
+    warmup_frac: float = 0.05
+    final_lr_frac: float = 0.01
+    step_milestones: tuple[float, ...] = (0.6, 0.85)
+    step_gamma: float = 0.1
+    grad_clip: float = 5.0
+    loss: dict = field(default_factory=dict)
+    init_from: str | None = None
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool = True
+    num_workers: int = 2
+    threads: int = 0
+    seed: int = 0
+    ckpt_every_min: float = 5.0
+    keep_last: int = 2
+    val_every: int = 1
+    log_every: int = 5
+    max_steps: int | None = None
+
+    def __post_init__(self):
+        if self.model not in ("tiny", "paper"):
+            raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
+        if self.schedule not in ("onecycle", "cosine", "step", "constant"):
+            raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        for name in ("epochs", "batch_size", "n_train"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.scale_range = tuple(float(v) for v in self.scale_range)
+        self.step_milestones = tuple(float(v) for v in self.step_milestones)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+def tiny_recipe(**overrides) -> TrainConfig:
+    """The CPU recipe (the ``tiny`` config): a narrow ResUnet on procedural data, minutes to an hour."""
+    return TrainConfig(**overrides)
+
+
+def paper_recipe(**overrides) -> TrainConfig:
+    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --config paper``."""
+    cfg = dict(
+        model="paper",
+        n_train=200_000,
+        n_val=2000,
+        epochs=30,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-4,
+        num_workers=8,
+        ckpt_every_min=10.0,
+    )
+    cfg.update(overrides)
+    return TrainConfig(**cfg)
+
+
+RECIPES: dict[str, Callable[..., TrainConfig]] = {"tiny": tiny_recipe, "paper": paper_recipe}
+
+
+def load_config(name_or_path: str, **overrides) -> TrainConfig:
+    """A named recipe (``"tiny"``, ``"paper"``) or a YAML file; ``overrides`` win.
+
+    A YAML file holds :class:`TrainConfig` fields, optionally with ``base: tiny|paper`` to start
+    from a named recipe, e.g.::
+
+        base: tiny
+        epochs: 20
+        lr: 0.003
+        loss: {heatmap: 1.0, bones: 1.0}
+    """
+    if name_or_path in RECIPES:
+        return RECIPES[name_or_path](**overrides)
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise ConfigError(
+            f"recipe {name_or_path!r} is neither a recipe name ({', '.join(RECIPES)}) "
+            "nor an existing YAML file"
+        )
+    import yaml
+
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a mapping of TrainConfig fields, got {type(d).__name__}")
+    base = d.pop("base", "tiny")
+    if base not in RECIPES:
+        raise ConfigError(f"{p}: base must be one of {list(RECIPES)}, got {base!r}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{p}: unknown keys {unknown}; known keys: {sorted(known)}")
+    try:
+        return RECIPES[base](**{**d, **overrides})
+    except TypeError as e:
+        raise ConfigError(f"{p}: {e}") from e
+
+
+def model_config(cfg: TrainConfig):
+    """The ``ModelConfig`` a training config asks for."""
+    from .model import paper_config, tiny_config
+
+    make = tiny_config if cfg.model == "tiny" else paper_config
+    try:
+        return make(**cfg.model_overrides)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model_overrides: {e}") from e
+
+
+def build_for_config(cfg: TrainConfig, checkpoint=None):
+    """The model for ``cfg`` (with weights from a loaded checkpoint when given)."""
+    from .model import build_model
+
+    model = build_model(model_config(cfg))
+    if checkpoint is not None:
+        ckpt.load_weights(model, checkpoint)
+    return model
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup_frac: float, final_frac: float, milestones, gamma):
+    """The learning-rate multiplier at ``step`` of ``total`` (a pure function; see TrainConfig)."""
+    total = max(1, total)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "step":
+        return gamma ** sum(step >= m * total for m in milestones)
+    warm = int(warmup_frac * total) if schedule == "onecycle" else 0
+    if step < warm:
+        return (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# fields that do not change what a run computes (where it runs, how often it saves or logs)
+BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
+# ... and those a resumed run may change besides: where the data lies, and init_from (only a new
+# run reads those weights; a resumed one reads its own checkpoint)
+RESUME_MAY_CHANGE = ("data_root", "init_from")
+
+
+def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The fields in which two ``TrainConfig.to_dict()`` dicts (or their JSON) differ, ignoring
+    :data:`BOOKKEEPING` fields and those in ``ignore``."""
+    skip = set(BOOKKEEPING) | set(ignore)
+
+    def norm(d):
+        return json.loads(json.dumps(ckpt.to_jsonable({k: v for k, v in d.items() if k not in skip})))
+
+    na, nb = norm(a), norm(b)
+    return sorted(k for k in set(na) | set(nb) if na.get(k) != nb.get(k))
+
+
+def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> bool:
+    """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
+    :data:`BOOKKEEPING` fields and those in ``ignore``."""
+    return not recipe_diff(a, b, ignore)

@@ -1,0 +1,113 @@
+"""Where a model runs: the device, mixed precision and the processes of a distributed run.
+
+- :func:`pick_device`: ``"auto"`` (CUDA, else Apple MPS, else CPU) or a named device that must
+  exist (:class:`DeviceUnavailableError` at once, not a failure mid-run).
+- :func:`autocast_dtype`: the autocast dtype a recipe's ``amp`` field means on a device.
+- :func:`cpu_bf16_supported`: whether this CPU has native bfloat16 kernels.
+- :func:`setup_distributed`: joins the process group ``torchrun`` describes (:class:`DistInfo`).
+
+Layer 2: imports only torch and ``config`` (for :class:`~handpose_lib.config.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError
+
+
+class DeviceUnavailableError(ValueError):
+    """The device asked for (``cuda``, ``mps``) is not there."""
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``: CUDA, else Apple MPS, else CPU; or the device named (``"cuda:1"``, ``"cpu"``),
+    which must exist (:class:`DeviceUnavailableError` otherwise, not a failure mid-run)."""
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise DeviceUnavailableError(
+            f"device {name!r} is not a device name (auto, cpu, cuda, cuda:N, mps): {e}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU "
+            "(torch.cuda.is_available() is False); use device auto or cpu"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(
+            f"device {name!r}: there are only {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+        )
+    if dev.type == "mps" and not _mps_available():
+        raise DeviceUnavailableError(
+            f"device {name!r}: Apple MPS is not available here; use device auto or cpu"
+        )
+    return dev
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``amp`` on ``device`` (``None`` = full float32)."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("amp=fp16 needs CUDA; use bf16 or off on this device")
+        return torch.float16
+    if device.type == "cuda":  # auto
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+def cpu_bf16_supported() -> bool:
+    """True when this CPU has native bfloat16 kernels in oneDNN (AVX512-BF16 or AMX).
+
+    Without them bf16 autocast on CPU is emulated and slower than float32, so callers fall back.
+    """
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # older torch builds without the probe
+        return False
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device_type: str) -> DistInfo:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1); NCCL on CUDA, else gloo."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))

@@ -1,0 +1,35 @@
+"""config.py: the named recipes, YAML recipes, their validation and the learning-rate schedules."""
+
+import pytest
+
+from handpose_lib import config
+
+
+def test_lr_schedules():
+    f = lambda s, sched: config.lr_factor(s, 100, sched, 0.1, 0.01, (0.5, 0.8), 0.1)  # noqa: E731
+    warm = [f(s, "onecycle") for s in range(10)]
+    assert warm == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert f(10, "onecycle") == pytest.approx(1.0) and f(100, "onecycle") == pytest.approx(0.01)
+    cos = [f(s, "cosine") for s in range(101)]
+    assert cos[0] == pytest.approx(1.0) and all(a >= b for a, b in zip(cos, cos[1:]))
+    assert [f(s, "step") for s in (0, 49, 50, 79, 80, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert f(37, "constant") == 1.0
+
+
+def test_configs(tmp_path):
+    assert config.load_config("tiny").model == "tiny" and config.load_config("paper").model == "paper"
+    assert config.load_config("paper", epochs=2).epochs == 2
+    y = tmp_path / "c.yaml"
+    y.write_text("base: paper\nepochs: 7\nloss: {bones: 2.0}\n")
+    c = config.load_config(str(y))
+    assert c.model == "paper" and c.epochs == 7 and c.loss == {"bones": 2.0}
+    y.write_text("epochs: 7\nlearning_rate: 3\n")
+    with pytest.raises(config.ConfigError, match="unknown keys.*learning_rate"):
+        config.load_config(str(y))
+    y.write_text("epochs: [7\n")
+    with pytest.raises(config.ConfigError, match="not valid YAML"):
+        config.load_config(str(y))
+    with pytest.raises(config.ConfigError, match="neither a recipe name"):
+        config.load_config("huge")
+    with pytest.raises(config.ConfigError, match="schedule"):
+        config.TrainConfig(schedule="linear")
