@@ -89,7 +89,7 @@ def extract(src: Path) -> dict[str, np.ndarray]:
     n = len(v)
     w = np.zeros((n, len(BONES)))
     total = np.zeros(n)
-    for bone, pairs in weights.items():
+    for pairs in weights.values():
         for i, x in pairs:
             total[i] += x
     for b, bone in enumerate(BONES):
@@ -154,7 +154,9 @@ def _sides(t: str) -> tuple[str, str]:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("src", type=Path, help="folder with base.obj, default.mhskel, default_weights.mhw, targets/")
+    ap.add_argument(
+        "src", type=Path, help="folder with base.obj, default.mhskel, default_weights.mhw, targets/"
+    )
     ap.add_argument("--out", type=Path, default=Path("handpose_lib/assets/mesh_hand"))
     args = ap.parse_args(argv)
     out = extract(args.src)

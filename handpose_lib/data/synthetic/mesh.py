@@ -88,7 +88,9 @@ def load_mesh_hand() -> dict[str, torch.Tensor]:
         d = {k: z[k] for k in z.files}
     names = [str(n) for n in d.pop("bone_names")]
     targets = [str(n) for n in d.pop("target_names")]
-    out = {k: torch.from_numpy(v.astype(np.int64 if v.dtype.kind == "i" else np.float32)) for k, v in d.items()}
+    out = {
+        k: torch.from_numpy(v.astype(np.int64 if v.dtype.kind == "i" else np.float32)) for k, v in d.items()
+    }
     out["names"] = names
     out["target_names"] = targets
     # rest tips: on each distal bone's axis, TIP_INSET_MM inside the farthest skin along it
@@ -144,13 +146,17 @@ def rest_skeleton(shape: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
 
 
 def _target_deltas(shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vertex (B, V, 3) and bone-end (B, 22, 2, 3) offsets of signed target weights (B, S)."""
-    basis_v, basis_e = _target_basis()
+    """Vertex (B, V, 3) and bone-end (B, 22, 2, 3) offsets of signed target weights (B, S)
+    (summed elementwise in a fixed order: the same bits in any batch)."""
+    basis_v, basis_e = (t.to(shape.device) for t in _target_basis())
     w = torch.cat([(-shape).clamp_min(0), shape.clamp_min(0)], 1)  # (B, 2S): decrease, increase
+    dv = w[:, :1] * basis_v[0]
+    de = w[:, :1] * basis_e[0]
+    for k in range(1, w.shape[1]):
+        dv = dv + w[:, k : k + 1] * basis_v[k]
+        de = de + w[:, k : k + 1] * basis_e[k]
     m = load_mesh_hand()
-    dv = (w @ basis_v.to(shape.device)).reshape(shape.shape[0], *m["vertices"].shape)
-    de = (w @ basis_e.to(shape.device)).reshape(shape.shape[0], *m["bone_ends"].shape)
-    return dv, de
+    return dv.reshape(shape.shape[0], *m["vertices"].shape), de.reshape(shape.shape[0], *m["bone_ends"].shape)
 
 
 @functools.lru_cache(maxsize=1)
@@ -161,7 +167,9 @@ def _target_basis() -> tuple[torch.Tensor, torch.Tensor]:
     rows = []
     for side in (0, 1):
         for name in SHAPE_TARGETS:
-            pair = (f"{name}-in", f"{name}-out") if name.endswith("trans") else (f"{name}-decr", f"{name}-incr")
+            pair = (
+                (f"{name}-in", f"{name}-out") if name.endswith("trans") else (f"{name}-decr", f"{name}-incr")
+            )
             rows.append(m["target_names"].index(pair[side]))
     return m["target_vertices"][rows].flatten(1), m["target_bone_ends"][rows].flatten(1)
 
@@ -247,12 +255,34 @@ def bone_transforms(
     return X
 
 
+@functools.lru_cache(maxsize=1)
+def _sparse_weights() -> tuple[torch.Tensor, torch.Tensor]:
+    """The skin weights as (V, K) bone indices and weights, K = the most bones of a vertex (7),
+    padded with weight 0: the blend then costs K gathers instead of a product with all 22 bones."""
+    W = load_mesh_hand()["weights"]
+    K = int((W > 0).sum(1).max())
+    w, idx = W.topk(K, dim=1)
+    return idx, w
+
+
 def skin(vertices: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """Linear blend skinning: rest vertices (B, V, 3), bone maps (B, 22, 3, 4) -> (B, V, 3)."""
-    W = load_mesh_hand()["weights"].to(X.device)
-    B, nb = X.shape[:2]
-    A = (W @ X.reshape(B, nb, 12)).reshape(B, -1, 3, 4)  # blended maps per vertex
-    return (A[..., :3] @ vertices[..., None])[..., 0] + A[..., 3]
+    """Linear blend skinning: rest vertices (B, V, 3), bone maps (B, 22, 3, 4) -> (B, V, 3).
+
+    Written elementwise (no matrix products, whose rounding can depend on the batch size), so
+    sample i gives the same bits alone or in any batch."""
+    idx, w = (t.to(X.device) for t in _sparse_weights())
+    Xf = X.flatten(2)  # (B, 22, 12)
+    A = w[None, :, 0, None] * Xf[:, idx[:, 0]]
+    for k in range(1, idx.shape[1]):
+        A = A + w[None, :, k, None] * Xf[:, idx[:, k]]  # (B, V, 12) blended map per vertex
+    x, y, z = vertices.unbind(-1)
+    return torch.stack(
+        [
+            A[..., 4 * r] * x + A[..., 4 * r + 1] * y + A[..., 4 * r + 2] * z + A[..., 4 * r + 3]
+            for r in range(3)
+        ],
+        -1,
+    )
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -377,3 +407,32 @@ def surface_attributes() -> torch.Tensor:
     forearm_mm = V @ axis
     crease = torch.exp(-((near_joint / 2.2) ** 2)) * _smoothstep(0.4, 0.85, palm_side) * finger
     return torch.stack([palm, red, nail, forearm_mm, crease], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# which skin belongs to which joint (visibility)
+
+
+def joint_bones(j: int) -> tuple[str, ...]:
+    """The bones whose skin surrounds joint j: the two segments it joins (one at the tip; the
+    forearm and carpus at the wrist, the carpus and the thumb's metacarpal at its CMC)."""
+    if j == 0:
+        return ("lowerarm01.R", "lowerarm02.R", "wrist.R")
+    f, k = divmod(j - 1, 4)
+    if k == 3:
+        return (_finger_bone(f, 2),)
+    before = ("wrist.R" if f == 0 else METACARPALS[f - 1]) if k == 0 else _finger_bone(f, k - 1)
+    return (before, _finger_bone(f, k))
+
+
+@functools.lru_cache(maxsize=1)
+def own_skin() -> torch.Tensor:
+    """(21, T) bool: triangle t is skin of joint j's own segments (:func:`joint_bones`); a
+    triangle belongs to the bone with the largest weight summed over its corners."""
+    m = load_mesh_hand()
+    tri_bone = m["weights"][m["faces"]].sum(1).argmax(1)  # (T,)
+    own = torch.zeros(21, len(tri_bone), dtype=torch.bool)
+    for j in range(21):
+        for b in joint_bones(j):
+            own[j] |= tri_bone == m["names"].index(b)
+    return own

@@ -30,6 +30,8 @@ from .occluders import hsv_to_rgb
 from .render import backgrounds, postprocess
 from .rng import Stream
 
+# engine v2 while it is being built (issue 18); becomes GENERATOR_VERSION 2.0 with book model v4
+MESH_GENERATOR_VERSION = "2.0.dev0"
 MESH_SALT = 18
 SELF_TOL_MM = 3.0
 SPHERE_RINGS, SPHERE_SEGMENTS = 8, 12
@@ -62,7 +64,9 @@ def _sphere_template():
     th = torch.arange(SPHERE_RINGS + 1) * (math.pi / SPHERE_RINGS)
     ph = torch.arange(SPHERE_SEGMENTS + 1) * (2 * math.pi / SPHERE_SEGMENTS)
     t, p = torch.meshgrid(th, ph, indexing="ij")
-    v = torch.stack([torch.sin(t) * torch.cos(p), torch.sin(t) * torch.sin(p), torch.cos(t)], -1).reshape(-1, 3)
+    v = torch.stack([torch.sin(t) * torch.cos(p), torch.sin(t) * torch.sin(p), torch.cos(t)], -1).reshape(
+        -1, 3
+    )
     faces = []
     S = SPHERE_SEGMENTS + 1
     for i in range(SPHERE_RINGS):
@@ -226,7 +230,9 @@ def sample_mesh_params(seed: int, idx: torch.Tensor, skin: torch.Tensor, key_lig
 
 def object_appearance(ob: dict) -> torch.Tensor:
     """(B, 6, 8) object colour (3), texture kind, texture scale, texture axis (3)."""
-    return torch.cat([ob["color"], ob["tex"][..., None].float(), ob["tex_scale"][..., None], ob["tex_axis"]], -1)
+    return torch.cat(
+        [ob["color"], ob["tex"][..., None].float(), ob["tex_scale"][..., None], ob["tex_axis"]], -1
+    )
 
 
 @torch.no_grad()
@@ -241,6 +247,12 @@ def detail_texture() -> torch.Tensor:
 # the scene in the camera frame, rendering, visibility
 
 
+def _rigid(x: torch.Tensor, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """R x + T for points (B, N, 3), elementwise (the same bits in any batch)."""
+    x0, x1, x2 = x[..., 0:1], x[..., 1:2], x[..., 2:3]
+    return R[:, None, :, 0] * x0 + R[:, None, :, 1] * x1 + R[:, None, :, 2] * x2 + T[:, None]
+
+
 def mesh_scene(p: dict) -> dict:
     """Camera-frame triangles of the scene of ``scene.sample_scene``'s parameters ``p``: vertices
     P (B, Nv, 3) (the hand's first), the objects' normals N_obj (B, No, 3), the hand's triangles
@@ -252,14 +264,15 @@ def mesh_scene(p: dict) -> dict:
     m = mesh.load_mesh_hand()
     faces_h = m["faces"].to(verts.device)
     R, T = p["R"], p["T"]
-    Rt = R.transpose(-1, -2)
-    P_h = verts @ Rt + T[:, None]
-    joints = joints_h @ Rt + T[:, None]
+    P_h = _rigid(verts, R, T)
+    joints = joints_h @ R.transpose(-1, -2) + T[:, None]  # as scene.scene_of: the same bits
     P_o, N_o, F_o, S_o = object_mesh(p["objects"])
     nv = P_h.shape[1]
     faces = torch.cat([faces_h, F_o + nv])
     mat = torch.cat([torch.zeros(len(faces_h), dtype=torch.int64, device=verts.device), S_o + 1])
-    CA_h = torch.cat([mesh.surface_attributes()[m["faces"]], m["face_uv"], torch.zeros(len(faces_h), 3, 1)], -1)
+    CA_h = torch.cat(
+        [mesh.surface_attributes()[m["faces"]], m["face_uv"], torch.zeros(len(faces_h), 3, 1)], -1
+    )
     CA = torch.cat([CA_h, torch.zeros(len(F_o), 3, 8)]).to(verts.device)
     return {
         "P": torch.cat([P_h, P_o], 1),
@@ -273,25 +286,40 @@ def mesh_scene(p: dict) -> dict:
     }
 
 
-def visibility_from_depth(joints, uv, zh, zo, joint_radius, H: int, W: int) -> torch.Tensor:
-    """Per-joint visibility codes (B, 21) from the depth buffers (B, H, W) (inf: no surface) at
-    each joint's pixel: outside the image if the 2D joint is outside ``[0, W) x [0, H)``; hidden by
-    an object if the object surface there is nearer than the hand's; hidden by the hand itself if
-    the hand surface there is more than the joint's flesh (``joint_radius`` (B, 21) mm) + 3 mm in
-    front of the joint; else visible."""
+def visibility_from_depth(joints, uv, zh, zo, tri_h, joint_radius, H: int, W: int) -> torch.Tensor:
+    """Per-joint visibility codes (B, 21) read off the depth buffers (B, H, W) (``zh`` the hand's,
+    ``zo`` the objects', inf: no surface) and the hand's front triangles ``tri_h`` (B, H, W) at
+    each joint's pixel:
+
+    - outside the image if the 2D joint is outside ``[0, W) x [0, H)``;
+    - hidden by an object if the object surface there is nearer than the hand's;
+    - hidden by the hand itself if the hand surface there is more than the joint's flesh
+      (``joint_radius`` (B, 21) mm) + 3 mm in front of the joint, unless that surface is the
+      skin of the joint's own segments (``mesh.own_skin``) no more than ``2.5 r + 10`` mm in front
+      (a line of sight to a knuckle of a finger pointing away from the camera runs a while in
+      the finger's own flesh: annotators see that knuckle);
+    - else visible.
+    """
     B = joints.shape[0]
     outside = (uv[..., 0] < 0) | (uv[..., 0] >= W) | (uv[..., 1] < 0) | (uv[..., 1] >= H)
     x = uv[..., 0].floor().long().clamp(0, W - 1)
     y = uv[..., 1].floor().long().clamp(0, H - 1)
     b = torch.arange(B, device=joints.device)[:, None]
-    th, to = zh[b, y, x], zo[b, y, x]
+    th, to, tri = zh[b, y, x], zo[b, y, x], tri_h[b, y, x].long()
+    own = mesh.own_skin().to(joints.device)
+    jid = torch.arange(21, device=joints.device).expand(B, 21)
+    own_hit = (tri >= 0) & own[jid, tri.clamp_min(0)]
+    ahead = joints[..., 2] - th
+    self_hidden = (ahead > joint_radius + SELF_TOL_MM) & ~(own_hit & (ahead <= 2.5 * joint_radius + 10.0))
     code = torch.full(th.shape, VIS_VISIBLE, dtype=torch.int64, device=joints.device)
-    code = torch.where(th < joints[..., 2] - joint_radius - SELF_TOL_MM, VIS_SELF, code)
+    code = torch.where(self_hidden, VIS_SELF, code)
     code = torch.where(to < th, VIS_OBJECT, code)
     return torch.where(outside, VIS_OUTSIDE, code)
 
 
-def render_mesh(p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = None) -> tuple[dict, torch.Tensor]:
+def render_mesh(
+    p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = None
+) -> tuple[dict, torch.Tensor]:
     """Render the scene parameters ``p`` with the mesh hand through intrinsics K (B, 3, 3):
     returns ``(out, joints)`` with out = image (B, 3, H, W) in [0, 1], mask (B, H, W) bool (pixels
     showing the hand), depth (B, H, W) mm (z of the visible hand surface, 0 elsewhere),
@@ -301,7 +329,9 @@ def render_mesh(p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = 
     ap1 = p["appearance"]
     photo = ap1["bg_u"][:, 4] < ap1["bg_prob"]
     pool = background_pool(H, W).to(K.device)
-    mean = pool_means(H, W).to(K.device)[(ap1["bg_u"][:, 0] * pool.shape[0]).long().clamp_max(pool.shape[0] - 1)]
+    mean = pool_means(H, W).to(K.device)[
+        (ap1["bg_u"][:, 0] * pool.shape[0]).long().clamp_max(pool.shape[0] - 1)
+    ]
     bg_mean = torch.where(photo[:, None], (mean * ap1["bg_gain"]).clamp(0, 1), ap1["bg_plain"])
     app = s["params"]["app"].clone()
     a, _ = raster.APP["ambient"]
@@ -313,12 +343,13 @@ def render_mesh(p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = 
     scene1 = {"appearance": ap1}
     if native:
         bgp = torch.cat([ap1["bg_u"], ap1["bg_prob"][:, None], ap1["bg_gain"], ap1["bg_plain"]], 1)
-        image, mask, depth, zh, zo, frac = raster_native.render_pixels(*args, bgp, pool, H, W)
+        image, mask, depth, zh, zo, tri_h, frac = raster_native.render_pixels(*args, bgp, pool, H, W)
     else:
-        image, mask, depth, zh, zo, frac = raster.render_pixels(*args, backgrounds(scene1, H, W), H, W)
+        image, mask, depth, zh, zo, tri_h, frac = raster.render_pixels(*args, backgrounds(scene1, H, W), H, W)
     image = postprocess(image, scene1, native=native)
     uv = project(s["joints"], K)
-    vis = visibility_from_depth(s["joints"], uv, zh, zo, JOINT_RADIUS.to(K.device) * p["scale"][:, None], H, W)
+    r = JOINT_RADIUS.to(K.device) * p["scale"][:, None]
+    vis = visibility_from_depth(s["joints"], uv, zh, zo, tri_h, r, H, W)
     out = {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac, "visibility": vis}
     return out, s["joints"]
 

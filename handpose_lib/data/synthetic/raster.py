@@ -116,7 +116,9 @@ def setup(P: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, H: int, W: int)
     v = fy * (P[..., 1] * iz) + cy
     idx = faces.long()
     U, Vv, IZ, Z = (t[:, idx] for t in (u, v, iz, z))  # (B, Nt, 3)
-    area = (U[..., 1] - U[..., 0]) * (Vv[..., 2] - Vv[..., 0]) - (Vv[..., 1] - Vv[..., 0]) * (U[..., 2] - U[..., 0])
+    area = (U[..., 1] - U[..., 0]) * (Vv[..., 2] - Vv[..., 0]) - (Vv[..., 1] - Vv[..., 0]) * (
+        U[..., 2] - U[..., 0]
+    )
     sgn = torch.where(area > 0, 1.0, -1.0)
     umin, umax = U.amin(-1), U.amax(-1)
     vmin, vmax = Vv.amin(-1), Vv.amax(-1)
@@ -126,7 +128,18 @@ def setup(P: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, H: int, W: int)
     y1 = torch.floor(vmax - 0.5).clamp(-1, H - 1).long()
     valid = (Z.amin(-1) > NEAR) & (area != 0) & torch.isfinite(area) & (x0 <= x1) & (y0 <= y1)
     inv_area = 1.0 / (area * sgn)
-    return {"u": U, "v": Vv, "iz": IZ, "inv_area": inv_area, "sgn": sgn, "x0": x0, "x1": x1, "y0": y0, "y1": y1, "valid": valid}
+    return {
+        "u": U,
+        "v": Vv,
+        "iz": IZ,
+        "inv_area": inv_area,
+        "sgn": sgn,
+        "x0": x0,
+        "x1": x1,
+        "y0": y0,
+        "y1": y1,
+        "valid": valid,
+    }
 
 
 def back_faces(s: dict, P, N, faces, mat) -> torch.Tensor:
@@ -310,7 +323,8 @@ def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bg, H: int
 
     Returns ``(image (B, 3, H, W), mask (B, H, W) bool (the hand is the front surface), depth
     (B, H, W) (its z there, else 0), zh (B, H, W) hand depth (inf where none), zo (B, H, W)
-    object depth, occlusion_fraction (B,) (share of the hand's pixels behind an object))``."""
+    object depth, tri_h (B, H, W) int32 the nearest hand triangle (-1: none),
+    occlusion_fraction (B,) (share of the hand's pixels behind an object))``."""
     B = P.shape[0]
     nvh, nth = inc.shape[0], int((mat == 0).sum())
     N = torch.cat([vertex_normals(P[:, :nvh], faces[:nth], inc), N_obj], 1)
@@ -326,4 +340,5 @@ def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bg, H: int
     frac = (hand_any & ~front).sum(1).float() / hand_any.sum(1).clamp_min(1).float()
     zh = key_depth(kh).reshape(B, H, W)
     mask = front.reshape(B, H, W)
-    return image, mask, torch.where(mask, zh, 0.0), zh, key_depth(ko).reshape(B, H, W), frac
+    tri_h = torch.where(hand_any, kh & ((1 << _TRI_BITS) - 1), -1).to(torch.int32).reshape(B, H, W)
+    return image, mask, torch.where(mask, zh, 0.0), zh, key_depth(ko).reshape(B, H, W), tri_h, frac

@@ -13,8 +13,10 @@
 // app (B, 48) (columns: raster.APP); objapp (B, 6, 8); tex (2, n, n); bgp (B, 12) background
 // parameters bg_u (5), prob, gain (3), plain (3); pool (Np, 3, H + 16, W + 16) uint8.
 // Outputs: image (B, 3, H, W) over the background; mask (B, H, W) uint8 (the hand in front);
-// depth (B, H, W) (hand z there, else 0); zh, zo (B, H, W) (inf: none); frac (B,).
+// depth (B, H, W) (hand z there, else 0); zh, zo (B, H, W) (inf: none); tri_h (B, H, W) int32
+// the nearest hand triangle (-1: none); frac (B,).
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -157,7 +159,7 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
                 const float* P, const float* N_obj, const int32_t* faces,
                 const int32_t* mat, const float* CA, const float* K4, const float* app, const float* objapp,
                 const float* tex, int tn, const float* bgp, const uint8_t* pool, int n_pool, float* image,
-                uint8_t* mask, float* depth, float* zh, float* zo, float* frac, std::vector<Tri>& tris, std::vector<float>& uvz, std::vector<int32_t>& th, std::vector<int32_t>& to,
+                uint8_t* mask, float* depth, float* zh, float* zo, int32_t* tri_h, float* frac, std::vector<Tri>& tris, std::vector<float>& uvz, std::vector<int32_t>& th, std::vector<int32_t>& to,
                 std::vector<float>& nrm_buf, std::vector<float>& fn_buf) {
     const float* Pb = P + (int64_t)b * Nv * 3;
     // normals: the hand's from its triangles (raster.vertex_normals), the objects' given
@@ -328,6 +330,7 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
         col[q] = out[0]; col[HW + q] = out[1]; col[2 * HW + q] = out[2];
     }
     frac[b] = (float)n_occ / (float)(n_hand < 1 ? 1 : n_hand);
+    std::copy(th.begin(), th.end(), tri_h + (int64_t)b * HW);
 }
 
 }  // namespace
@@ -337,7 +340,7 @@ extern "C" void hp_mesh_render(int B, int H, int W, int Nv, int Nt, int Nvh, int
                                const int32_t* faces, const int32_t* mat, const float* CA, const float* K4,
                                const float* app, const float* objapp, const float* tex, int tn, const float* bgp,
                                const uint8_t* pool, int n_pool, float* image, uint8_t* mask, float* depth,
-                               float* zh, float* zo, float* frac, int nthreads) {
+                               float* zh, float* zo, int32_t* tri_h, float* frac, int nthreads) {
     auto work = [&](int b0, int step) {
         std::vector<Tri> tris;
         std::vector<float> uvz;
@@ -345,7 +348,7 @@ extern "C" void hp_mesh_render(int B, int H, int W, int Nv, int Nt, int Nvh, int
         std::vector<float> nrm_buf, fn_buf;
         for (int b = b0; b < B; b += step)
             render_one(b, H, W, Nv, Nt, Nvh, Nth, inc, D, P, N_obj, faces, mat, CA, K4, app, objapp, tex, tn, bgp, pool, n_pool, image,
-                       mask, depth, zh, zo, frac, tris, uvz, th, to, nrm_buf, fn_buf);
+                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf);
     };
     int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
     if (nt <= 1) { work(0, 1); return; }

@@ -55,7 +55,7 @@ def _library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(_build()))
         P, I = ctypes.c_void_p, ctypes.c_int
-        lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 6 + [I]
+        lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 7 + [I]
         lib.hp_mesh_render.restype = None
         return lib
     except Exception as e:  # no compiler or a failed build: the torch code runs
@@ -103,10 +103,12 @@ def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bgp, pool,
     depth = torch.empty(B, H, W)
     zh = torch.empty(B, H, W)
     zo = torch.empty(B, H, W)
+    tri = torch.empty(B, H, W, dtype=torch.int32)
     frac = torch.empty(B)
     _library().hp_mesh_render(
-        B, H, W, Nv, Nt, inc.shape[0], nth, _p(inc32), inc.shape[1], _p(P), _p(N_obj), _p(faces32), _p(mat32), _p(CA), _p(K4), _p(app), _p(objapp),
-        _p(tex), tex.shape[-1], _p(bgp), _p(pool), pool.shape[0], _p(image), _p(mask), _p(depth),
-        _p(zh), _p(zo), _p(frac), torch.get_num_threads(),
+        B, H, W, Nv, Nt, inc.shape[0], nth, _p(inc32), inc.shape[1], _p(P), _p(N_obj), _p(faces32),
+        _p(mat32), _p(CA), _p(K4), _p(app), _p(objapp), _p(tex), tex.shape[-1], _p(bgp), _p(pool),
+        pool.shape[0], _p(image), _p(mask), _p(depth), _p(zh), _p(zo), _p(tri), _p(frac),
+        torch.get_num_threads(),
     )  # fmt: skip
-    return image, mask, depth, zh, zo, frac
+    return image, mask, depth, zh, zo, tri, frac
