@@ -34,7 +34,6 @@ LAYERS = {
     "evaluate": 3,
     "viz": 3,
     "inference": 3,
-    "fast": 3,
     "book_model": 4,
     "occlusion": 4,
     "cli": 5,
