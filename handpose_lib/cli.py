@@ -227,7 +227,9 @@ def cmd_eval(a) -> int:
     if a.json:
         print(f"report: {ev.write_report(rep, a.json)}")
     if a.figures:
-        for p in ev.write_figures(rep, a.figures):
+        from .viz import write_figures
+
+        for p in write_figures(rep, a.figures):
             print(f"figure: {p}")
     return 0
 
@@ -436,6 +438,7 @@ example:
 
 Writes samples 0..N-1 of the procedural engine (seed --seed) into OUT: images/*.png, depth/*.png
 (16-bit), labels.safetensors and meta.json, the exchange format that DiskHands reads back.
+OUT must be new or empty; --overwrite replaces a data set rendered there before (and nothing else).
 """
 
 
@@ -476,6 +479,7 @@ def _add_render(sub):
     p.add_argument("--left-prob", type=float, default=0.0, help="probability of a (mirrored) left hand")
     p.add_argument("--size", type=int, default=128, help="crop size (multiple of 8)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace a data set rendered into --out before")
     p.set_defaults(func=cmd_render)
 
 
@@ -487,7 +491,7 @@ def cmd_render(a) -> int:
     if a.size % 8:
         raise CLIError("--size must be a multiple of 8")
     cfg = SyntheticConfig(crop_size=a.size, occlusion=a.occlusion, left_hand_prob=a.left_prob)
-    out = render_to_disk(a.out, a.n, a.seed, cfg, progress=not a.quiet)
+    out = render_to_disk(a.out, a.n, a.seed, cfg, progress=not a.quiet, overwrite=a.overwrite)
     print(f"wrote {a.n} samples to {out}")
     return 0
 
@@ -684,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's input, printed as one line (imported lazily)."""
-    errs: list[type[BaseException]] = [CLIError, FileNotFoundError]
+    errs: list[type[BaseException]] = [CLIError, FileNotFoundError, FileExistsError]
     mods = {
         "handpose_lib.checkpoint": ("CheckpointError",),
         "handpose_lib.config": ("ConfigError",),

@@ -314,3 +314,11 @@ def test_render_errors(tmp_path, capsys):
     code, _, err = run(["render", "--out", tmp_path / "r", "--n", "2", "--occlusion", "lots"], capsys)
     assert code == cli.EXIT_USAGE and "heavy" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_render_into_a_folder_with_files_is_refused(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "000000.png").write_bytes(b"mine")
+    code, _, err = run(["render", "--out", tmp_path, "--n", "1", "--quiet"], capsys)
+    assert code == cli.EXIT_USAGE and "not empty" in err and "--overwrite" in err and "Traceback" not in err
+    assert (tmp_path / "images" / "000000.png").read_bytes() == b"mine"

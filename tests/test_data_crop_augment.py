@@ -24,7 +24,15 @@ from handpose_lib.data import (
     uncrop_points,
 )
 from handpose_lib.data.augment import adjust_hue, color_jitter, flip, rotate
-from handpose_lib.data.examples import corrupt, dot_image, dots_at, known_hand, write_rhd, write_stb
+from handpose_lib.data.examples import (
+    corrupt,
+    dot_image,
+    dots_at,
+    known_hand,
+    write_freihand,
+    write_rhd,
+    write_stb,
+)
 from handpose_lib.data.safe_pickle import safe_load
 
 
@@ -268,6 +276,22 @@ def test_data_check_reports_counts_labels_and_corrupt_images(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert np.array(out["joints3d"]).shape == (21, 3) and np.array(out["joints2d"]).shape == (21, 2)
     assert np.array(out["K"]).shape == (3, 3) and out["image_size"] == [640, 480]
+
+
+def test_truncated_jpeg_is_reported_by_data_check_and_read_rgb(tmp_path, capsys):
+    from handpose_lib.data.common import CorruptImageError, read_rgb
+
+    write_freihand(tmp_path, n_labels=2, versions=2)
+    jpg = tmp_path / "training" / "rgb" / "00000001.jpg"
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 3])  # opencv still decodes it
+    assert read_rgb(jpg).shape == (224, 224, 3)
+    with pytest.raises(CorruptImageError, match="truncated"):
+        read_rgb(jpg, verify=True)
+    rep = check_dataset("freihand", tmp_path, decode=0)
+    assert not rep["ok"] and rep["checked"] == 3
+    assert len(rep["bad_files"]) == 1 and "00000001.jpg" in rep["bad_files"][0]
+    assert cli.main(["data", "check", "freihand", str(tmp_path), "--decode", "0"]) == 1
+    assert "00000001.jpg" in capsys.readouterr().out
 
 
 def test_data_check_missing_folder_shows_layout(tmp_path, capsys):

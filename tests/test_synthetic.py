@@ -430,3 +430,31 @@ def test_background_photos_from_a_copy_without_scikit_image(tmp_path, monkeypatc
         assert len(got) == len(want) == 15 and all((a == b).all() for a, b in zip(got, want))
     finally:
         bg._photos.cache_clear()
+
+
+def test_render_never_replaces_files_it_did_not_write(tmp_path):
+    user = tmp_path / "mine"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "000000.png").write_bytes(b"my photo")
+    (user / "meta.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+        render_to_disk(user, 2, seed=1, progress=False)
+    with pytest.raises(FileExistsError, match="only replaces a data set written by handpose render"):
+        render_to_disk(user, 2, seed=1, progress=False, overwrite=True)
+    assert (user / "images" / "000000.png").read_bytes() == b"my photo"
+    assert (user / "meta.json").read_text() == "{}"
+    with pytest.raises(FileExistsError, match="is a file"):
+        render_to_disk(user / "meta.json", 2, progress=False)
+
+
+def test_smaller_rerender_with_overwrite_leaves_no_stale_images(tmp_path):
+    out = tmp_path / "ds"
+    render_to_disk(out, 3, seed=1, progress=False)
+    render_to_disk(out, 1, seed=2, progress=False, overwrite=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png"]
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["000000.png"]
+    disk = DiskHands(out)
+    assert len(disk) == 1 and disk.meta["seed"] == 2
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt is not part of a rendered data set"):
+        render_to_disk(out, 1, seed=3, progress=False, overwrite=True)

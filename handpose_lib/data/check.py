@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import skeleton
 from .coco import COCOHands
-from .common import CorruptImageError, DatasetNotFoundError
+from .common import CorruptImageError, DatasetNotFoundError, verify_image
 from .freihand import FreiHAND
 from .ganerated import GANerated
 from .rhd import RHD
@@ -133,6 +133,8 @@ def check_dataset(name: str, root, index: int = 0, decode: int = 64, **loader_kw
     for i in which:
         try:
             s = ds._load(i)
+            if hasattr(ds, "_image_path"):  # opencv decodes a truncated JPEG without an error
+                verify_image(ds._image_path(i))
         except (CorruptImageError, FileNotFoundError) as e:
             report["bad_files"].append(str(e))
             continue

@@ -42,9 +42,18 @@ def render_to_disk(
     config: SyntheticConfig | None = None,
     progress: bool = True,
     batch_size: int = 256,
+    overwrite: bool = False,
 ) -> Path:
-    """Render samples 0..n-1 of ``SyntheticHands(n, seed, config)`` into ``out_dir``."""
+    """Render samples 0..n-1 of ``SyntheticHands(n, seed, config)`` into ``out_dir``.
+
+    ``out_dir`` must be new or empty: files already there are never replaced
+    (``FileExistsError``). ``overwrite=True`` replaces a data set rendered there before (its
+    ``meta.json`` says so), removing its images beyond the new ``n``, so that a smaller
+    re-render leaves no stale images beside the new labels; a folder holding anything else is
+    still refused.
+    """
     out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
     cfg = config or SyntheticConfig()
     ds = SyntheticHands(n, seed, cfg)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -96,6 +105,43 @@ def render_to_disk(
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return out
+
+
+_OWN_FILES = ("meta.json", "labels.safetensors")
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a folder with files in it, or (``overwrite``) empty a previous rendering's files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"render: --out {out} is a file, not a folder; choose a folder path")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        shown = sorted(str(p.relative_to(out)) for p in out.iterdir())[:3]
+        raise FileExistsError(
+            f"render: {out} is not empty ({', '.join(shown)} ...); nothing was written. Choose a new "
+            "or empty --out folder, or pass --overwrite to replace a data set rendered there before"
+        )
+    meta = out / "meta.json"
+    try:
+        ours = json.loads(meta.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    rendered = [out / "images", out / "depth", *(out / f for f in _OWN_FILES)]
+    others = [p for p in out.iterdir() if p not in rendered]
+    if not ours or others:
+        what = (
+            f"{others[0].name} is not part of a rendered data set" if ours else f"{meta} is not a rendering's"
+        )
+        raise FileExistsError(
+            f"render: --overwrite only replaces a data set written by handpose render, and {what}; "
+            "nothing was written. Choose a new or empty --out folder"
+        )
+    for sub in ("images", "depth"):  # the previous rendering's numbered images, nothing else
+        for f in (out / sub).glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+            f.unlink()
+    for name in _OWN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 class DiskHands(torch.utils.data.Dataset):
