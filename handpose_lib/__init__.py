@@ -28,7 +28,6 @@ _SUBMODULES = (
     "occlusion",
     "viz",
     "inference",
-    "fast",
     "detect",
     "detector_train",
     "pipeline",
