@@ -5,11 +5,13 @@ Layer 4: uses the detector (``detect.py``), the crop (``data/crop.py``) and a tr
 For every hand of an image (:class:`HandPipeline`)::
 
     image (H, W, 3) uint8 --detector--> boxes, sides, scores          (or --box/--side given)
-      per hand: square crop around the box (+20 % per side) -> (3, 128, 128)
-                left hand: the crop is mirrored, so the model (trained on right hands) sees a
-                right hand; its outputs are mirrored back (u -> 128 - u, x -> -x)
-                model -> 2D (21, 2) crop px, 3D (21, 3) root-relative in units of one bone
-                un-crop -> 2D in image px; 3D x hand-size prior -> root-relative mm
+      per hand: inference.predict_image: square crop around the box (+20 % per side),
+                (3, 128, 128) -> model -> 2D (21, 2) in image px (un-cropped), 3D (21, 3)
+                root-relative in units of one bone
+                left hand: predicted on the mirrored image around the mirrored box, so the
+                model (trained on right hands) sees a right hand; the answer is mirrored back
+                (u -> W - u, x -> -x)
+                3D x hand-size prior -> root-relative mm
                 root solve -> 3D in the camera frame (mm)
 
 **Camera frame.** One image does not fix a hand's size and distance separately, so the hand's
@@ -47,8 +49,9 @@ import numpy as np
 import torch
 
 from . import skeleton
-from .data.crop import crop_image, uncrop_points
+from .data.crop import crop_image
 from .detect import Detection, HandDetector
+from .inference import predict_image
 
 DEFAULT_FOV_DEG = 65.0
 MARGIN = 0.2  # crop margin around a box, per side (the training crops' margin)
@@ -202,29 +205,32 @@ class HandPipeline:
         x, params = crop_image(image, self.size, box, self.margin)
         return (x.flip(-1) if side == "left" else x), params
 
-    @torch.no_grad()
     def estimate(self, image: np.ndarray, boxes, sides, scores=None) -> list[Hand]:
-        """The hands in the given boxes (x0, y0, x1, y1) with the given sides, one batch."""
-        if not len(boxes):
-            return []
-        crops = [self.crop(image, b, s) for b, s in zip(boxes, sides, strict=True)]
-        x = torch.stack([c[0] for c in crops]).to(self.device)
-        out = self.model(x)
-        uv_c = out.coords2d.float().cpu().numpy()
-        j3 = out.joints3d.float().cpu().numpy()
+        """The hands in the given boxes (x0, y0, x1, y1) with the given sides.
+
+        Each hand is one :func:`~handpose_lib.inference.predict_image`; a left hand's is made on
+        the mirrored image around the mirrored box (u -> W - u), and its answer mirrored back
+        (u -> W - u, x -> -x in 3D)."""
         K = self.camera(image)
+        W = image.shape[1]
+        mirrored = None
         hands = []
-        for i, ((_, params), side) in enumerate(zip(crops, sides, strict=True)):
-            uv, rel = uv_c[i], j3[i]
-            if side == "left":  # mirror back: u -> S - u in the crop, x -> -x in 3D
-                uv = np.stack([self.size - uv[:, 0], uv[:, 1]], -1)
-                rel = rel * np.array([-1.0, 1.0, 1.0])
-            uv = uncrop_points(uv, params)
-            rel_mm = skeleton.denormalise_3d(rel.astype(np.float64), self.ref_bone_mm)
+        for i, (box, side) in enumerate(zip(boxes, sides, strict=True)):
+            box = tuple(float(v) for v in box)
+            if side == "left":
+                if mirrored is None:
+                    mirrored = np.ascontiguousarray(image[:, ::-1])
+                p = predict_image(self.model, mirrored, (W - box[2], box[1], W - box[0], box[3]), self.margin)
+                uv = np.stack([W - p.joints2d[:, 0], p.joints2d[:, 1]], -1)
+                rel = p.joints3d * np.array([-1.0, 1.0, 1.0])
+                crop = dict(p.crop, x0=W - p.crop["x0"] - p.crop["side"], mirrored=True)
+            else:
+                p = predict_image(self.model, image, box, self.margin)
+                uv, rel, crop = p.joints2d, p.joints3d, dict(p.crop, mirrored=False)
+            rel_mm = skeleton.denormalise_3d(np.asarray(rel, np.float64), self.ref_bone_mm)
             root = solve_root(uv, rel_mm, K)
             score = 1.0 if scores is None else float(scores[i])
-            box = tuple(float(v) for v in boxes[i])
-            hands.append(Hand(box, side, score, uv, rel_mm, rel_mm + root, params))
+            hands.append(Hand(box, side, score, np.asarray(uv, np.float64), rel_mm, rel_mm + root, crop))
         return hands
 
     def __call__(self, image: np.ndarray, boxes=None, sides=None) -> list[Hand]:
