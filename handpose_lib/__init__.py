@@ -23,6 +23,7 @@ _SUBMODULES = (
     "device",
     "train",
     "evaluate",
+    "book_model",
     "occlusion",
     "viz",
     "inference",

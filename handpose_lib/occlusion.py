@@ -468,9 +468,10 @@ def run_variant(
     :func:`variant_paths`) and returns its content.
     """
     from .config import build_for_config, model_config, tiny_recipe
+    from .data.rendered import cached_synthetic
     from .data.synthetic import SyntheticConfig
     from .inference import load_trained
-    from .train import cached_synthetic, fit
+    from .train import fit
 
     v = VARIANTS[name]
     b = dict(BUDGETS[budget])
