@@ -28,7 +28,6 @@ _SUBMODULES = (
     "occlusion",
     "viz",
     "inference",
-    "fast",
     "cli",
 )
 __all__ = [*_SUBMODULES, "__version__"]

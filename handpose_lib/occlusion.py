@@ -26,7 +26,8 @@ with the same profile (:class:`StudyProfile`, ``quick`` or ``full``) and seed; e
 says what it changes against (a). Chapter 8's precomputed figures are made from the trained
 variants by ``tools/occlusion_showcase.py``.
 
-Layer 4: imports ``data``, ``model``, ``losses``, ``lhr``, ``evaluate``, ``train``, ``skeleton``.
+Layer 4: imports ``skeleton``, ``data``, ``lhr``, ``losses``, ``config``, ``checkpoint``, ``train``,
+``evaluate`` and ``inference``.
 """
 
 from __future__ import annotations
