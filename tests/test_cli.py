@@ -305,6 +305,15 @@ def test_occlusion_benchmark_subcommand_help(capsys):
     assert "--ablate" in out and "--profile" in out
 
 
+def test_occlusion_showcase_runs_the_tool_and_needs_the_trained_variants(capsys):
+    from handpose_lib import occlusion
+
+    if (occlusion.variant_paths("full")[0] / "a_full").exists():
+        pytest.skip("runs/occlusion-full exists here")
+    code, _, err = run(["occlusion-benchmark", "--showcase", "--profile", "full"], capsys)
+    assert code == cli.EXIT_USAGE and "--ablate a_full,b_no_occ_aug --profile full" in err
+
+
 def test_occlusion_benchmark_rejects_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         cli.main(["occlusion-benchmark", "--ablate", "z_nope"])

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from handpose_lib import occlusion as occ  # noqa: E402
-from handpose_lib.checkpoint import atomic_write_json  # noqa: E402
+from handpose_lib.checkpoint import LAST_FILE, atomic_write_json  # noqa: E402
 from handpose_lib.data.cached import OCCLUSION_TEST_SEED, ArraySet  # noqa: E402
 from handpose_lib.inference import load_trained, predict_image  # noqa: E402
 
@@ -172,6 +172,12 @@ def write_showcase(profile: str = "quick") -> Path:
     """Write ``<profile's results folder>/showcase.json`` and return its path."""
     p = occ.study_profile(profile)
     run_root, results = occ.variant_paths(p.name)
+    missing = [v.name for v in SHOWN_VARIANTS if not (run_root / v.name / LAST_FILE).is_file()]
+    if missing:  # before building the test sets (minutes)
+        raise FileNotFoundError(
+            f"no trained {', '.join(missing)} in {run_root}; train them first: "
+            f"handpose occlusion-benchmark --ablate {','.join(missing)} --profile {p.name}"
+        )
     sets = occ.cached_benchmark(p.test_n, 128)
     return atomic_write_json(results / SHOWCASE_FILE, showcase(run_root, sets))
 
