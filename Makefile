@@ -13,13 +13,14 @@ BOOK_OUT    := _build/html
 export PLOTLY_RENDERER ?= plotly_mimetype+notebook
 export MPLBACKEND ?= Agg
 
-.PHONY: help env book test lint unit site-test lab model browser-deps clean student publish site-with-notebooks
+.PHONY: help env book test lint unit site-test lab model detector browser-deps clean student publish site-with-notebooks
 
 help:
 	@echo "make book   - create .venv if missing, then build the book site into $(BOOK_OUT)"
 	@echo "make test   - create .venv if missing, then lint, unit tests, book build and browser checks"
 	@echo "make lab    - JupyterLab on the book's chapters"
 	@echo "make model  - train and evaluate the book model (cached in models/)"
+	@echo "make detector - train and evaluate the hand detector (models/detector; reused if there)"
 	@echo "make student- write student/instructor versions of the chapters"
 	@echo "make publish- push $(BOOK_OUT) to the gh-pages branch"
 
@@ -53,6 +54,11 @@ lab: env
 model: env
 	@echo ">> training or reusing the book model (models/book-tiny)"
 	$(PY) -m handpose_lib.cli book-model
+
+# the hand detector: 1,000 steps of 16 procedural frames on one CPU thread (about an hour)
+detector: env
+	@echo ">> training or reusing the hand detector (models/detector; resumable run in runs/detector)"
+	$(PY) -m handpose_lib.detector_train --out models/detector --run runs/detector
 
 # ---------------------------------------------------------------------------------------
 # tests

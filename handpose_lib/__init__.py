@@ -1,7 +1,8 @@
 """handpose_lib: the library behind the handpose-book (import as ``hp``).
 
-Layers (imports only go down): ``skeleton`` -> ``metrics``, ``data``, ``model``, ``losses``
--> ``train``, ``evaluate``, ``viz`` -> ``cli``.
+Layers (imports only go down; ``tests/test_layers.py`` checks it): 1 ``skeleton``; 2 ``data``,
+``metrics``, ``checkpoint``, ``lhr``, ``losses``, ``model``, ``config``, ``device``; 3 ``train``,
+``evaluate``, ``viz``, ``inference``; 4 ``book_model``, ``occlusion``; 5 ``cli``.
 
 Submodules load on first use (``hp.model``, ``hp.train``, ...), so ``import handpose_lib``
 and the ``handpose`` command start fast; ``import handpose_lib.model`` works as usual.
@@ -26,7 +27,6 @@ _SUBMODULES = (
     "occlusion",
     "viz",
     "inference",
-    "fast",
     "cli",
 )
 __all__ = [*_SUBMODULES, "__version__"]

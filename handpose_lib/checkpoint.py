@@ -23,7 +23,7 @@ built under a temporary name and renamed as a whole, and ``last.json`` is only u
 that. A crash at any moment therefore leaves ``last.json`` naming a complete checkpoint: a
 checkpoint file is never half-written.
 
-Layer 3 helper: imports only torch, safetensors and the standard library.
+Layer 2: imports only torch, safetensors and the standard library.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 FORMAT = "handpose-checkpoint/1"
+CONFIG_METADATA = "handpose.model_config"  # the model config, also inside the weights file
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
 SIDECAR_FILE = "checkpoint.json"
@@ -130,6 +131,10 @@ def to_jsonable(obj: Any) -> Any:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -240,7 +245,10 @@ def save_checkpoint(
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **to_jsonable(dict(sidecar or {}))}
-    files: dict[str, bytes] = {MODEL_FILE: st_save(_state_dict_tensors(model, weights_dtype))}
+    # the model config travels inside the weights file too, so that an edited sidecar (another
+    # heatmap_size loads into the same tensors and moves every joint) is refused on load
+    extra = {CONFIG_METADATA: _canonical(meta["model_config"])} if "model_config" in meta else None
+    files: dict[str, bytes] = {MODEL_FILE: st_save(_state_dict_tensors(model, weights_dtype), extra)}
     state_tensors: dict[str, torch.Tensor] = {}
     train_state: dict[str, Any] = {}
     if optimizer is not None:
@@ -417,12 +425,9 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last", verify: bool =
     ckpt = resolve_checkpoint(path, which)
     try:
         meta = json.loads((ckpt / SIDECAR_FILE).read_text())
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{ckpt / SIDECAR_FILE}: not valid JSON ({e})") from e
-    if not str(meta.get("format", "")).startswith("handpose-checkpoint/"):
-        raise CheckpointError(
-            f"{ckpt / SIDECAR_FILE}: not a handpose checkpoint (format={meta.get('format')})"
-        )
+    check_sidecar(meta, ckpt / SIDECAR_FILE)
     blobs = {}
     for name in (MODEL_FILE, STATE_FILE):
         f = ckpt / name
@@ -440,7 +445,106 @@ def load_checkpoint(path: str | os.PathLike, which: str = "last", verify: bool =
         state = st_load(blobs[STATE_FILE]) if STATE_FILE in blobs else {}
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{ckpt}: cannot read safetensors ({e})") from e
+    _check_config_matches_weights(meta, _safetensors_metadata(blobs[MODEL_FILE]), ckpt)
     return Checkpoint(ckpt, weights, meta, state)
+
+
+# the sidecar's keys that handpose reads, and what each must be (others are kept as they are)
+_SIDECAR_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "step": (int,),
+    "epoch": (int,),
+    "steps_per_epoch": (int,),
+    "total_steps": (int,),
+    "world_size": (int,),
+    "model_config": (dict,),
+    "train_config": (dict,),
+    "metrics": (dict,),
+    "files": (dict,),
+    "train_state": (dict,),
+    "provenance": (dict,),
+    "init_from": (dict, type(None)),
+}
+
+
+def check_sidecar(meta: Any, where: str | os.PathLike = SIDECAR_FILE) -> None:
+    """Refuse a sidecar this version cannot read correctly, naming the key and the fix.
+
+    The format must be exactly :data:`FORMAT` (a newer version is refused rather than misread);
+    the keys handpose reads must have their types (integers for ``step``, objects for the
+    configs, ``{"sha256": str, "bytes": int}`` per file). The configs' own fields are checked
+    when the model is built from them (``ModelConfig`` / ``TrainConfig``).
+    """
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    fmt = meta.get("format")
+    if not (isinstance(fmt, str) and fmt.startswith("handpose-checkpoint/")):
+        raise CheckpointError(f"{where}: not a handpose checkpoint (format={fmt!r}, expected {FORMAT!r})")
+    if fmt != FORMAT:
+        raise CheckpointError(
+            f"{where}: checkpoint format {fmt!r} is not one this handpose reads ({FORMAT!r}); "
+            "it was written by another version: upgrade handpose (pip install -U handpose) to load it"
+        )
+    for key, types in _SIDECAR_TYPES.items():
+        if key not in meta:
+            continue
+        v = meta[key]
+        if not isinstance(v, types) or isinstance(v, bool):
+            want = " or ".join("null" if t is type(None) else _TYPE_NAMES[t] for t in types)
+            raise CheckpointError(
+                f"{where}: {key!r} must be {want}, got {v!r:.80} ({type(v).__name__}); "
+                "the sidecar was edited or damaged: restore it from the run folder or a copy"
+            )
+        if key in ("step", "epoch") and v < 0:
+            raise CheckpointError(f"{where}: {key!r} must be >= 0, got {v}")
+    for name, entry in meta.get("files", {}).items():
+        ok = isinstance(entry, dict) and isinstance(entry.get("sha256", ""), str)
+        if not ok or isinstance(entry.get("bytes", 0), bool) or not isinstance(entry.get("bytes", 0), int):
+            raise CheckpointError(
+                f"{where}: files[{name!r}] must be {{'sha256': str, 'bytes': int}}, got {entry!r:.80}"
+            )
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", dict: "a JSON object"}
+
+
+def _safetensors_metadata(blob: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's JSON header (empty when there is none)."""
+    n = int.from_bytes(blob[:8], "little")
+    try:
+        header = json.loads(blob[8 : 8 + n])
+    except ValueError:
+        return {}
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _check_config_matches_weights(meta: dict, weights_meta: dict[str, str], ckpt: Path) -> None:
+    """The sidecar's ``model_config`` must be the one saved inside the weights file.
+
+    Checkpoints written before the weights carried their config (no metadata) are not checked.
+    """
+    saved = weights_meta.get(CONFIG_METADATA)
+    if saved is None:
+        return
+    if "model_config" not in meta:
+        raise CheckpointError(
+            f"{ckpt / SIDECAR_FILE}: 'model_config' is missing but the weights were saved with one; "
+            "restore the sidecar"
+        )
+    want = json.loads(saved)
+    got = meta["model_config"]
+    if _canonical(got) != saved:
+        diff = [
+            f"{k}: {got.get(k)!r} (weights: {want.get(k)!r})"
+            for k in sorted(set(want) | set(got))
+            if _canonical(got.get(k)) != _canonical(want.get(k))
+        ]
+        raise CheckpointError(
+            f"{ckpt / SIDECAR_FILE}: the weights do not fit this model_config, which differs from the "
+            f"config saved with them ({'; '.join(diff)}); weights only work with the config they were "
+            "trained with: restore the sidecar's model_config"
+        )
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint, strict: bool = True) -> torch.nn.Module:

@@ -1,4 +1,6 @@
-"""The ``handpose`` command line: train, eval, predict, export, render, data check, book-model.
+"""The ``handpose`` command line: train, eval, predict, export, render, data check,
+occlusion-benchmark, book-model. Every subcommand's parser and handler is here; the handlers
+call the library.
 
 Every sub-command has ``--help`` with an example. Heavy modules (torch models, data sets) are
 imported inside the sub-commands, so ``handpose --help`` stays fast. Expected problems (a
@@ -6,7 +8,7 @@ missing checkpoint, a wrong config, an unreadable image, a missing data set) pri
 ``handpose: error: ...`` line and exit with status 2; a NaN loss exits with 3; a run stopped by
 Ctrl-C/SIGTERM saves a checkpoint and exits with 130.
 
-Layer 4: imports everything below it.
+Layer 5: imports everything below it.
 """
 
 from __future__ import annotations
@@ -225,7 +227,9 @@ def cmd_eval(a) -> int:
     if a.json:
         print(f"report: {ev.write_report(rep, a.json)}")
     if a.figures:
-        for p in ev.write_figures(rep, a.figures):
+        from .viz import write_figures
+
+        for p in write_figures(rep, a.figures):
             print(f"figure: {p}")
     return 0
 
@@ -267,82 +271,27 @@ def _add_predict(sub):
     p.set_defaults(func=cmd_predict)
 
 
-def crop_for_model(image_rgb, size: int, box=None, margin: float = 0.2):
-    """Square crop of an (H, W, 3) uint8 photo -> ((3, size, size) float tensor, crop params).
-
-    ``box`` (x0, y0, x1, y1) is enlarged by ``margin`` of its larger side on each side; without
-    it the largest centred square is used. ``crop params`` feed ``data.crop.uncrop_points``.
-    """
-    import numpy as np
-
-    from .data.common import affine_crop_matrix, warp_sample
-    from .data.sample import make_sample
-
-    h, w = image_rgb.shape[:2]
-    if box is None:
-        side = float(min(h, w))
-        x0, y0 = (w - side) / 2.0, (h - side) / 2.0
-    else:
-        bx0, by0, bx1, by1 = (float(v) for v in box)
-        if not (bx1 > bx0 and by1 > by0):
-            raise CLIError(f"--box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {box}")
-        side = max(bx1 - bx0, by1 - by0) * (1.0 + 2.0 * margin)
-        x0, y0 = (bx0 + bx1 - side) / 2.0, (by0 + by1 - side) / 2.0
-    s = make_sample(image_rgb, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="photo", sample_id="0")
-    out = warp_sample(s, affine_crop_matrix(x0, y0, size / side), (size, size))
-    return out["image"], {"x0": x0, "y0": y0, "side": side, "size": float(size)}
-
-
 def cmd_predict(a) -> int:
-    import cv2
-    import numpy as np
-    import torch
-
     from . import skeleton
+    from .checkpoint import atomic_write_json
     from .data.common import read_rgb
-    from .data.crop import uncrop_points
-    from .inference import load_trained
-    from .viz import overlay_2d
+    from .inference import load_trained, predict_image
 
+    if a.box is not None and not (a.box[2] > a.box[0] and a.box[3] > a.box[1]):
+        raise CLIError(f"--box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {a.box}")
     model, c = load_trained(a.checkpoint, device=a.device)
-    size = model.config.input_size
     ref_mm = a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM
     out_dir = Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    rows = []
     for path in a.images:
         try:
             img = read_rgb(path)
         except (FileNotFoundError, OSError) as e:
             raise CLIError(f"cannot read image {path}: {e}") from e
-        crop, params = crop_for_model(img, size, a.box, a.margin)
-        with torch.no_grad():
-            pred = model(crop[None].to(a.device))
-        uv_crop = pred.coords2d[0].float().cpu().numpy()
-        uv = uncrop_points(uv_crop, params)
-        j3 = pred.joints3d[0].float().cpu().numpy()
-        scale = max(1, round(512 / max(img.shape[:2])))
-        over = overlay_2d(
-            img,
-            uv,
-            scale=scale,
-            radius=max(2, round(max(img.shape[:2]) * scale / 150)),
-            thickness=max(1, round(max(img.shape[:2]) * scale / 300)),
-        )
-        x0, y0, side = params["x0"] * scale, params["y0"] * scale, params["side"] * scale
-        cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
-        png = out_dir / (Path(path).stem + "_pred.png")
-        cv2.imwrite(str(png), cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
-        results.append(
-            {
-                "image": str(path),
-                "overlay": str(png),
-                "crop": params,
-                "joints2d_px": np.round(uv, 2).tolist(),
-                "joints3d_units": np.round(j3, 4).tolist(),
-                "joints3d_mm": np.round(skeleton.denormalise_3d(j3, ref_mm), 2).tolist(),
-            }
-        )
+        pred = predict_image(model, img, a.box, a.margin)
+        png = _write_overlay(img, pred, out_dir / (Path(path).stem + "_pred.png"))
+        rows.append(_prediction_row(path, png, pred, ref_mm))
         print(f"{path} -> {png}")
     info = {
         "checkpoint": str(c.path),
@@ -353,12 +302,47 @@ def cmd_predict(a) -> int:
             "joints3d_mm": f"joints3d_units x {ref_mm} mm (an assumed reference bone length; "
             "one RGB image does not give the hand's absolute size)",
         },
-        "predictions": results,
+        "predictions": rows,
     }
-    from .checkpoint import atomic_write_json
-
     print(f"predictions: {atomic_write_json(out_dir / 'predictions.json', info)}")
     return 0
+
+
+def _write_overlay(img, pred, png: Path) -> Path:
+    """The 2D skeleton and the crop's square drawn on the photo (enlarged to about 512 px)."""
+    import cv2
+
+    from .viz import overlay_2d
+
+    longest = max(img.shape[:2])
+    scale = max(1, round(512 / longest))
+    over = overlay_2d(
+        img,
+        pred.joints2d,
+        scale=scale,
+        radius=max(2, round(longest * scale / 150)),
+        thickness=max(1, round(longest * scale / 300)),
+    )
+    x0, y0, side = (pred.crop[k] * scale for k in ("x0", "y0", "side"))
+    cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
+    cv2.imwrite(str(png), cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+    return png
+
+
+def _prediction_row(path, png: Path, pred, ref_mm: float) -> dict:
+    """One image's entry of predictions.json."""
+    import numpy as np
+
+    from .skeleton import denormalise_3d
+
+    return {
+        "image": str(path),
+        "overlay": str(png),
+        "crop": pred.crop,
+        "joints2d_px": np.round(pred.joints2d, 2).tolist(),
+        "joints3d_units": np.round(pred.joints3d, 4).tolist(),
+        "joints3d_mm": np.round(denormalise_3d(pred.joints3d, ref_mm), 2).tolist(),
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -389,11 +373,7 @@ def _add_export(sub):
 
 
 def cmd_export(a) -> int:
-    import numpy as np
-    import torch
-
-    from .inference import load_trained
-    from .model import export_onnx
+    from .inference import export_onnx, load_trained, onnx_max_diff
 
     model, _ = load_trained(a.checkpoint, device="cpu")
     out = Path(a.onnx)
@@ -401,16 +381,8 @@ def cmd_export(a) -> int:
     export_onnx(model, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if not a.no_check:
-        import onnxruntime as ort
-
-        s = model.config.input_size
-        x = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(0))
-        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        got = sess.run(["coords2d", "joints3d"], {"images": x.numpy()})
-        with torch.no_grad():
-            ref = model(x)
-        d2 = float(np.abs(got[0] - ref.coords2d.numpy()).max())
-        d3 = float(np.abs(got[1] - ref.joints3d.numpy()).max())
+        d = onnx_max_diff(model, out)
+        d2, d3 = d["coords2d"], d["joints3d"]
         print(f"onnxruntime vs PyTorch: max |coords2d| diff {d2:.2e} px, max |joints3d| diff {d3:.2e}")
         if d2 > 1e-2 or d3 > 1e-3:
             raise CLIError(f"the ONNX model disagrees with PyTorch (coords2d {d2:.3g} px, joints3d {d3:.3g})")
@@ -457,28 +429,219 @@ def cmd_book_model(a) -> int:
 
 
 # ----------------------------------------------------------------------------------------
-# passthroughs: handpose render, handpose data check
+# handpose render
 
 
-def cmd_render(argv) -> int:
-    from .data.synthetic import render_main
+RENDER_HELP = """
+example:
+  handpose render --out data/synth-val --n 2000 --seed 1 --occlusion heavy
 
-    return int(render_main(argv) or 0)
+Writes samples 0..N-1 of the procedural engine (seed --seed) into OUT: images/*.png, depth/*.png
+(16-bit), labels.safetensors and meta.json, the exchange format that DiskHands reads back.
+OUT must be new or empty; --overwrite replaces a data set rendered there before (and nothing else).
+"""
 
 
-def cmd_data(argv) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print(
-            "usage: handpose data check NAME ROOT [--index I] [--decode N] [--split S] [--json]\n\n"
-            "example:\n  handpose data check stb ~/data/STB\n\n"
-            "Validates a data set folder (layout, missing and corrupt images, label ranges)."
-        )
-        return 0 if argv else EXIT_USAGE
-    if argv[0] != "check":
-        raise CLIError(f"unknown data command {argv[0]!r}; did you mean `handpose data check`?")
-    from .data.check import data_check_main
+def _occlusion_level(text: str):
+    """``--occlusion``: a named level of the engine or a number in [0, 1]."""
+    from .data.synthetic import OCCLUSION_LEVELS
 
-    return int(data_check_main(argv[1:]) or 0)
+    if text in OCCLUSION_LEVELS:
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"use a number in [0, 1] or one of {list(OCCLUSION_LEVELS)}"
+        ) from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError("occlusion level must be in [0, 1]")
+    return v
+
+
+def _add_render(sub):
+    p = sub.add_parser(
+        "render",
+        help="render procedural hand images and labels to disk",
+        description="Render a procedural hand data set to disk.",
+        epilog=_fmt(RENDER_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--seed", type=int, default=0, help="data set seed (use different seeds for splits)")
+    p.add_argument(
+        "--occlusion",
+        type=_occlusion_level,
+        default="default",
+        help="level in [0,1] or none/light/default/heavy",
+    )
+    p.add_argument("--left-prob", type=float, default=0.0, help="probability of a (mirrored) left hand")
+    p.add_argument("--size", type=int, default=128, help="crop size (multiple of 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace a data set rendered into --out before")
+    p.set_defaults(func=cmd_render)
+
+
+def cmd_render(a) -> int:
+    from .data.synthetic import SyntheticConfig, render_to_disk
+
+    if a.n < 0:
+        raise CLIError("--n must be >= 0")
+    if a.size % 8:
+        raise CLIError("--size must be a multiple of 8")
+    cfg = SyntheticConfig(crop_size=a.size, occlusion=a.occlusion, left_hand_prob=a.left_prob)
+    out = render_to_disk(a.out, a.n, a.seed, cfg, progress=not a.quiet, overwrite=a.overwrite)
+    print(f"wrote {a.n} samples to {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------
+# handpose data check
+
+
+DATA_HELP = """
+example:
+  handpose data check stb ~/data/STB
+  handpose data check stb ~/data/STB --split test --json
+
+Validates a data set folder (layout, missing and corrupt images, label ranges) and prints one
+sample's labels; exits with 0 when the folder is usable, 1 when a problem was found.
+"""
+
+DATA_SETS = "stb | ganerated | synthhands | rhd | freihand | coco"  # data.check.LOADERS
+
+
+def _add_data(sub):
+    p = sub.add_parser(
+        "data",
+        help="data set tools: handpose data check NAME ROOT",
+        description="Data set tools.",
+        usage="handpose data check NAME ROOT [--index I] [--decode N] [--split S] [--json]",
+        epilog=_fmt(DATA_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=lambda a: _print_help(p))
+    dsub = p.add_subparsers(dest="data_command", metavar="check", title="commands")
+    c = dsub.add_parser(
+        "check",
+        help="validate a data set folder",
+        description="Validate a data set folder and show one sample's labels.",
+        epilog=_fmt(DATA_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("name", metavar="NAME", help=DATA_SETS)
+    c.add_argument("root", metavar="ROOT", help="data set folder (for coco: the annotation json)")
+    c.add_argument("--index", type=int, default=0, help="sample whose labels are printed")
+    c.add_argument("--decode", type=int, default=64, help="images to decode (0 = all)")
+    c.add_argument("--split", default=None, help="split for stb (test/train/all), rhd and freihand")
+    c.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    c.set_defaults(func=cmd_data_check)
+
+
+def _print_help(parser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def cmd_data_check(a) -> int:
+    from .data.check import LOADERS, check_dataset, format_json, format_report
+
+    if a.name not in LOADERS:
+        raise CLIError(f"unknown data set {a.name!r}; choose one of {sorted(LOADERS)}")
+    kwargs = {"split": a.split} if a.split and a.name in ("stb", "rhd", "freihand") else {}
+    report = check_dataset(a.name, a.root, index=a.index, decode=a.decode, **kwargs)
+    print(format_json(report) if a.json else format_report(report))
+    return 0 if report["ok"] else 1
+
+
+# ----------------------------------------------------------------------------------------
+# handpose occlusion-benchmark
+
+
+OCCLUSION_HELP = """
+examples:
+  handpose occlusion-benchmark --n 200                       # build (cached); print the sets' hashes
+  handpose occlusion-benchmark --ablate all --profile quick  # train + evaluate every variant
+  handpose occlusion-benchmark --ablate a_full --profile full
+  handpose occlusion-benchmark --showcase                    # chapter 8's figures (after (a), (b))
+
+The occlusion test sets: procedural scenes binned by the fraction of hand pixels hidden by
+objects (0-60%) and four targeted cases (fingertip, finger, palm, thumb). The ablations train
+each variant with the profile's recipe and write results/occlusion/VARIANT.json.
+"""
+
+
+def _variant_names(text: str) -> list[str]:
+    """``--ablate``: a variant name, a comma list, or ``all``."""
+    from .occlusion import VARIANT_NAMES
+
+    names = list(VARIANT_NAMES) if text == "all" else text.split(",")
+    bad = [x for x in names if x not in VARIANT_NAMES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown variants {bad}; choose from {list(VARIANT_NAMES)}")
+    return names
+
+
+def _profile_name(text: str) -> str:
+    """``--profile`` (and the old ``--budget``, whose ``cpu`` is the quick profile)."""
+    name = {"cpu": "quick"}.get(text, text)
+    if name not in ("quick", "full"):
+        raise argparse.ArgumentTypeError(f"choose quick or full, got {text!r}")
+    return name
+
+
+def _add_occlusion(sub):
+    p = sub.add_parser(
+        "occlusion-benchmark",
+        help="occlusion test sets, the ablations on them, chapter 8's figures",
+        description="Build the occlusion test sets, or train and evaluate the ablation variants.",
+        epilog=_fmt(OCCLUSION_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--n", type=int, default=200, help="samples per set (default 200)")
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.add_argument("--out", default=None, help="folder for the test sets (default: the cache)")
+    p.add_argument("--ablate", type=_variant_names, default=None, help="variant name, comma list, or 'all'")
+    p.add_argument("--profile", type=_profile_name, default="quick", help="quick (CPU, minutes) | full (GPU)")
+    p.add_argument("--budget", type=_profile_name, dest="profile", help=argparse.SUPPRESS)  # old name
+    p.add_argument("--seed", type=int, default=0, help="training seed of the ablations")
+    p.add_argument(
+        "--showcase", action="store_true", help="write results/occlusion/showcase.json (after (a), (b))"
+    )
+    p.set_defaults(func=cmd_occlusion)
+
+
+def _run_tool(script: str, argv: list[str]) -> int:
+    """``main(argv)`` of a script in the repository's ``tools/`` (it needs a checkout, like the
+    ``results/`` folder it writes into)."""
+    import runpy
+
+    path = Path(__file__).resolve().parents[1] / "tools" / script
+    if not path.is_file():
+        raise CLIError(f"{path} not found: this needs a checkout of the handpose-book repository")
+    return int(runpy.run_path(str(path))["main"](argv) or 0)
+
+
+def cmd_occlusion(a) -> int:
+    from . import occlusion as occ
+
+    if a.n < 1:
+        raise CLIError("--n must be >= 1")
+    if a.showcase:
+        return _run_tool("occlusion_showcase.py", ["--profile", a.profile])
+    if a.ablate:
+        for name in a.ablate:
+            print(f"== {name}: {occ.variant(name).about}", flush=True)
+            r = occ.run_variant(name, a.profile, seed=a.seed)
+            print(occ.format_results(r))
+        return 0
+    folder = Path(a.out) if a.out else occ.benchmark_dir(a.n, a.size)
+    sets = occ.cached_benchmark(a.n, a.size, folder=folder)
+    print(f"occlusion test sets in {folder}")
+    for name, s in sets.items():
+        print(f"  {name:10s} n={len(s):4d}  sha256 {occ.fingerprint(s)[:16]}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------
@@ -486,15 +649,6 @@ def cmd_data(argv) -> int:
 
 
 MAIN_HELP = """
-commands:
-  train       train a model into a run folder (Ctrl-C saves; --resume continues)
-  eval        2D/3D EPE, PCK, AUC of a checkpoint, split by visible/hidden joints
-  predict     2D skeleton overlays and joints for photos
-  export      ONNX export checked with onnxruntime
-  render      render procedural hand images to disk
-  data check  validate a data set folder
-  book-model  train or reuse the book's model (make model)
-
 quick start:
   handpose train --config tiny --data synthetic --out runs/x
   handpose eval --checkpoint runs/x
@@ -502,6 +656,18 @@ quick start:
 
 `handpose COMMAND --help` shows each command's options and examples.
 """
+
+# every subcommand, in the order `handpose --help` lists them
+SUBCOMMANDS = (
+    _add_train,
+    _add_eval,
+    _add_predict,
+    _add_export,
+    _add_render,
+    _add_data,
+    _add_occlusion,
+    _add_book,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -514,24 +680,15 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"handpose {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    _add_train(sub)
-    _add_eval(sub)
-    _add_predict(sub)
-    _add_export(sub)
-    _add_book(sub)
-    # render and data are passed through to their own parsers (they own their options)
-    sub.add_parser("render", help="render procedural hands to disk (handpose render --help)", add_help=False)
-    sub.add_parser("data", help="data set tools: handpose data check NAME ROOT", add_help=False)
-    sub.add_parser(
-        "occlusion-benchmark", help="occlusion benchmark and ablations (--help for options)", add_help=False
-    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's input, printed as one line (imported lazily)."""
-    errs: list[type[BaseException]] = [CLIError, FileNotFoundError]
+    errs: list[type[BaseException]] = [CLIError, FileNotFoundError, FileExistsError]
     mods = {
         "handpose_lib.checkpoint": ("CheckpointError",),
         "handpose_lib.config": ("ConfigError",),
@@ -551,14 +708,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        if argv and argv[0] == "render":
-            return cmd_render(argv[1:])
-        if argv and argv[0] == "data":
-            return cmd_data(argv[1:])
-        if argv and argv[0] == "occlusion-benchmark":
-            from .occlusion import occlusion_main
-
-            return int(occlusion_main(argv[1:]) or 0)
         a = parser.parse_args(argv)
         a.argv = argv
         if a.command is None:

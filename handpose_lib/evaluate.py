@@ -18,17 +18,19 @@ What is measured, and how (stated in every report under ``"protocol"``):
   the hand), hidden by an object, hidden by the hand. Joints outside the image are left out of
   the visible/hidden splits but counted in ``all``.
 
-Layer 3: imports ``skeleton``, ``metrics`` and the sample codes; the model is any callable that
-maps ``(B, 3, H, W)`` images in [0, 1] to an object with ``coords2d`` (B, 21, 2) px and
-``joints3d`` (B, 21, 3) in reference-bone units.
+Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report) and
+the sample codes; it draws nothing (the figures of a report are in :mod:`handpose_lib.viz`).
+The model is any callable that maps ``(B, 3, H, W)`` images in [0, 1] to an object with
+``coords2d`` (B, 21, 2) px and ``joints3d`` (B, 21, 3) in reference-bone units.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,45 +38,15 @@ import numpy as np
 import torch
 
 from . import metrics, skeleton
+from .data.common import CorruptImageError
 from .data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_UNKNOWN, VIS_VISIBLE, collate
 from .device import pick_device
+
+log = logging.getLogger(__name__)
 
 THRESHOLDS_3D_AUC = metrics.DEFAULT_3D_THRESHOLDS  # 20..50 mm, 31 values
 THRESHOLDS_3D_CURVE = np.linspace(0.0, 50.0, 51)  # mm, for plots
 THRESHOLDS_2D = metrics.DEFAULT_2D_THRESHOLDS  # 0..30 px, 20 values
-
-# published STB AUC(20-50 mm) values (/work/shared/reference/datasets.md; LearnableGroups-Hand
-# plot_AUC_tools.py legends and the papers). Most papers publish only the value; the curves of
-# the three classic trackers are in PUBLISHED_STB_CURVES.
-PUBLISHED_STB_AUC: dict[str, float] = {
-    "PSO": 0.709,
-    "ICPPSO": 0.748,
-    "CHPR": 0.839,
-    "Panteleris et al. 2018": 0.941,
-    "Zimmermann & Brox 2017": 0.948,
-    "Mueller et al. 2018 (GANerated)": 0.965,
-    "Spurr et al. 2018": 0.983,
-    "Iqbal et al. 2018": 0.994,
-    "Yang et al. 2019": 0.996,
-    "Bekiri & Babahenini (paper, claimed)": 0.999,
-}
-
-# published STB 3D PCK curves (thresholds in mm, PCK) of the three baselines of Zhang et al.,
-# "3D Hand Pose Tracking and Estimation Using Stereo Matching", 2016, as transcribed in
-# lmb-freiburg/hand3d, utils/general.py, get_stb_ref_curves (data, 7 thresholds 20-50 mm);
-# their AUC(20-50 mm) is the PUBLISHED_STB_AUC value (tests/test_evaluate.py checks it)
-_STB_CURVE_MM = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
-PUBLISHED_STB_CURVES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "PSO": (
-        _STB_CURVE_MM,
-        (0.32236842, 0.53947368, 0.67434211, 0.75657895, 0.80921053, 0.86513158, 0.89473684),
-    ),
-    "ICPPSO": (
-        _STB_CURVE_MM,
-        (0.51973684, 0.64473684, 0.71710526, 0.77302632, 0.80921053, 0.84868421, 0.86842105),
-    ),
-    "CHPR": (_STB_CURVE_MM, (0.56578947, 0.71710526, 0.82236842, 0.88157895, 0.91447368, 0.9375, 0.96052632)),
-}
 
 ALIGNMENTS = {
     "gt_ref": "root-relative at the wrist; prediction (units of the reference bone) multiplied by the "
@@ -90,14 +62,68 @@ EVAL_KEYS = ("image", "joints2d", "joints3d", "visibility")
 # helpers
 
 
+class _SkipUnreadable(torch.utils.data.Dataset):
+    """``data[i]``, or ``{"skipped": {"index": i, "reason": ...}}`` when its image cannot be read.
+
+    The real data sets' loaders otherwise return the next sample in its place, which is right
+    for training and wrong for a metric; :func:`_no_substitution` switches that off.
+    """
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.data[i]
+        except (CorruptImageError, FileNotFoundError) as e:
+            return {"skipped": {"index": int(i), "reason": str(e)}}
+
+
+def _collate_skipping(samples) -> dict[str, Any]:
+    good = [s for s in samples if "skipped" not in s]
+    batch = collate(good) if good else {}
+    batch["skipped"] = [s["skipped"] for s in samples if "skipped" in s]
+    return batch
+
+
+@contextmanager
+def _no_substitution(data):
+    """Switch off :class:`HandDataset`'s replacement of unreadable samples in ``data`` and the
+    datasets it wraps (``Subset``, ``ConcatDataset``...) for the duration."""
+    seen, stack, changed = set(), [data], []
+    while stack:
+        d = stack.pop()
+        if d is None or id(d) in seen:
+            continue
+        seen.add(id(d))
+        if getattr(d, "substitute_bad", False) is True:
+            d.substitute_bad = False
+            changed.append(d)
+        stack.append(getattr(d, "dataset", None))
+        stack.extend(getattr(d, "datasets", []) or [])
+    try:
+        yield
+    finally:
+        for d in changed:
+            d.substitute_bad = True
+
+
 def _iter_batches(data, batch_size: int, num_workers: int) -> Iterable[dict]:
     if isinstance(data, torch.utils.data.DataLoader):
         yield from data
         return
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate
-    )
-    yield from loader
+    with _no_substitution(data):
+        loader = torch.utils.data.DataLoader(
+            _SkipUnreadable(data),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_collate_skipping,
+        )
+        yield from loader
 
 
 @torch.no_grad()
@@ -115,7 +141,9 @@ def predict_dataset(
     """Run ``model`` over ``data`` (a Dataset of sample dicts or a DataLoader of batches).
 
     Returns numpy arrays: ``pred2d`` (N, 21, 2) px, ``pred3d`` (N, 21, 3) reference-bone units,
-    ``gt2d`` (N, 21, 2), ``gt3d`` (N, 21, 3) mm, ``visibility`` (N, 21) codes.
+    ``gt2d`` (N, 21, 2), ``gt3d`` (N, 21, 3) mm, ``visibility`` (N, 21) codes, and ``skipped``:
+    a list of ``{"index", "reason"}`` for the samples whose image could not be read (left out,
+    never replaced by another sample).
     """
     dev = pick_device(device)
     was_training = getattr(model, "training", False)
@@ -123,6 +151,7 @@ def predict_dataset(
         model.eval()
     acc: dict[str, list[np.ndarray]] = {k: [] for k in ("pred2d", "pred3d", "gt2d", "gt3d", "visibility")}
     n = 0
+    skipped: list[dict[str, Any]] = []
     total = len(data.dataset) if isinstance(data, torch.utils.data.DataLoader) else len(data)
     if max_samples is not None:
         total = min(total, max_samples)
@@ -133,6 +162,13 @@ def predict_dataset(
         bar = tqdm(total=total, desc="evaluate", unit="img", leave=False)
     try:
         for batch in _iter_batches(data, batch_size, num_workers):
+            for sk in batch.get("skipped", []):
+                log.warning("evaluate: skipping sample %d: %s", sk["index"], sk["reason"])
+            skipped.extend(batch.get("skipped", []))
+            if bar is not None and batch.get("skipped"):
+                bar.update(len(batch["skipped"]))
+            if "image" not in batch:  # every sample of the batch was unreadable
+                continue
             images = batch["image"].to(dev, non_blocking=True)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -159,8 +195,13 @@ def predict_dataset(
         if was_training and hasattr(model, "train"):
             model.train()
     if n == 0:
+        if skipped:
+            raise ValueError(
+                f"evaluate: none of the {len(skipped)} samples could be read "
+                f"(e.g. {skipped[0]['reason']}); check the folder with `handpose data check`"
+            )
         raise ValueError("evaluate: the data set is empty")
-    return {k: np.concatenate(v) for k, v in acc.items()}
+    return {**{k: np.concatenate(v) for k, v in acc.items()}, "skipped": skipped}
 
 
 # ----------------------------------------------------------------------------------------
@@ -214,10 +255,6 @@ def _group_stats(pred2d, gt2d, pred3d_mm, gt3d_mm, mask) -> dict[str, Any]:
             "auc2d_0_30": a2.per_joint,
         },
     }
-
-
-def _finger_of(j: int) -> str:
-    return skeleton.joint_finger(j)
 
 
 def evaluate_predictions(
@@ -326,16 +363,27 @@ def evaluate(
         max_samples=max_samples,
         progress=progress,
     )
-    return evaluate_predictions(
+    report = evaluate_predictions(
         p["pred2d"], p["gt2d"], p["pred3d"], p["gt3d"], p["visibility"], alignment=alignment, dataset=dataset
     )
+    report["samples"] = {
+        "read": report["n_samples"],
+        "skipped": len(p["skipped"]),
+        "skipped_samples": p["skipped"],
+    }
+    return report
 
 
 def summary(report: Mapping[str, Any]) -> str:
     """A few lines of text: the headline numbers of a report, with the protocol."""
     o = {k: (float("nan") if v is None else v) for k, v in report["overall"].items()}
+    counts = f"{report['n_samples']} samples"
+    skipped = report.get("samples", {}).get("skipped_samples", [])
+    if skipped:
+        counts += f" read, {len(skipped)} skipped (unreadable: {skipped[0]['reason']}"
+        counts += f" and {len(skipped) - 1} more)" if len(skipped) > 1 else ")"
     lines = [
-        f"{report.get('dataset') or 'data'}: {report['n_samples']} samples",
+        f"{report.get('dataset') or 'data'}: {counts}",
         f"  2D EPE {o['epe2d_px']:.2f} px (median {o['epe2d_median_px']:.2f}), "
         f"2D AUC(0-30 px) {o['auc2d_0_30']:.3f}",
         f"  3D EPE {o['epe3d_mm']:.2f} mm (median {o['epe3d_median_mm']:.2f}), "
@@ -361,140 +409,3 @@ def write_report(report: Mapping[str, Any], path: str | Path) -> Path:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-# ----------------------------------------------------------------------------------------
-# figures
-
-
-@dataclass
-class _Curve:
-    name: str
-    x: list[float]
-    y: list[float]
-    dash: str | None = None
-
-
-def _curves(reports: Mapping[str, Mapping[str, Any]], kind: str) -> list[_Curve]:
-    key = "pck3d" if kind == "3d" else "pck2d"
-    tkey = "pck3d_thresholds_mm" if kind == "3d" else "pck2d_thresholds_px"
-    akey = "auc3d_20_50" if kind == "3d" else "auc2d_0_30"
-    out = []
-    for label, rep in reports.items():
-        x = rep["protocol"][tkey]
-        groups = [("all", rep["overall"], None)]
-        for g, dash in (("visible", "dot"), ("hidden", "dash")):
-            if g in rep.get("by_visibility", {}):
-                groups.append((g, rep["by_visibility"][g], dash))
-        for g, st, dash in groups:
-            auc = st[akey]
-            name = f"{label} ({g}), AUC {auc:.3f}" if auc is not None else f"{label} ({g})"
-            out.append(_Curve(name, x, st[key], dash))
-    return out
-
-
-def pck_figure(reports, kind: str = "3d", compare_stb: bool = True):
-    """Plotly figure of PCK curves in the style of the paper's figs. 3-5.
-
-    Args:
-        reports: one report, or ``{label: report}`` for several models/data sets.
-        kind: ``"3d"`` (0-50 mm, the AUC band 20-50 mm shaded) or ``"2d"`` (0-30 px).
-        compare_stb: for 3D, draw the published STB curves (:data:`PUBLISHED_STB_CURVES`,
-            grey) among ours and add a panel with the published STB AUC(20-50 mm) values
-            (:data:`PUBLISHED_STB_AUC`; most papers publish only the value) next to ours.
-    """
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    if "overall" in reports:
-        reports = {reports.get("dataset") or "ours": reports}
-    with_bars = compare_stb and kind == "3d"
-    if with_bars:
-        fig = make_subplots(
-            rows=1,
-            cols=2,
-            column_widths=[0.62, 0.38],
-            subplot_titles=(
-                "3D PCK (root-relative, scale-aligned)",
-                "AUC(20-50 mm): published on STB vs ours",
-            ),
-        )
-    else:
-        fig = go.Figure()
-    kw = {"row": 1, "col": 1} if with_bars else {}
-    for c in _curves(reports, kind):
-        fig.add_trace(
-            go.Scatter(x=c.x, y=c.y, mode="lines", name=c.name, line={"dash": c.dash, "width": 2}), **kw
-        )
-    if with_bars:
-        for (name, (x, y)), grey in zip(PUBLISHED_STB_CURVES.items(), ("#bdbdbd", "#9e9e9e", "#616161")):
-            fig.add_trace(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    mode="lines+markers",
-                    name=f"{name} on STB (Zhang et al. 2016), AUC {PUBLISHED_STB_AUC[name]:.3f}",
-                    line={"color": grey, "width": 1.5},
-                    marker={"size": 5},
-                ),
-                **kw,
-            )
-    if kind == "3d":
-        fig.add_vrect(x0=20, x1=50, fillcolor="grey", opacity=0.08, line_width=0, **kw)
-        fig.update_xaxes(title_text="error threshold (mm)", range=[0, 50], **kw)
-    else:
-        fig.update_xaxes(title_text="error threshold (px)", range=[0, 30], **kw)
-    fig.update_yaxes(title_text="PCK", range=[0, 1.02], **kw)
-    if with_bars:
-        names = list(PUBLISHED_STB_AUC)
-        vals = list(PUBLISHED_STB_AUC.values())
-        colors = ["#9e9e9e"] * len(names)
-        for label, rep in reports.items():
-            names.append(f"ours: {label}" + ("" if "stb" in str(label).lower() else " (not STB)"))
-            vals.append(rep["overall"]["auc3d_20_50"] or 0.0)
-            colors.append("#d62728")
-        fig.add_trace(
-            go.Bar(
-                x=vals,
-                y=names,
-                orientation="h",
-                marker_color=colors,
-                text=[f"{v:.3f}" for v in vals],
-                textposition="auto",
-                showlegend=False,
-            ),
-            row=1,
-            col=2,
-        )
-        fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.0, 1.0], row=1, col=2)
-    fig.update_layout(
-        title=f"{kind.upper()} PCK", template="plotly_white", legend={"x": 0.01, "y": 0.02}, height=460
-    )
-    return fig
-
-
-def per_joint_figure(report: Mapping[str, Any], metric: str = "epe3d_mm"):
-    """Bar chart of a per-joint metric, coloured by finger."""
-    import plotly.graph_objects as go
-
-    names = list(report["per_joint"])
-    vals = [report["per_joint"][n][metric] for n in names]
-    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=list(skeleton.JOINT_COLORS)))
-    fig.update_layout(title=f"{metric} per joint", template="plotly_white", height=380)
-    return fig
-
-
-def write_figures(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write the 3D and 2D PCK figures and the per-joint 3D EPE as HTML (plotly.js once, beside)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in (
-        ("pck3d.html", pck_figure(report, "3d")),
-        ("pck2d.html", pck_figure(report, "2d")),
-        ("epe3d_per_joint.html", per_joint_figure(report, "epe3d_mm")),
-    ):
-        p = out / name
-        fig.write_html(p, include_plotlyjs="directory")
-        paths.append(p)
-    return paths

@@ -1,4 +1,5 @@
-"""Latent Heatmap Representation (LHR): 2D joints from latent heatmaps by a spatial soft-argmax.
+"""Latent Heatmap Representation (LHR): 2D joints from latent heatmaps by a spatial soft-argmax,
+and the plain argmax read-out it replaces (:func:`argmax_decode`, for the ablations and checks).
 
 Layer 2 of the library (imports only torch).
 
@@ -80,6 +81,19 @@ def soft_argmax_2d(latent: Tensor, beta: Tensor, image_size) -> tuple[Tensor, Te
         y = (probs.sum(dim=3) * ys).sum(dim=-1)
         coords = torch.stack((x, y), dim=-1)
     return coords, probs
+
+
+def argmax_decode(heatmaps: Tensor, image_size: int) -> Tensor:
+    """Plain heatmap argmax, the read-out LHR replaces: (B, J, h, w) -> (B, J, 2) px.
+
+    Each joint's best cell, at its centre: cell ``k`` of ``w`` covers ``[k W/w, (k+1) W/w]`` of
+    the image (the convention above), so its centre is ``(k + 0.5) * W / w``. Ties go to the
+    first cell in row-major order.
+    """
+    B, J, h, w = heatmaps.shape
+    flat = heatmaps.reshape(B, J, h * w).argmax(-1)
+    y, x = flat // w, flat % w
+    return torch.stack([(x.float() + 0.5) * image_size / w, (y.float() + 0.5) * image_size / h], -1)
 
 
 class LatentHeatmap2D(nn.Module):

@@ -30,6 +30,39 @@ DEFAULT_3D_THRESHOLDS = np.linspace(20.0, 50.0, 31)  # mm, the paper's AUC(20-50
 DEFAULT_2D_THRESHOLDS = np.linspace(0.0, 30.0, 20)  # px, hand3d's 2D grid
 HAND3D_STB_THRESHOLDS = np.linspace(0.0, 50.0, 20)[8:]  # 21.05 .. 50 mm, 12 values
 
+# published STB AUC(20-50 mm) values (/work/shared/reference/datasets.md; LearnableGroups-Hand
+# plot_AUC_tools.py legends and the papers). Most papers publish only the value; the curves of
+# the three classic trackers are in PUBLISHED_STB_CURVES.
+PUBLISHED_STB_AUC: dict[str, float] = {
+    "PSO": 0.709,
+    "ICPPSO": 0.748,
+    "CHPR": 0.839,
+    "Panteleris et al. 2018": 0.941,
+    "Zimmermann & Brox 2017": 0.948,
+    "Mueller et al. 2018 (GANerated)": 0.965,
+    "Spurr et al. 2018": 0.983,
+    "Iqbal et al. 2018": 0.994,
+    "Yang et al. 2019": 0.996,
+    "Bekiri & Babahenini (paper, claimed)": 0.999,
+}
+
+# published STB 3D PCK curves (thresholds in mm, PCK) of the three baselines of Zhang et al.,
+# "3D Hand Pose Tracking and Estimation Using Stereo Matching", 2016, as transcribed in
+# lmb-freiburg/hand3d, utils/general.py, get_stb_ref_curves (data, 7 thresholds 20-50 mm);
+# their AUC(20-50 mm) is the PUBLISHED_STB_AUC value (tests/test_metrics.py checks it)
+_STB_CURVE_MM = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0)
+PUBLISHED_STB_CURVES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "PSO": (
+        _STB_CURVE_MM,
+        (0.32236842, 0.53947368, 0.67434211, 0.75657895, 0.80921053, 0.86513158, 0.89473684),
+    ),
+    "ICPPSO": (
+        _STB_CURVE_MM,
+        (0.51973684, 0.64473684, 0.71710526, 0.77302632, 0.80921053, 0.84868421, 0.86842105),
+    ),
+    "CHPR": (_STB_CURVE_MM, (0.56578947, 0.71710526, 0.82236842, 0.88157895, 0.91447368, 0.9375, 0.96052632)),
+}
+
 
 # ----------------------------------------------------------------------------------------
 # helpers
@@ -52,10 +85,25 @@ def _mask(visible, shape) -> np.ndarray:
     return m
 
 
+def _batch(x, name: str, dims: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """``x`` as an (N, J, D) float64 array with D in ``dims``, or a ValueError naming the fix."""
+    a = _np(x)
+    if a.ndim != 3:
+        fix = f"add the batch axis ({name}[None])" if a.ndim == 2 else "pass one row per sample"
+        raise ValueError(f"{name}: expected an (N, J, D) array, got shape {a.shape}; {fix}")
+    if a.shape[2] not in dims:
+        want = " or ".join(str(d) for d in dims)
+        raise ValueError(f"{name}: expected D = {want} coordinates per joint, got shape {a.shape}")
+    return a
+
+
 def _check(pred, gt) -> tuple[np.ndarray, np.ndarray]:
     p, g = _np(pred), _np(gt)
     if p.shape != g.shape or p.ndim != 3:
-        raise ValueError(f"pred and gt must both be (N, J, D); got {p.shape} and {g.shape}")
+        raise ValueError(
+            f"pred and gt must both be (N, J, D) of the same shape; got {p.shape} and {g.shape} "
+            "(same samples, joints and 2D/3D in both)"
+        )
     return p, g
 
 
@@ -157,8 +205,9 @@ def auc(pred, gt, thresholds=None, visible=None, verbose: bool = False) -> AUC:
     the grid is returned in the result, and printed when ``verbose``.
     """
     t = DEFAULT_3D_THRESHOLDS if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    if t.size < 2 or t.max() <= t.min():
-        raise ValueError("auc needs at least two distinct thresholds")
+    t = np.sort(t.reshape(-1))  # trapz over an unsorted grid integrates backwards
+    if t.size < 2 or not np.isfinite(t).all() or t.max() <= t.min():
+        raise ValueError(f"auc needs at least two distinct finite thresholds, got {t.tolist()}")
     curve = pck(pred, gt, t, visible)
     norm = t.max() - t.min()
     per_joint = np.array(
@@ -177,7 +226,9 @@ def auc(pred, gt, thresholds=None, visible=None, verbose: bool = False) -> AUC:
 
 def align_root(joints, root: int = 0):
     """Root-relative coordinates: subtract joint ``root``. (N, J, D) -> (N, J, D)."""
-    j = _np(joints)
+    j = _batch(joints, "joints")
+    if not 0 <= root < j.shape[1]:
+        raise ValueError(f"align_root: root joint {root} does not exist in {j.shape[1]} joints")
     return j - j[:, root : root + 1, :]
 
 
@@ -187,8 +238,13 @@ def align_scale(pred, gt, bone: tuple[int, int] = REFERENCE_BONE, root: int = 0)
 
     A prediction whose reference bone has zero length is only root-aligned.
     """
-    p, g = align_root(pred, root), align_root(gt, root)
+    p, g = _check(pred, gt)
     a, b = bone
+    if max(a, b, root) >= p.shape[1]:
+        raise ValueError(
+            f"align_scale: bone {bone} / root {root} need joints the {p.shape[1]}-joint arrays do not have"
+        )
+    p, g = align_root(p, root), align_root(g, root)
     lp = np.linalg.norm(p[:, b] - p[:, a], axis=-1)
     lg = np.linalg.norm(g[:, b] - g[:, a], axis=-1)
     s = np.where(lp > 1e-12, lg / np.where(lp > 1e-12, lp, 1.0), 1.0)
@@ -271,7 +327,7 @@ def mmpose_epe(pred, gt, mask=None) -> float:
 
 def bbox_size(joints2d, visible=None) -> np.ndarray:
     """Max side of each sample's tight box around its (visible) 2D joints: (N, J, 2) -> (N,)."""
-    j = _np(joints2d)
+    j = _batch(joints2d, "joints2d", dims=(2,))
     m = _mask(visible, j.shape[:2])
     out = np.zeros(j.shape[0])
     for i in range(j.shape[0]):

@@ -95,15 +95,14 @@ Size (``benchmarks/model_bench.py``): the paper model has 32.3M parameters (21.3
 encoder, 6.9M in the first FC layer of the 3D branch) and needs 5.3 GFLOPs per 128x128 image;
 ``tiny_config()`` has 2.9M parameters and needs 0.27 GFLOPs.
 
-Export: :func:`export_onnx` writes an ONNX graph (opset 17, TorchScript-based exporter) whose
-outputs are ``(coords2d, joints3d, bones, heatmaps, probs)``.
+Export to ONNX: :func:`handpose_lib.inference.export_onnx`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -164,6 +163,7 @@ class ModelConfig:
     pretrained_path: str | None = None
 
     def __post_init__(self):
+        self._check_types()
         if self.encoder not in ENCODERS:
             raise ValueError(
                 f"ModelConfig.encoder: unknown encoder {self.encoder!r}; choose one of {ENCODERS}"
@@ -174,12 +174,46 @@ class ModelConfig:
             )
         if self.heatmap_size < 4:
             raise ValueError(f"ModelConfig.heatmap_size must be >= 4, got {self.heatmap_size}")
-        self.tiny_widths = tuple(int(w) for w in self.tiny_widths)
-        self.tiny_layers = tuple(int(n) for n in self.tiny_layers)
-        self.decoder_widths = tuple(int(w) for w in self.decoder_widths)
+        if self.num_joints != 21:
+            raise ValueError(
+                f"ModelConfig.num_joints must be 21 (the skeleton's joints), got {self.num_joints}"
+            )
         for name in ("tiny_widths", "tiny_layers", "decoder_widths"):
-            if len(getattr(self, name)) != 4:
-                raise ValueError(f"ModelConfig.{name} needs 4 entries, got {getattr(self, name)}")
+            v = getattr(self, name)
+            if len(v) != 4 or min(v) < 1:
+                raise ValueError(f"ModelConfig.{name} needs 4 positive integers, got {list(v)}")
+            setattr(self, name, tuple(v))
+        for name in ("branch3d_width", "fc_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    def _check_types(self) -> None:
+        """A JSON/YAML value of the wrong type (``"64"``, ``64.5``, ``null``) is refused by name."""
+
+        def bad(name: str, want: str):
+            v = getattr(self, name)
+            return ValueError(f"ModelConfig.{name} must be {want}, got {v!r} ({type(v).__name__})")
+
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not isinstance(self.encoder, str):
+            raise bad("encoder", "a string")
+        for name in ("input_size", "heatmap_size", "num_joints", "branch3d_width", "fc_hidden"):
+            if not is_int(getattr(self, name)):
+                raise bad(name, "an integer")
+        for name in ("tiny_widths", "tiny_layers", "decoder_widths"):
+            v = getattr(self, name)
+            if not isinstance(v, (list, tuple)) or not all(is_int(x) for x in v):
+                raise bad(name, "a list of 4 integers")
+        if not (is_int(self.init_beta) or isinstance(self.init_beta, float)) or not math.isfinite(
+            self.init_beta
+        ):
+            raise bad("init_beta", "a finite number")
+        if not isinstance(self.pretrained, bool):
+            raise bad("pretrained", "true or false")
+        if self.pretrained_path is not None and not isinstance(self.pretrained_path, (str, os.PathLike)):
+            raise bad("pretrained_path", "a file path or null")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -468,11 +502,69 @@ class Bone3DBranch(nn.Module):
 # the model
 
 
+_FLOAT_INPUTS = (torch.float32, torch.float16, torch.bfloat16)
+_RANGE_TOLERANCE = 0.01  # 2.5 grey levels: room for rounding, none for 0-255 or normalised images
+
+
+def _tracing() -> bool:
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or compiling()
+
+
+def check_images(images, size: int, values: bool = True) -> None:
+    """Refuse what the model would silently turn into wrong joints; each error names the fix.
+
+    ``images`` must be a torch tensor (B >= 1, 3, size, size), either uint8 (0-255, scaled by the
+    model) or float32/16/bfloat16 in [0, 1]. ``values`` also checks the pixel values (NaN/inf,
+    0-255 floats, ImageNet-normalised images): one small reduction and a device-to-host copy,
+    skipped while tracing or compiling (ONNX export, ``torch.compile``).
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(
+            f"ResUnet: expected a torch.Tensor of shape (B, 3, {size}, {size}), got {type(images).__name__}; "
+            "convert an (H, W, 3) uint8 photo with torch.from_numpy(a).permute(2, 0, 1)[None]"
+        )
+    shape = tuple(images.shape)
+    if images.ndim != 4 or shape[1] != 3 or shape[2] != size or shape[3] != size:
+        raise ValueError(
+            f"ResUnet: expected images of shape (B, 3, {size}, {size}), got {shape}; "
+            f"crop/resize the hand to {size}x{size} first (config.input_size)."
+        )
+    if shape[0] == 0:
+        raise ValueError(f"ResUnet: the batch is empty (shape {shape}); pass at least one image")
+    if images.dtype != torch.uint8 and images.dtype not in _FLOAT_INPUTS:
+        fix = (
+            "images.float()"
+            if images.is_floating_point()
+            else "images.to(torch.uint8) for 0-255 values, or images.float() / 255"
+        )
+        raise TypeError(
+            f"ResUnet: expected uint8 (0-255) or float32 images in [0, 1], got {images.dtype}; use {fix}"
+        )
+    if not values or images.dtype == torch.uint8 or _tracing():
+        return
+    lo, hi = (float(v) for v in torch.stack(torch.aminmax(images.detach())).float().cpu())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("ResUnet: the images contain NaN or inf pixels; check how they were loaded")
+    if lo < -_RANGE_TOLERANCE or hi > 1.0 + _RANGE_TOLERANCE:
+        hint = (
+            "divide 0-255 images by 255 (or pass them as uint8)"
+            if hi > 1.0 + _RANGE_TOLERANCE and lo >= -_RANGE_TOLERANCE
+            else "pass unnormalised images: the model subtracts the ImageNet mean itself"
+        )
+        raise ValueError(
+            f"ResUnet: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; {hint}"
+        )
+
+
 class ResUnet(nn.Module):
     """The paper's ResUnet (see the module docstring).
 
     ``forward(images (B, 3, S, S) float in [0, 1] or uint8)`` -> :class:`HandPoseOutput`,
-    ``S = config.input_size``.
+    ``S = config.input_size``. :func:`check_images` refuses anything else (numpy arrays, float64,
+    other integer types, 0-255 floats, NaN/inf, an empty batch) with a message naming the fix;
+    in training mode on a GPU only the shape and dtype are checked, so that a training step never
+    waits for the device.
     """
 
     def __init__(self, config: ModelConfig, encoder_net: ResNet):
@@ -496,11 +588,8 @@ class ResUnet(nn.Module):
 
     def forward(self, images: Tensor) -> HandPoseOutput:
         s = self.config.input_size
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != s or images.shape[3] != s:
-            raise ValueError(
-                f"ResUnet: expected images of shape (B, 3, {s}, {s}), got {tuple(images.shape)}; "
-                f"crop/resize the hand to {s}x{s} first (config.input_size)."
-            )
+        on_gpu = images.device.type != "cpu" if isinstance(images, Tensor) else False
+        check_images(images, s, values=not (self.training and on_gpu))
         if images.dtype == torch.uint8:
             images = images.float() / 255.0
         x = (images - self.mean) / self.std
@@ -550,63 +639,3 @@ def build_model(config: ModelConfig) -> ResUnet:
     if state is not None:
         model.encoder.load_torchvision_state_dict(state, source)
     return model
-
-
-# ----------------------------------------------------------------------------------------
-# export
-
-
-class _ExportWrapper(nn.Module):
-    def __init__(self, model: ResUnet):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: Tensor):
-        out = self.model(images)
-        return out.coords2d, out.joints3d, out.bones, out.heatmaps, out.probs
-
-
-ONNX_OUTPUTS = ("coords2d", "joints3d", "bones", "heatmaps", "probs")
-
-
-def export_onnx(
-    model: ResUnet, path, batch_size: int = 1, opset: int = 17, dynamic_batch: bool = True
-) -> str:
-    """Export to ONNX with the TorchScript-based exporter (``dynamo=False``).
-
-    torch >= 2.9 defaults to the ``torch.export``-based exporter, which needs the ``onnxscript``
-    package (not a dependency of this project); the TorchScript exporter needs nothing more and
-    exports this model exactly (onnxruntime matches PyTorch within 1e-3 px, see the tests).
-
-    Input ``images`` (B, 3, S, S) float32 in [0, 1]; outputs ``coords2d, joints3d, bones,
-    heatmaps, probs`` (:data:`ONNX_OUTPUTS`), batch axis dynamic unless ``dynamic_batch=False``.
-    The model is exported in eval mode (BatchNorm uses running statistics). Returns the path.
-    """
-    path = os.fspath(path)
-    s = model.config.input_size
-    device = next(model.parameters()).device
-    dummy = torch.rand(batch_size, 3, s, s, device=device)
-    was_training = model.training
-    model.eval()
-    kwargs = {}
-    if "dynamo" in torch.onnx.export.__code__.co_varnames:
-        kwargs["dynamo"] = False
-    axes = {"images": {0: "batch"}, **{n: {0: "batch"} for n in ONNX_OUTPUTS}} if dynamic_batch else None
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # the shape checks and constant tensors are fixed by design: silence the tracer's notes
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.9 calls this exporter legacy
-            torch.onnx.export(
-                _ExportWrapper(model),
-                (dummy,),
-                path,
-                input_names=["images"],
-                output_names=list(ONNX_OUTPUTS),
-                opset_version=opset,
-                dynamic_axes=axes,
-                **kwargs,
-            )
-    finally:
-        model.train(was_training)
-    return path

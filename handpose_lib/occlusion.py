@@ -1,7 +1,7 @@
-"""Occlusion studies: a controlled benchmark, metrics by occlusion level, and ablations.
+"""The occlusion study: occlusion test sets, metrics by occlusion level, and ablations.
 
-**The benchmark** (:func:`build_benchmark`, ``handpose occlusion-benchmark``) is a set of fixed
-procedural test sets, a pure function of the generator version and the arguments:
+**The occlusion test sets** (:func:`build_benchmark`, ``handpose occlusion-benchmark``) are fixed
+procedural sets, a pure function of the generator version and the arguments:
 
 - *levels*: samples whose fraction of hidden hand pixels (the engine's exact
   ``occlusion_fraction``) falls in a bin around 0, 10, 20, 40 and 60 % (:data:`LEVEL_BINS`).
@@ -17,15 +17,16 @@ procedural test sets, a pure function of the generator version and the arguments
 splits 2D EPE, 3D EPE and AUC by visibility reason (visible / hidden by object / hidden by the
 hand), per finger and per joint.
 
-**Ablations** (:data:`VARIANTS`, :func:`run_variant`): the same budget and seed for every
-variant; see :data:`VARIANTS` for what each one changes and what it trains.
+**Ablations** (:class:`Variant`, :data:`VARIANTS`, :func:`run_variant`): every variant trains
+with the same profile (:class:`StudyProfile`, ``quick`` or ``full``) and seed; each variant
+says what it changes against (a). Chapter 8's precomputed figures are made from the trained
+variants by ``tools/occlusion_showcase.py``.
 
-Layer 3: imports ``data``, ``model``, ``losses``, ``evaluate``, ``train``, ``skeleton``.
+Layer 4: imports ``data``, ``model``, ``losses``, ``lhr``, ``evaluate``, ``train``, ``skeleton``.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -41,7 +42,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import skeleton
-from .data.sample import VIS_VISIBLE, make_sample
+from .data.sample import VIS_OUTSIDE, VIS_VISIBLE, make_sample
+from .lhr import argmax_decode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "results" / "occlusion"
@@ -58,6 +60,9 @@ LEVEL_BINS: dict[str, tuple[float, float]] = {
 LEVEL_VALUES = {"0%": 0.0, "10%": 0.1, "20%": 0.2, "40%": 0.4, "60%": 0.6}
 TARGETS = ("fingertip", "finger", "palm", "thumb")
 SET_NAMES = tuple(LEVEL_BINS) + TARGETS
+WRIST = 0
+INDEX_TIP = skeleton.FINGERS["index"][-1]
+PALM_JOINTS = (WRIST, *(skeleton.FINGERS[f][0] for f in ("index", "middle", "ring", "pinky")))  # + MCPs
 
 
 # ----------------------------------------------------------------------------------------
@@ -112,13 +117,13 @@ def target_occluder(target: str, joints2d: np.ndarray, rng: np.random.Generator)
     texture = ("flat", "stripes")[int(rng.integers(2))]
     if target == "fingertip":
         r = max(0.07 * span, 3.0)
-        return Occluder(tuple(j[8]), (r, r), 0.0, "ellipse", texture, color, 1.0)
+        return Occluder(tuple(j[INDEX_TIP]), (r, r), 0.0, "ellipse", texture, color, 1.0)
     if target == "palm":
-        pts = j[[0, 5, 9, 13, 17]]
+        pts = j[list(PALM_JOINTS)]
         c = pts.mean(0)
         r = max(0.6 * float(np.linalg.norm(pts - c, axis=1).max()), 4.0)
         return Occluder(tuple(c), (r, r), 0.0, "ellipse", texture, color, 1.5)
-    pts = j[{"finger": [5, 6, 7, 8], "thumb": [1, 2, 3, 4]}[target]]
+    pts = j[list(skeleton.FINGERS["index" if target == "finger" else "thumb"])]
     c = pts.mean(0)
     d = pts[-1] - pts[0]
     u = d / max(float(np.linalg.norm(d)), 1e-6)
@@ -237,9 +242,11 @@ def load_benchmark(folder: str | os.PathLike) -> dict[str, ArraySet]:
     return sets
 
 
-def cached_benchmark(n: int = 200, size: int = 128, progress: bool = True) -> dict[str, ArraySet]:
-    """The benchmark, built once into :func:`benchmark_dir` and reused."""
-    folder = benchmark_dir(n, size)
+def cached_benchmark(
+    n: int = 200, size: int = 128, progress: bool = True, folder: str | os.PathLike | None = None
+) -> dict[str, ArraySet]:
+    """The benchmark, built once into ``folder`` (default :func:`benchmark_dir`) and reused."""
+    folder = Path(folder) if folder else benchmark_dir(n, size)
     if (folder / "info.json").is_file():
         return load_benchmark(folder)
     sets = build_benchmark(n, size, progress=progress)
@@ -257,19 +264,7 @@ def fingerprint(s: ArraySet) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# decoding and variants of the model
-
-
-def argmax_decode(heatmaps: torch.Tensor, image_size: int) -> torch.Tensor:
-    """Plain heatmap argmax: (B, J, h, w) -> (B, J, 2) px, the centre of the best cell.
-
-    Cell ``k`` of ``w`` covers ``[k W/w, (k+1) W/w]`` of the image (the LHR convention of
-    :mod:`handpose_lib.lhr`), so its centre is ``(k + 0.5) * W / w``.
-    """
-    B, J, h, w = heatmaps.shape
-    flat = heatmaps.reshape(B, J, h * w).argmax(-1)
-    y, x = flat // w, flat % w
-    return torch.stack([(x.float() + 0.5) * image_size / w, (y.float() + 0.5) * image_size / h], -1)
+# the model variants of the ablations
 
 
 @dataclass
@@ -301,7 +296,8 @@ class DirectJoints(nn.Module):
 
 
 class ArgmaxDecoded(nn.Module):
-    """Ablation (d) at test time: the model's 2D joints replaced by the argmax of its heatmaps."""
+    """Ablation (d) at test time: the model's 2D joints replaced by the argmax of its heatmaps
+    (:func:`handpose_lib.lhr.argmax_decode`)."""
 
     def __init__(self, net: nn.Module, image_size: int):
         super().__init__()
@@ -336,55 +332,128 @@ def joint_loss_fn(weights: dict):
 
 
 # ----------------------------------------------------------------------------------------
-# ablations
+# the ablations: variants and profiles
 
-# name -> what it changes (all: tiny ResUnet, same data seed, schedule, steps and init seed)
-VARIANTS: dict[str, dict[str, Any]] = {
-    "a_full": dict(
-        label="(a) full method",
-        about="procedural objects (default level) + pasted occluders (prob 0.3, strength 0.5), bones, LHR, "
-        "intermediate heatmap supervision",
-        synthetic_occlusion="default",
-        paste=True,
-    ),
-    "b_no_occ_aug": dict(
-        label="(b) no occlusion augmentation",
-        about="training scenes rendered without objects (same hands/cameras) and no pasted occluders",
-        synthetic_occlusion="none",
-        paste=False,
-    ),
-    "c_direct_joints": dict(
-        label="(c) direct 3D joints",
-        about="the 3D branch regresses 20 wrist-relative joints (L2 on joints) instead of 20 bones",
-        synthetic_occlusion="default",
-        paste=True,
-        head="joints",
-    ),
-    "d_argmax": dict(
-        label="(d) heatmap argmax for 2D",
-        about="no training of its own: the weights of (a), 2D read by argmax of the 64x64 latent heatmap "
-        "(cell centres) instead of the LHR expectation",
-        from_variant="a_full",
-        decode="argmax",
-    ),
-    "e_no_intermediate": dict(
-        label="(e) no intermediate heatmap supervision",
-        about="loss weight of the intermediate heatmaps 0 "
-        "(the 2D loss on LHR coordinates and the bone loss stay)",
-        synthetic_occlusion="default",
-        paste=True,
-        loss={"heatmaps": 0.0},
-    ),
-}
 
-BUDGETS = {
-    # the book's CPU runs: minutes each on one core (noisy, single seed)
-    "cpu": dict(
-        n_train=4096, n_val=256, epochs=3, batch_size=32, lr=3e-3, threads=1, num_workers=0, bench_n=200
-    ),
-    # the GPU recipe
-    "full": dict(n_train=30_000, n_val=512, epochs=13, batch_size=32, lr=2e-3, num_workers=4, bench_n=1000),
-}
+@dataclass(frozen=True)
+class Variant:
+    """One ablation: what it changes against (a), the full method.
+
+    Every variant trains the tiny ResUnet with the same data seed, schedule, steps and
+    initialisation seed (its :class:`StudyProfile`); the fields say what differs.
+    """
+
+    name: str  # results/occlusion/<name>.json and its run folder
+    label: str  # the book's tables and plots
+    about: str  # what it changes, in words
+    training_occlusion: str = "default"  # the engine's object level in the training scenes
+    paste_occluders: bool = True  # pasted occluders on the training samples (PASTE_PROB, PASTE_STRENGTH)
+    direct_joints: bool = False  # the 3D branch regresses joints (DirectJoints) instead of bones
+    intermediate_heatmaps: bool = True  # supervise the intermediate heatmaps
+    argmax_2d: bool = False  # at test time, 2D by the heatmap argmax instead of LHR
+    weights_of: str | None = None  # no training of its own: evaluates this variant's weights
+
+    def loss_overrides(self) -> dict[str, float]:
+        """The variant's changes to the recipe's loss weights."""
+        return {} if self.intermediate_heatmaps else {"heatmaps": 0.0}
+
+
+A_FULL = Variant(
+    "a_full",
+    "(a) full method",
+    "procedural objects (default level) + pasted occluders (prob 0.3, strength 0.5), bones, LHR, "
+    "intermediate heatmap supervision",
+)
+B_NO_OCC_AUG = Variant(
+    "b_no_occ_aug",
+    "(b) no occlusion augmentation",
+    "training scenes rendered without objects (same hands/cameras) and no pasted occluders",
+    training_occlusion="none",
+    paste_occluders=False,
+)
+C_DIRECT_JOINTS = Variant(
+    "c_direct_joints",
+    "(c) direct 3D joints",
+    "the 3D branch regresses 20 wrist-relative joints (L2 on joints) instead of 20 bones",
+    direct_joints=True,
+)
+D_ARGMAX = Variant(
+    "d_argmax",
+    "(d) heatmap argmax for 2D",
+    "no training of its own: the weights of (a), 2D read by argmax of the 64x64 latent heatmap "
+    "(cell centres) instead of the LHR expectation",
+    argmax_2d=True,
+    weights_of="a_full",
+)
+E_NO_INTERMEDIATE = Variant(
+    "e_no_intermediate",
+    "(e) no intermediate heatmap supervision",
+    "loss weight of the intermediate heatmaps 0 (the 2D loss on LHR coordinates and the bone loss stay)",
+    intermediate_heatmaps=False,
+)
+VARIANTS: tuple[Variant, ...] = (A_FULL, B_NO_OCC_AUG, C_DIRECT_JOINTS, D_ARGMAX, E_NO_INTERMEDIATE)
+VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
+
+PASTE_PROB, PASTE_STRENGTH = 0.3, 0.5  # the pasted occluders of the training samples
+PASTE_STREAM = 7  # random stream tag of the pasted occluders: default_rng([seed, 7, visit, i])
+
+
+def variant(name: str) -> Variant:
+    """The variant called ``name`` (a :data:`VARIANT_NAMES` entry)."""
+    for v in VARIANTS:
+        if v.name == name:
+            return v
+    raise ValueError(f"unknown variant {name!r}; choose from {list(VARIANT_NAMES)}")
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    """How much compute the ablations spend: the training recipe's sizes and the test sets' size."""
+
+    name: str  # quick | full
+    n_train: int
+    n_val: int
+    epochs: int
+    batch_size: int
+    lr: float
+    num_workers: int
+    threads: int | None  # torch threads while training (None: the recipe's)
+    test_n: int  # samples per occlusion test set
+    runs_name: str  # runs/<runs_name>: the run folders (the quick profile's were made as "cpu")
+    results_subdir: str  # results/occlusion/<results_subdir> ("": the book's committed table)
+
+    def recipe_overrides(self) -> dict[str, Any]:
+        """The fields of :func:`~handpose_lib.train.tiny_recipe` this profile sets."""
+        out = dict(
+            n_train=self.n_train,
+            n_val=self.n_val,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            num_workers=self.num_workers,
+        )
+        return out if self.threads is None else dict(out, threads=self.threads)
+
+
+# the book's CPU runs: minutes each on one core (noisy, single seed)
+QUICK = StudyProfile("quick", 4096, 256, 3, 32, 3e-3, 0, 1, 200, "occlusion-cpu", "")
+# the GPU recipe
+FULL = StudyProfile("full", 30_000, 512, 13, 32, 2e-3, 4, None, 1000, "occlusion-full", "full")
+PROFILES: tuple[StudyProfile, ...] = (QUICK, FULL)
+OLD_PROFILE_NAMES = {"cpu": "quick"}  # the study's "budget" cpu is the quick profile
+
+
+def study_profile(name: str) -> StudyProfile:
+    """The profile called ``name`` (``quick``, ``full``; the old budget name ``cpu`` = quick)."""
+    name = OLD_PROFILE_NAMES.get(name, name)
+    for p in PROFILES:
+        if p.name == name:
+            return p
+    raise ValueError(f"unknown profile {name!r}; choose from {[p.name for p in PROFILES]}")
+
+
+# ----------------------------------------------------------------------------------------
+# training and evaluating a variant
 
 
 def _trim(report: dict) -> dict:
@@ -416,7 +485,7 @@ def evaluate_benchmark(model, sets: dict[str, ArraySet], batch_size: int = 64) -
         frac = s.labels["occlusion_fraction"]
         rep["mean_occlusion_fraction"] = None if np.isnan(frac).all() else float(np.nanmean(frac))
         vis = s.labels["visibility"]
-        rep["hidden_joint_fraction"] = float(((vis != VIS_VISIBLE) & (vis != 3)).mean())
+        rep["hidden_joint_fraction"] = float(((vis != VIS_VISIBLE) & (vis != VIS_OUTSIDE)).mean())
         out[name] = rep
     return out
 
@@ -424,10 +493,10 @@ def evaluate_benchmark(model, sets: dict[str, ArraySet], batch_size: int = 64) -
 class PastedSet(Dataset):
     """``base`` with pasted occluders (``data.occlude.PasteOccluders``) drawn per sample and visit.
 
-    The generator is ``default_rng([seed, 7, visit, i])``, ``visit`` counting how often sample
-    ``i`` was read in this process (the epoch, for one process and ``num_workers=0``, which the
-    CPU budget uses); ``fit`` then applies its rotation/scale/colour augmentation on top, so the
-    occluder turns with the hand and the labels stay consistent.
+    The generator is ``default_rng([seed, PASTE_STREAM, visit, i])``, ``visit`` counting how
+    often sample ``i`` was read in this process (the epoch, for one process and
+    ``num_workers=0``, which the quick profile uses); ``fit`` then applies its rotation/scale/colour
+    augmentation on top, so the occluder turns with the hand and the labels stay consistent.
     """
 
     def __init__(self, base: Dataset, paste, seed: int = 0):
@@ -441,25 +510,72 @@ class PastedSet(Dataset):
         i = int(i)
         k = self.visits.get(i, 0)
         self.visits[i] = k + 1
-        return self.paste(self.base[i], np.random.default_rng([self.seed, 7, k, i]))
+        return self.paste(self.base[i], np.random.default_rng([self.seed, PASTE_STREAM, k, i]))
 
 
-def variant_paths(budget: str = "cpu", seed: int = 0) -> tuple[Path, Path]:
-    """``(run root, results folder)`` of a budget and training seed.
+def variant_paths(profile: str = "quick", seed: int = 0) -> tuple[Path, Path]:
+    """``(run root, results folder)`` of a profile and training seed.
 
-    Seed 0 (the book's table): ``runs/occlusion-<budget>`` and ``results/occlusion`` (``cpu``) or
-    ``results/occlusion/<budget>``. Another seed gets its own folders (``...-seed<k>`` and
+    Seed 0 (the book's table): ``runs/<runs_name>`` and ``results/occlusion/<results_subdir>``
+    (:class:`StudyProfile`). Another seed gets its own folders (``...-seed<k>`` and
     ``.../seed<k>``), so a replicate never reuses or overwrites seed 0's runs.
     """
-    if budget not in BUDGETS:
-        raise ValueError(f"unknown budget {budget!r}; choose from {sorted(BUDGETS)}")
+    p = study_profile(profile)
     tag = "" if seed == 0 else f"-seed{seed}"
-    results = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
-    return REPO_ROOT / "runs" / f"occlusion-{budget}{tag}", results if seed == 0 else results / f"seed{seed}"
+    results = RESULTS_DIR / p.results_subdir
+    return REPO_ROOT / "runs" / f"{p.runs_name}{tag}", results if seed == 0 else results / f"seed{seed}"
+
+
+def _train_variant(v: Variant, cfg, run_dir: Path) -> None:
+    """Train variant ``v`` with recipe ``cfg`` into ``run_dir``."""
+    from .config import build_for_config, model_config
+    from .data.occlude import PasteOccluders
+    from .data.synthetic import SyntheticConfig
+    from .train import cached_synthetic, fit
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    net = build_for_config(cfg)
+    model = DirectJoints(net) if v.direct_joints else net
+    size = model_config(cfg).input_size
+    train_set = cached_synthetic(
+        cfg.n_train, cfg.data_seed, SyntheticConfig(crop_size=size, occlusion=v.training_occlusion)
+    )
+    if v.paste_occluders:
+        train_set = PastedSet(train_set, PasteOccluders(prob=PASTE_PROB, strength=PASTE_STRENGTH), cfg.seed)
+    val_set = cached_synthetic(cfg.n_val, cfg.data_seed + 1, SyntheticConfig(crop_size=size))
+    loss_fn = joint_loss_fn(cfg.loss) if v.direct_joints else None
+    fit(
+        model,
+        train_set,
+        val_set,
+        cfg,
+        run_dir,
+        loss_fn=loss_fn,
+        progress=False,
+        extra_meta={"variant": v.name},
+    )
+
+
+def _load_variant(v: Variant, cfg, run_dir: Path):
+    """``(model in eval mode, checkpoint)`` of variant ``v``'s trained run, as ``v`` evaluates it."""
+    from . import checkpoint as ckpt
+    from .config import build_for_config, model_config
+    from .inference import load_trained
+
+    if v.direct_joints:  # saved as the DirectJoints wrapper (keys "net.*")
+        c = ckpt.load_checkpoint(run_dir)
+        model = ckpt.load_weights(DirectJoints(build_for_config(cfg)), c)
+    else:
+        model, c = load_trained(run_dir)
+    if v.argmax_2d:
+        model = ArgmaxDecoded(model, model_config(cfg).input_size)
+    return model.eval(), c
 
 
 def run_variant(
-    name: str, budget: str = "cpu", run_root: str | os.PathLike | None = None, seed: int = 0
+    name: str, profile: str = "quick", run_root: str | os.PathLike | None = None, seed: int = 0
 ) -> dict:
     """Train (unless the variant reuses another's weights) and evaluate one ablation variant.
 
@@ -467,83 +583,56 @@ def run_variant(
     samples stay those of data seed 0). Writes ``<results folder>/<name>.json`` (see
     :func:`variant_paths`) and returns its content.
     """
-    from .config import build_for_config, model_config, tiny_recipe
-    from .data.synthetic import SyntheticConfig
-    from .inference import load_trained
-    from .train import cached_synthetic, fit
+    from .checkpoint import LAST_FILE, atomic_write_json
+    from .config import model_config, tiny_recipe
+    from .train import read_metrics
 
-    v = VARIANTS[name]
-    b = dict(BUDGETS[budget])
-    bench_n = b.pop("bench_n")
-    default_root, out_dir = variant_paths(budget, seed)
-    run_root = Path(run_root or default_root)
-    cfg = tiny_recipe(seed=seed, data_seed=0, loss=dict(v.get("loss", {})), **b)
-    size = model_config(cfg).input_size
+    v, p = variant(name), study_profile(profile)
+    trained = variant(v.weights_of) if v.weights_of else v  # the variant whose weights v evaluates
+    default_root, out_dir = variant_paths(p.name, seed)
+    run_dir = Path(run_root or default_root) / trained.name
+    cfg = tiny_recipe(seed=seed, data_seed=0, loss=trained.loss_overrides(), **p.recipe_overrides())
     t0 = time.time()
-    src = v.get("from_variant", name)
-    run_dir = run_root / src
-    sv = VARIANTS[src]
-    head = sv.get("head", "bones")
-    if not (run_dir / "last.json").is_file():
-        if src != name:
-            raise FileNotFoundError(f"variant {name} evaluates {src}'s weights: run {src} first")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        net = build_for_config(cfg)
-        model = DirectJoints(net) if head == "joints" else net
-        sc = SyntheticConfig(crop_size=size, occlusion=sv["synthetic_occlusion"])
-        train_set = cached_synthetic(cfg.n_train, cfg.data_seed, sc)
-        if sv["paste"]:
-            from .data.occlude import PasteOccluders
-
-            train_set = PastedSet(train_set, PasteOccluders(prob=0.3, strength=0.5), cfg.seed)
-        val_set = cached_synthetic(cfg.n_val, cfg.data_seed + 1, SyntheticConfig(crop_size=size))
-        loss_fn = joint_loss_fn(cfg.loss) if head == "joints" else None
-        fit(
-            model,
-            train_set,
-            val_set,
-            cfg,
-            run_dir,
-            loss_fn=loss_fn,
-            progress=False,
-            extra_meta={"variant": src},
-        )
+    if not (run_dir / LAST_FILE).is_file():
+        if trained is not v:
+            raise FileNotFoundError(
+                f"variant {v.name} evaluates {trained.name}'s weights: run {trained.name} first"
+            )
+        _train_variant(v, cfg, run_dir)
         train_s = time.time() - t0
     else:  # trained earlier: the training time from its log (sum of the epochs' times)
-        rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        train_s = sum(r.get("time_s", 0.0) for r in rows) if src == name and rows else None
-    if head == "joints":  # saved as the DirectJoints wrapper (keys "net.*")
-        from . import checkpoint as ckpt
-
-        c = ckpt.load_checkpoint(run_dir)
-        model = ckpt.load_weights(DirectJoints(build_for_config(cfg)), c)
-    else:
-        model, c = load_trained(run_dir)
-    if v.get("decode") == "argmax":
-        model = ArgmaxDecoded(model, size)
-    model.eval()
-    sets = cached_benchmark(bench_n, size)
+        rows = read_metrics(run_dir)
+        train_s = sum(r.get("time_s", 0.0) for r in rows) if trained is v and rows else None
+    model, c = _load_variant(v, cfg, run_dir)
+    sets = cached_benchmark(p.test_n, model_config(cfg).input_size)
     t1 = time.time()
     results = evaluate_benchmark(model, sets)
     res = {
-        "variant": name,
-        "label": v["label"],
-        "about": v["about"],
-        "budget": budget,
+        "variant": v.name,
+        "label": v.label,
+        "about": v.about,
+        "profile": p.name,
         "train_config": c.meta.get("train_config"),
         "steps": c.step,
         "seed": seed,
         "train_seconds": train_s,
         "eval_seconds": round(time.time() - t1, 1),
-        "benchmark": {"n_per_set": bench_n, "sets": {k: len(s) for k, s in sets.items()}},
+        "benchmark": {"n_per_set": p.test_n, "sets": {k: len(s) for k, s in sets.items()}},
         "results": results,
     }
-    from .checkpoint import atomic_write_json
-
-    atomic_write_json(out_dir / f"{name}.json", res)
+    atomic_write_json(out_dir / f"{v.name}.json", res)
     return res
+
+
+def format_results(result: dict) -> str:
+    """One line per occlusion test set of a :func:`run_variant` result: 2D/3D EPE and AUC."""
+    lines = []
+    for s in SET_NAMES:
+        o = result["results"][s]["overall"]
+        lines.append(
+            f"  {s:10s} 2D {o['epe2d_px']:.2f} px  3D {o['epe3d_mm']:.2f} mm  AUC {o['auc3d_20_50']:.3f}"
+        )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------
@@ -551,13 +640,13 @@ def run_variant(
 
 
 def load_results(folder: str | os.PathLike | None = None) -> dict[str, dict]:
-    """``{variant: result}`` of the committed ablation results (variants in :data:`VARIANTS` order)."""
+    """``{variant name: result}`` of the committed ablation results (in :data:`VARIANTS` order)."""
     folder = Path(folder or RESULTS_DIR)
     out = {}
-    for name in VARIANTS:
-        p = folder / f"{name}.json"
+    for v in VARIANTS:
+        p = folder / f"{v.name}.json"
         if p.is_file():
-            out[name] = json.loads(p.read_text())
+            out[v.name] = json.loads(p.read_text())
     return out
 
 
@@ -598,7 +687,7 @@ def seed_rows(
     spreads is not evidence of a difference.
     """
     seeds = sorted(by_seed)
-    names = [n for n in VARIANTS if all(n in by_seed[s] for s in seeds)]
+    names = [v.name for v in VARIANTS if all(v.name in by_seed[s] for s in seeds)]
     rows = []
     for n in names:
         vals = {s: by_seed[s][n]["results"][set_name]["overall"][metric] for s in seeds}
@@ -612,6 +701,9 @@ def seed_rows(
             }
         )
     return rows
+
+
+METRIC_TITLES = {"epe3d_mm": "3D EPE (mm)", "epe2d_px": "2D EPE (px)", "auc3d_20_50": "AUC 20-50 mm"}
 
 
 def curve_figure(results: dict[str, dict], metric: str = "epe3d_mm", group: str = "all"):
@@ -634,9 +726,7 @@ def curve_figure(results: dict[str, dict], metric: str = "epe3d_mm", group: str 
                 x=[100 * LEVEL_VALUES[lv] for lv in levels], y=ys, mode="lines+markers", name=r["label"]
             )
         )
-    unit = {"epe3d_mm": "3D EPE (mm)", "epe2d_px": "2D EPE (px)", "auc3d_20_50": "AUC 20-50 mm"}.get(
-        metric, metric
-    )
+    unit = METRIC_TITLES.get(metric, metric)
     fig.update_layout(
         title=f"{unit} vs occlusion ({group.replace('_', ' ')} joints)",
         xaxis_title="hand pixels hidden by objects (%)",
@@ -645,200 +735,3 @@ def curve_figure(results: dict[str, dict], metric: str = "epe3d_mm", group: str 
         height=420,
     )
     return fig
-
-
-# ----------------------------------------------------------------------------------------
-# precomputed figures for the static book (failure cases, the occluder sweep, real photos)
-
-
-def _jpg_b64(img_u8: np.ndarray) -> str:
-    """(H, W, 3) uint8 RGB -> base64 JPEG (quality 90; PNG of noisy renders is 6x larger)."""
-    import base64
-
-    import cv2
-
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img_u8[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if not ok:
-        raise RuntimeError("JPEG encoding failed")
-    return base64.b64encode(buf.tobytes()).decode()
-
-
-def _predict_one(model, image: torch.Tensor):
-    with torch.no_grad():
-        o = model(image[None])
-    return o.coords2d[0].float().numpy(), o.joints3d[0].float().numpy()
-
-
-def sweep_frames(model, sample: dict, radius: float = 14.0, steps: int = 13) -> list[dict]:
-    """A disc occluder moved left to right across the hand (through its centre): one frame per
-    position with the image, predicted 2D joints and updated visibility."""
-    from .data.occlude import Occluder, paste
-
-    j = sample["joints2d"].numpy()
-    c = j[[0, 5, 9, 13, 17]].mean(0)
-    W = sample["image"].shape[-1]
-    frames = []
-    for k, x in enumerate(np.linspace(radius, W - radius, steps)):
-        occ = Occluder(
-            (float(x), float(c[1])), (radius, radius), 0.0, "ellipse", "flat", (0.2, 0.45, 0.8), 1.2
-        )
-        p = paste(sample, occ, np.random.default_rng(k))
-        pred2d, _ = _predict_one(model, p["image"])
-        img = _to_uint8(p["image"][None])[0]
-        frames.append(
-            {
-                "x": float(x),
-                "jpg": _jpg_b64(img),
-                "pred2d": pred2d.round(2).tolist(),
-                "visibility": p["visibility"].tolist(),
-                "epe2d_px": float(np.linalg.norm(pred2d - j, axis=1).mean()),
-            }
-        )
-    return frames
-
-
-def showcase(run_root: str | os.PathLike, sets: dict[str, ArraySet], k: int = 4) -> dict:
-    """Precomputed material for chapter 8 from the trained variants (a) and (b).
-
-    ``failures``: the ``k`` worst samples (3D EPE) of the 40% and 60% sets under (a), with
-    ground truth and prediction (mm, root-relative, reference-bone scaled), visibility and image;
-    ``sweep``: :func:`sweep_frames` on the first 0% sample for (a) and (b); ``real``: the
-    library's real photos with a pasted occluder, 2D predictions of (a) and (b).
-    """
-    from .data import HandCrop, real_hands_sample
-    from .data.occlude import paste, random_occluder
-    from .evaluate import align_3d, predict_dataset
-    from .inference import load_trained
-
-    run_root = Path(run_root)
-    models = {name: load_trained(run_root / name)[0] for name in ("a_full", "b_no_occ_aug")}
-    out: dict[str, Any] = {"failures": [], "sweep": {}, "real": [], "examples": {}}
-    for name, s in sets.items():  # two images of every set, for the chapter's overview
-        out["examples"][name] = [
-            {
-                "jpg": _jpg_b64(s.images[i]),
-                "gt2d": s.labels["joints2d"][i].round(2).tolist(),
-                "visibility": s.labels["visibility"][i].tolist(),
-                "occlusion_fraction": None
-                if np.isnan(s.labels["occlusion_fraction"][i])
-                else float(s.labels["occlusion_fraction"][i]),
-            }
-            for i in range(min(2, len(s)))
-        ]
-    for lv in ("40%", "60%"):
-        s = sets[lv]
-        p = predict_dataset(models["a_full"], s, device="cpu")
-        pred_mm = align_3d(p["pred3d"], p["gt3d"])
-        gt_rel = p["gt3d"] - p["gt3d"][:, :1]
-        err = np.linalg.norm(pred_mm - gt_rel, axis=-1).mean(-1)
-        for i in np.argsort(-err)[:k]:
-            out["failures"].append(
-                {
-                    "set": lv,
-                    "scene": int(s.labels["scene"][i]),
-                    "epe3d_mm": float(err[i]),
-                    "gt3d": gt_rel[i].round(2).tolist(),
-                    "pred3d": pred_mm[i].round(2).tolist(),
-                    "gt2d": p["gt2d"][i].round(2).tolist(),
-                    "pred2d": p["pred2d"][i].round(2).tolist(),
-                    "visibility": p["visibility"][i].tolist(),
-                    "jpg": _jpg_b64(s.images[i]),
-                }
-            )
-    clean = sets["0%"][0]
-    out["sweep"] = {
-        "gt2d": clean["joints2d"].numpy().round(2).tolist(),
-        "frames": {name: sweep_frames(m, clean) for name, m in models.items()},
-    }
-    photos = real_hands_sample(crop=HandCrop(size=128))
-    for i in range(len(photos)):
-        ph = photos[i]
-        if not torch.isfinite(ph["joints2d"]).all():
-            continue
-        rng = np.random.default_rng([BENCH_SEED, 99, i])
-        occ = paste(ph, random_occluder(ph, rng, strength=0.6), rng)
-        row = {
-            "jpg": _jpg_b64(_to_uint8(occ["image"][None])[0]),
-            "gt2d": ph["joints2d"].numpy().round(2).tolist(),
-        }
-        row["visibility"] = occ["visibility"].tolist()
-        for name, m in models.items():
-            row[name] = _predict_one(m, occ["image"])[0].round(2).tolist()
-            row[name + "_clean"] = _predict_one(m, ph["image"])[0].round(2).tolist()
-        out["real"].append(row)
-    return out
-
-
-def write_showcase(budget: str = "cpu") -> Path:
-    from .checkpoint import atomic_write_json
-
-    b = BUDGETS[budget]
-    sets = cached_benchmark(b["bench_n"], 128)
-    out_dir = RESULTS_DIR if budget == "cpu" else RESULTS_DIR / budget
-    return atomic_write_json(
-        out_dir / "showcase.json", showcase(REPO_ROOT / "runs" / f"occlusion-{budget}", sets)
-    )
-
-
-# ----------------------------------------------------------------------------------------
-# command line
-
-
-def occlusion_main(argv: list[str] | None = None) -> int:
-    """``handpose occlusion-benchmark``: build the benchmark, or run ablations.
-
-    Examples::
-
-        handpose occlusion-benchmark --n 200                   # build (cached) and print the set hashes
-        handpose occlusion-benchmark --ablate all --budget cpu # train + evaluate every variant
-        handpose occlusion-benchmark --ablate a_full --budget full
-    """
-    ap = argparse.ArgumentParser(
-        prog="handpose occlusion-benchmark",
-        description=occlusion_main.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--n", type=int, default=200, help="samples per set (default 200)")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--out", default=None, help="folder for the benchmark (default: the cache)")
-    ap.add_argument("--ablate", default=None, help="variant name, comma list, or 'all' (see VARIANTS)")
-    ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--showcase", action="store_true", help="write results/occlusion/showcase.json (after (a), (b))"
-    )
-    a = ap.parse_args(argv)
-    if a.n < 1:
-        ap.error("--n must be >= 1")
-    if a.showcase:
-        print(f"wrote {write_showcase(a.budget)}")
-        return 0
-    if a.ablate:
-        names = list(VARIANTS) if a.ablate == "all" else a.ablate.split(",")
-        bad = [x for x in names if x not in VARIANTS]
-        if bad:
-            ap.error(f"unknown variants {bad}; choose from {list(VARIANTS)}")
-        for name in names:
-            print(f"== {name}: {VARIANTS[name]['about']}", flush=True)
-            r = run_variant(name, a.budget, seed=a.seed)
-            for s in SET_NAMES:
-                o = r["results"][s]["overall"]
-                print(
-                    f"  {s:10s} 2D {o['epe2d_px']:.2f} px  3D {o['epe3d_mm']:.2f} mm  "
-                    f"AUC {o['auc3d_20_50']:.3f}"
-                )
-        return 0
-    folder = Path(a.out) if a.out else benchmark_dir(a.n, a.size)
-    if (folder / "info.json").is_file():
-        sets = load_benchmark(folder)
-    else:
-        sets = build_benchmark(a.n, a.size)
-        save_benchmark(sets, folder)
-    print(f"occlusion benchmark in {folder}")
-    for name, s in sets.items():
-        print(f"  {name:10s} n={len(s):4d}  sha256 {fingerprint(s)[:16]}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(occlusion_main())

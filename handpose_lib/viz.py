@@ -1,8 +1,9 @@
 """Reusable figures for the book: 3D hand viewers, 2D overlays, heatmap grids, PCK curves.
 
-Layer 3 of the library: pure drawing functions of arrays. Nothing here trains a model or
-loads a data set; it imports only :mod:`handpose_lib.skeleton` and
-:mod:`handpose_lib.metrics`.
+Layer 3 of the library: pure drawing functions of arrays and evaluation reports. Nothing here
+trains a model or loads a data set; it imports :mod:`handpose_lib.skeleton`,
+:mod:`handpose_lib.metrics` (the published STB curves) and, where a figure projects 3D joints,
+the pinhole projection of :mod:`handpose_lib.data.sample`.
 
 Interactive figures are plotly (they work on the static site with no kernel: sliders move
 between precomputed frames); image overlays are drawn with opencv into ``uint8`` arrays.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +30,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from . import metrics
 from . import skeleton as sk
 
 if not os.environ.get("PLOTLY_RENDERER"):
@@ -221,13 +224,6 @@ def simple_hand(
     centre = np.array([0.0, 0.0, 60.0])  # turn about the palm centre
     cam = (local - centre) @ r.T + r @ centre
     return cam + np.array([0.0, 75.0, distance])
-
-
-def project_points(joints3d, K) -> np.ndarray:
-    """Pinhole projection ``uv = (K X)[:2] / (K X)[2]``: (..., 3) -> (..., 2)."""
-    x = _np(joints3d)
-    p = x @ _np(K).T
-    return p[..., :2] / p[..., 2:3]
 
 
 # ----------------------------------------------------------------------------------------
@@ -631,41 +627,155 @@ def heatmap_grid(
 # PCK curves
 
 
-def pck_figure(
-    curves: Mapping[str, tuple],
-    title: str | None = None,
-    xlabel: str = "threshold (mm)",
-    styles: Mapping[str, Mapping] | None = None,
-    height: int = 420,
-) -> go.Figure:
-    """PCK curves in the style of the paper's figs. 3-5: one line per entry.
+def _report_curves(label: str, report: Mapping, kind: str) -> list[tuple]:
+    """``(name, thresholds, PCK, dash)`` of an evaluation report's curves: all joints, then visible
+    (dotted) and hidden (dashed) joints where the report splits them."""
+    key, tkey, akey = {
+        "3d": ("pck3d", "pck3d_thresholds_mm", "auc3d_20_50"),
+        "2d": ("pck2d", "pck2d_thresholds_px", "auc2d_0_30"),
+    }[kind]
+    x = report["protocol"][tkey]
+    groups = [("all", report["overall"], None)]
+    for g, dash in (("visible", "dot"), ("hidden", "dash")):
+        if g in report.get("by_visibility", {}):
+            groups.append((g, report["by_visibility"][g], dash))
+    out = []
+    for g, st, dash in groups:
+        auc = st[akey]
+        name = f"{label} ({g}), AUC {auc:.3f}" if auc is not None else f"{label} ({g})"
+        out.append((name, _np(x).reshape(-1), _np(st[key]).reshape(-1), dash))
+    return out
 
-    ``curves[label] = (thresholds, pck)`` with ``pck`` in [0, 1], or a
-    :class:`handpose_lib.metrics.PCK`. ``styles[label]`` may override the line, e.g.
-    ``{"dash": "dot", "color": "#888"}`` for curves from other work.
+
+def _stb_comparison(fig: go.Figure, reports: Mapping[str, Mapping]) -> None:
+    """The published STB curves (grey) in panel 1 and a bar panel 2 of the published STB
+    AUC(20-50 mm) values (:data:`handpose_lib.metrics.PUBLISHED_STB_AUC`) next to the reports'."""
+    greys = ("#bdbdbd", "#9e9e9e", "#616161")
+    for (name, (x, y)), grey in zip(metrics.PUBLISHED_STB_CURVES.items(), greys):
+        auc = metrics.PUBLISHED_STB_AUC[name]
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                mode="lines+markers",
+                name=f"{name} on STB (Zhang et al. 2016), AUC {auc:.3f}",
+                line={"color": grey, "width": 1.5},
+                marker={"size": 5},
+            ),
+            row=1,
+            col=1,
+        )
+    names = list(metrics.PUBLISHED_STB_AUC)
+    vals = list(metrics.PUBLISHED_STB_AUC.values())
+    colors = ["#9e9e9e"] * len(names)
+    for label, rep in reports.items():
+        names.append(f"ours: {label}" + ("" if "stb" in str(label).lower() else " (not STB)"))
+        vals.append(rep["overall"]["auc3d_20_50"] or 0.0)
+        colors.append("#d62728")
+    bars = go.Bar(
+        x=vals,
+        y=names,
+        orientation="h",
+        marker_color=colors,
+        text=[f"{v:.3f}" for v in vals],
+        textposition="auto",
+        showlegend=False,
+    )
+    fig.add_trace(bars, row=1, col=2)
+    fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.0, 1.0], row=1, col=2)
+
+
+def pck_figure(
+    curves: Mapping,
+    kind: str = "3d",
+    compare_stb: bool = False,
+    title: str | None = None,
+    styles: Mapping[str, Mapping] | None = None,
+    height: int = 460,
+) -> go.Figure:
+    """PCK curves in the style of the paper's figs. 3-5.
+
+    Args:
+        curves: ``{label: entry}``; an entry is ``(thresholds, pck)`` with ``pck`` in [0, 1], a
+            :class:`handpose_lib.metrics.PCK`, or an evaluation report of
+            :mod:`handpose_lib.evaluate` (its curve over all joints, and the visible (dotted)
+            and hidden (dashed) joints' where it splits them). One report alone is accepted too.
+        kind: ``"3d"`` (0-50 mm, the AUC band 20-50 mm shaded) or ``"2d"`` (0-30 px).
+        compare_stb: for 3D, draw the published STB curves
+            (:data:`handpose_lib.metrics.PUBLISHED_STB_CURVES`, grey) among these and add a
+            panel with the published STB AUC(20-50 mm) values next to the reports' (most papers
+            publish only the value).
+        title: the figure's title (default ``"3D PCK"`` or ``"2D PCK"``).
+        styles: ``styles[label]`` overrides an entry's line, e.g. ``{"dash": "dot", "color":
+            "#888"}`` for curves from other work.
     """
-    fig = go.Figure()
+    if kind not in ("3d", "2d"):
+        raise ValueError(f"pck_figure: kind must be '3d' or '2d', got {kind!r}")
+    if "overall" in curves:  # one report
+        curves = {curves.get("dataset") or "ours": curves}
+    reports = {k: v for k, v in curves.items() if isinstance(v, Mapping) and "overall" in v}
+    with_bars = compare_stb and kind == "3d"
+    if with_bars:
+        titles = ("3D PCK (root-relative, scale-aligned)", "AUC(20-50 mm): published on STB vs ours")
+        fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=titles)
+    else:
+        fig = go.Figure()
+    kw = {"row": 1, "col": 1} if with_bars else {}
     for label, c in curves.items():
-        if hasattr(c, "thresholds") and hasattr(c, "pck"):
-            t, p = c.thresholds, c.pck
-        else:
-            t, p = c
+        if label in reports:
+            for name, t, p, dash in _report_curves(label, c, kind):
+                line = {"dash": dash, "width": 2}
+                fig.add_trace(go.Scatter(x=t, y=p, mode="lines", name=name, line=line), **kw)
+            continue
+        t, p = (c.thresholds, c.pck) if hasattr(c, "thresholds") and hasattr(c, "pck") else c
         t, p = _np(t).reshape(-1), _np(p).reshape(-1)
         if t.shape != p.shape:
             raise ValueError(f"pck_figure: {label!r} has {t.size} thresholds but {p.size} PCK values")
         line = dict(width=2.5)
         line.update((styles or {}).get(label, {}))
-        fig.add_trace(go.Scatter(x=t, y=p, mode="lines+markers", name=label, line=line, marker=dict(size=4)))
+        trace = go.Scatter(x=t, y=p, mode="lines+markers", name=label, line=line, marker=dict(size=4))
+        fig.add_trace(trace, **kw)
+    if with_bars:
+        _stb_comparison(fig, reports)
+    if kind == "3d":
+        fig.add_vrect(x0=20, x1=50, fillcolor="grey", opacity=0.08, line_width=0, **kw)
+        fig.update_xaxes(title_text="error threshold (mm)", range=[0, 50], **kw)
+    else:
+        fig.update_xaxes(title_text="error threshold (px)", range=[0, 30], **kw)
+    fig.update_yaxes(title_text="PCK", range=[0, 1.02], **kw)
     fig.update_layout(
-        title=title,
-        xaxis_title=xlabel,
-        yaxis_title="PCK",
-        yaxis=dict(range=[0, 1.02]),
+        title=title or f"{kind.upper()} PCK",
+        template="plotly_white",
+        legend={"x": 0.01, "y": 0.02},
         height=height,
-        legend=dict(x=0.98, xanchor="right", y=0.02, yanchor="bottom"),
-        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
     )
     return fig
+
+
+def per_joint_figure(report: Mapping, metric: str = "epe3d_mm") -> go.Figure:
+    """Bar chart of a per-joint metric of an evaluation report, coloured by finger."""
+    names = list(report["per_joint"])
+    vals = [report["per_joint"][n][metric] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=list(sk.JOINT_COLORS)))
+    fig.update_layout(title=f"{metric} per joint", template="plotly_white", height=380)
+    return fig
+
+
+def write_figures(report: Mapping, out_dir: str | Path) -> list[Path]:
+    """Write an evaluation report's 3D PCK (with the published STB curves), 2D PCK and per-joint
+    3D EPE figures as HTML into ``out_dir`` (plotly.js once, beside them); returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in (
+        ("pck3d.html", pck_figure(report, "3d", compare_stb=True)),
+        ("pck2d.html", pck_figure(report, "2d")),
+        ("epe3d_per_joint.html", per_joint_figure(report, "epe3d_mm")),
+    ):
+        p = out / name
+        fig.write_html(p, include_plotlyjs="directory")
+        paths.append(p)
+    return paths
 
 
 # ----------------------------------------------------------------------------------------
@@ -790,6 +900,8 @@ def finger_bend_viewer(
     independently on the static site. Traces: 5 fingers in 3D (+ 1 camera frustum when
     ``show_camera``), 5 fingers in 2D; frames: ``5 * steps``; sliders: 5.
     """
+    from .data.sample import project  # here: importing viz needs neither torch nor the data sets
+
     values = np.linspace(0.0, 1.0, steps)
     rest = simple_hand(yaw=yaw, pitch=pitch)
     fig = make_subplots(
@@ -804,7 +916,7 @@ def finger_bend_viewer(
     if show_camera:
         camera_frustum(K, image_size, depth=120.0, fig=fig, row=1, col=1)
     n3 = len(fig.data)
-    for t in skeleton_traces_2d(project_points(rest, K), name="2D", showlegend=False):
+    for t in skeleton_traces_2d(project(rest, K), name="2D", showlegend=False):
         fig.add_trace(t, row=1, col=2)
 
     frames, sliders = [], []
@@ -815,7 +927,7 @@ def finger_bend_viewer(
         steps_f = []
         for v in values:
             j3 = simple_hand({finger: v}, yaw=yaw, pitch=pitch)
-            j2 = project_points(j3, K)
+            j2 = project(j3, K)
             name = f"{finger}-{v:.2f}"
             frames.append(
                 go.Frame(

@@ -150,3 +150,45 @@ def test_corrupt_and_missing_checkpoints_have_clear_errors(tmp_path):
     ok = ck.save_checkpoint(tmp_path / "d", other, {"step": 1})
     with pytest.raises(ck.CheckpointError, match="do not fit"):
         ck.load_weights(net, ck.load_checkpoint(ok))
+
+
+def _edit_sidecar(path, **changes):
+    f = path / ck.SIDECAR_FILE
+    meta = json.loads(f.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(meta.get(key), dict):
+            meta[key].update(value)
+        else:
+            meta[key] = value
+    f.write_text(json.dumps(meta))
+
+
+def test_sidecar_model_config_must_match_the_weights(tmp_path):
+    cfg = {"encoder": "tiny", "heatmap_size": 64}
+    path = ck.save_checkpoint(tmp_path / "c", torch.nn.Linear(2, 2), {"model_config": cfg, "step": 3})
+    assert ck.load_checkpoint(path).meta["model_config"] == cfg
+    _edit_sidecar(path, model_config={"heatmap_size": 32})  # loads into the same tensors
+    with pytest.raises(ck.CheckpointError, match=r"heatmap_size: 32 \(weights: 64\)"):
+        ck.load_checkpoint(path)
+    _edit_sidecar(path, model_config={"heatmap_size": "64"})
+    with pytest.raises(ck.CheckpointError, match="heatmap_size: '64'"):
+        ck.load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "changes,match",
+    [
+        ({"format": "handpose-checkpoint/2"}, "upgrade handpose"),
+        ({"format": "other/1"}, "not a handpose checkpoint"),
+        ({"step": "12"}, "'step' must be an integer"),
+        ({"epoch": 1.5}, "'epoch' must be an integer"),
+        ({"step": -1}, "'step' must be >= 0"),
+        ({"train_config": [1, 2]}, "'train_config' must be a JSON object"),
+        ({"files": {ck.MODEL_FILE: "abc"}}, "files"),
+    ],
+)
+def test_sidecar_types_and_format_are_checked(tmp_path, changes, match):
+    path = ck.save_checkpoint(tmp_path / "c", torch.nn.Linear(2, 2), {"step": 3, "epoch": 1})
+    _edit_sidecar(path, **changes)
+    with pytest.raises(ck.CheckpointError, match=match):
+        ck.load_checkpoint(path)

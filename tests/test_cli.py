@@ -1,5 +1,6 @@
 """The `handpose` command line on tiny inputs: every command, its --help, and its error paths."""
 
+import argparse
 import json
 import os
 import shutil
@@ -36,12 +37,17 @@ def model_dir(tmp_path_factory):
 
 
 def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval", "predict", "export", "book-model"])
+@pytest.mark.parametrize(
+    "cmd", ["train", "eval", "predict", "export", "render", "data", "occlusion-benchmark", "book-model"]
+)
 def test_every_command_has_help_with_an_example(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main([cmd, "--help"])
@@ -49,6 +55,16 @@ def test_every_command_has_help_with_an_example(cmd, capsys):
     out = capsys.readouterr().out
     assert "example" in out
     assert f"handpose {cmd} " in out or (cmd == "book-model" and "make model" in out)
+
+
+def test_main_help_lists_every_subcommand(capsys):
+    parser = cli.build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(sub.choices) == len(cli.SUBCOMMANDS) == 8
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    listed = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
+    assert set(sub.choices) <= listed, set(sub.choices) - listed
 
 
 def test_main_help_and_data_help(capsys):
@@ -283,4 +299,26 @@ def test_occlusion_benchmark_subcommand_help(capsys):
         cli.main(["occlusion-benchmark", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "--ablate" in out and "--budget" in out
+    assert "--ablate" in out and "--profile" in out
+
+
+def test_occlusion_benchmark_rejects_unknown_variant(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["occlusion-benchmark", "--ablate", "z_nope"])
+    assert "unknown variants ['z_nope']" in capsys.readouterr().err
+
+
+def test_render_errors(tmp_path, capsys):
+    code, _, err = run(["render", "--out", tmp_path / "r", "--n", "2", "--size", "100"], capsys)
+    assert code == cli.EXIT_USAGE and "multiple of 8" in err
+    code, _, err = run(["render", "--out", tmp_path / "r", "--n", "2", "--occlusion", "lots"], capsys)
+    assert code == cli.EXIT_USAGE and "heavy" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_render_into_a_folder_with_files_is_refused(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "000000.png").write_bytes(b"mine")
+    code, _, err = run(["render", "--out", tmp_path, "--n", "1", "--quiet"], capsys)
+    assert code == cli.EXIT_USAGE and "not empty" in err and "--overwrite" in err and "Traceback" not in err
+    assert (tmp_path / "images" / "000000.png").read_bytes() == b"mine"

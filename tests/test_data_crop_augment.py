@@ -10,21 +10,29 @@ import numpy as np
 import pytest
 import torch
 
-from handpose_lib import skeleton
+from handpose_lib import cli, skeleton
 from handpose_lib.data import (
     Augment,
     COCOHands,
     HandCrop,
     check_dataset,
     crop_box_from_joints,
-    data_check_main,
+    crop_image,
     make_sample,
     project,
     real_hands_sample,
     uncrop_points,
 )
 from handpose_lib.data.augment import adjust_hue, color_jitter, flip, rotate
-from handpose_lib.data.examples import corrupt, dot_image, dots_at, known_hand, write_rhd, write_stb
+from handpose_lib.data.examples import (
+    corrupt,
+    dot_image,
+    dots_at,
+    known_hand,
+    write_freihand,
+    write_rhd,
+    write_stb,
+)
 from handpose_lib.data.safe_pickle import safe_load
 
 
@@ -96,6 +104,27 @@ def test_crop_augmentation_and_batched_uncrop():
     a = crop(synthetic_sample(0), np.random.default_rng(7))["meta"]["crop"]
     b = crop(synthetic_sample(0), np.random.default_rng(7))["meta"]["crop"]
     assert a == b
+
+
+def test_crop_image_of_a_photo_around_a_box_and_centred():
+    """The crop of a user's photo: the dots of its joints land where the crop's map puts them."""
+    X = known_hand(0)
+    uv = project(X, K)
+    photo = dot_image(uv, 640, 480)
+    x0, y0 = uv.min(0)
+    x1, y1 = uv.max(0)
+    img, p = crop_image(photo, 128, box=(x0, y0, x1, y1), margin=0.2)
+    assert img.shape == (3, 128, 128) and img.dtype == torch.float32
+    assert p["side"] == pytest.approx(max(x1 - x0, y1 - y0) * 1.4) and p["size"] == 128.0
+    in_crop = (uv - [p["x0"], p["y0"]]) * 128 / p["side"]
+    crop = make_sample(img, in_crop, X, K, dataset="t", sample_id="0")
+    assert dots_at(crop).all()
+    np.testing.assert_allclose(uncrop_points(in_crop, p), uv, atol=1e-9)
+    # no box: the largest centred square
+    img, p = crop_image(photo, 64)
+    assert img.shape == (3, 64, 64) and (p["x0"], p["y0"], p["side"]) == (80.0, 0.0, 480.0)
+    with pytest.raises(ValueError, match="X1 > X0"):
+        crop_image(photo, 128, box=(50, 50, 10, 10))
 
 
 # ----------------------------------------------------------------------------------------
@@ -243,21 +272,37 @@ def test_data_check_reports_counts_labels_and_corrupt_images(tmp_path, capsys):
     corrupt(tmp_path / "images" / "B1Random" / "BB_left_0.png")
     rep = check_dataset("stb", tmp_path, split="test")
     assert not rep["ok"] and len(rep["bad_files"]) == 1 and "BB_left_0.png" in rep["bad_files"][0]
-    assert data_check_main(["stb", str(tmp_path), "--split", "test", "--index", "1", "--json"]) == 1
+    assert cli.main(["data", "check", "stb", str(tmp_path), "--split", "test", "--index", "1", "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert np.array(out["joints3d"]).shape == (21, 3) and np.array(out["joints2d"]).shape == (21, 2)
     assert np.array(out["K"]).shape == (3, 3) and out["image_size"] == [640, 480]
 
 
+def test_truncated_jpeg_is_reported_by_data_check_and_read_rgb(tmp_path, capsys):
+    from handpose_lib.data.common import CorruptImageError, read_rgb
+
+    write_freihand(tmp_path, n_labels=2, versions=2)
+    jpg = tmp_path / "training" / "rgb" / "00000001.jpg"
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 3])  # opencv still decodes it
+    assert read_rgb(jpg).shape == (224, 224, 3)
+    with pytest.raises(CorruptImageError, match="truncated"):
+        read_rgb(jpg, verify=True)
+    rep = check_dataset("freihand", tmp_path, decode=0)
+    assert not rep["ok"] and rep["checked"] == 3
+    assert len(rep["bad_files"]) == 1 and "00000001.jpg" in rep["bad_files"][0]
+    assert cli.main(["data", "check", "freihand", str(tmp_path), "--decode", "0"]) == 1
+    assert "00000001.jpg" in capsys.readouterr().out
+
+
 def test_data_check_missing_folder_shows_layout(tmp_path, capsys):
-    assert data_check_main(["rhd", str(tmp_path / "nowhere")]) == 1
+    assert cli.main(["data", "check", "rhd", str(tmp_path / "nowhere")]) == 1
     text = capsys.readouterr().out
     assert "expected layout" in text and "anno_training.pickle" in text and "NOT OK" in text
 
 
 def test_data_check_text_and_wrong_units(tmp_path, capsys):
     write_rhd(tmp_path)
-    assert data_check_main(["rhd", str(tmp_path)]) == 0
+    assert cli.main(["data", "check", "rhd", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "samples: 5" in text and "wrist" in text and text.strip().endswith("OK")
     rep = check_dataset("coco", "handpose_lib/assets/real_hands/panoptic/test_panoptic.json")

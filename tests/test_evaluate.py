@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from handpose_lib import evaluate as ev
-from handpose_lib import skeleton
+from handpose_lib import skeleton, viz
 from handpose_lib.data.sample import VIS_OBJECT, VIS_SELF, VIS_VISIBLE, make_sample
 
 
@@ -117,22 +117,42 @@ def test_report_json_and_figures(tmp_path):
     again = json.loads(p.read_text())
     assert again["overall"]["epe2d_px"] == pytest.approx(rep["overall"]["epe2d_px"])
     assert 0 < again["overall"]["auc3d_20_50"] < 1
-    paths = ev.write_figures(rep, tmp_path / "fig")
+    paths = viz.write_figures(rep, tmp_path / "fig")
     assert all(p.stat().st_size > 1000 for p in paths)
-    fig = ev.pck_figure({"a": rep, "b": rep}, "3d")
+    fig = viz.pck_figure({"a": rep, "b": rep}, "3d", compare_stb=True)
     names = [t.name for t in fig.data if t.type == "scatter"]
     assert any("hidden" in n for n in names) and len(names) == 6 + 3
     assert "PSO on STB (Zhang et al. 2016), AUC 0.709" in names
-    assert len(ev.pck_figure(rep, "3d", compare_stb=False).data) == 3
+    assert len(viz.pck_figure(rep, "3d", compare_stb=False).data) == 3
     bars = [t for t in fig.data if t.type == "bar"][0]
     assert "Zimmermann & Brox 2017" in list(bars.y) and "ours: a (not STB)" in list(bars.y)
     assert "3D EPE" in ev.summary(rep)
 
 
-def test_published_stb_curves_integrate_to_the_published_auc():
-    """The transcribed curves (Zhang et al. 2016) give the AUC(20-50 mm) the papers print."""
-    for name, (t, pck) in ev.PUBLISHED_STB_CURVES.items():
-        t, pck = np.asarray(t), np.asarray(pck)
-        assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
-        auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
-        assert auc == pytest.approx(ev.PUBLISHED_STB_AUC[name], abs=6e-4), name
+class _Constant(torch.nn.Module):
+    """The same prediction for every image."""
+
+    def forward(self, x):
+        b = x.shape[0]
+        j3 = torch.tensor(np.random.default_rng(0).normal(0, 1, (21, 3)), dtype=torch.float32)
+        j3 = j3 - j3[:1]
+        return SimpleNamespace(coords2d=torch.full((b, 21, 2), 60.0), joints3d=j3.expand(b, 21, 3))
+
+
+def test_an_unreadable_sample_is_skipped_and_counted_never_replaced(tmp_path, caplog):
+    from handpose_lib.data import STB
+    from handpose_lib.data.examples import corrupt, write_stb
+
+    write_stb(tmp_path)
+    ds = STB(tmp_path, split="test")
+    assert len(ds) == 4
+    corrupt(tmp_path / ds.index["path"][1])
+    rep = ev.evaluate(_Constant(), ds, batch_size=2, device="cpu", dataset="stb")
+    good = ev.evaluate(_Constant(), torch.utils.data.Subset(ds, [0, 2, 3]), device="cpu", dataset="stb")
+    assert rep["n_samples"] == 3 and rep["samples"]["read"] == 3 and rep["samples"]["skipped"] == 1
+    (skipped,) = rep["samples"]["skipped_samples"]
+    assert skipped["index"] == 1 and str(ds.index["path"][1]) in skipped["reason"]
+    assert rep["overall"] == good["overall"]  # sample 2 was not counted twice
+    assert "3 samples read, 1 skipped (unreadable" in ev.summary(rep)
+    assert ds.substitute_bad  # training still gets the next sample
+    assert ds[1]["meta"]["id"] == ds[2]["meta"]["id"]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from handpose_lib.lhr import LatentHeatmap2D, cell_centres, soft_argmax_2d
+from handpose_lib.lhr import LatentHeatmap2D, argmax_decode, cell_centres, soft_argmax_2d
 
 
 def test_cell_centres_pixel_edge_convention():
@@ -98,3 +98,31 @@ def test_bad_shapes_are_reported():
         soft_argmax_2d(torch.zeros(21, 8, 8), torch.ones(21), 128)
     with pytest.raises(ValueError, match="positive"):
         LatentHeatmap2D(21, init_beta=0.0)
+
+
+def test_argmax_decode_cell_centres():
+    hm = torch.zeros(1, 2, 8, 8)
+    hm[0, 0, 5, 3] = 1.0  # row 5, column 3
+    hm[0, 1, 0, 7] = 2.0
+    c = argmax_decode(hm, 128)
+    assert torch.allclose(c[0, 0], torch.tensor([3.5 * 16, 5.5 * 16]))
+    assert torch.allclose(c[0, 1], torch.tensor([7.5 * 16, 0.5 * 16]))
+
+
+def test_argmax_decode_best_cell_centre_on_square_and_rectangular_maps():
+    maps = torch.zeros(2, 3, 8, 8)
+    maps[0, 0, 2, 5] = 1.0  # row 2, column 5 of an 8x8 map on a 128 image: cells of 16 px
+    maps[0, 1, 7, 0] = 3.0
+    maps[0, 2, 0, 7] = -1.0  # all other cells 0 -> the first cell (0, 0) wins
+    maps[1] = -maps[0]
+    maps[1, 0, 4, 4] = 9.0
+    xy = argmax_decode(maps, 128)
+    assert xy.shape == (2, 3, 2)
+    torch.testing.assert_close(xy[0, 0], torch.tensor([5.5 * 16, 2.5 * 16]))
+    torch.testing.assert_close(xy[0, 1], torch.tensor([0.5 * 16, 7.5 * 16]))
+    torch.testing.assert_close(xy[0, 2], torch.tensor([8.0, 8.0]))
+    torch.testing.assert_close(xy[1, 0], torch.tensor([4.5 * 16, 4.5 * 16]))
+    # a non-square map scales x and y separately
+    rect = torch.zeros(1, 1, 4, 16)
+    rect[0, 0, 3, 15] = 1.0
+    torch.testing.assert_close(argmax_decode(rect, 128)[0, 0], torch.tensor([15.5 * 8, 3.5 * 32]))

@@ -132,3 +132,46 @@ def test_bbox_size():
     j = np.zeros((1, 21, 2))
     j[0, 1] = [30, 10]
     assert M.bbox_size(j)[0] == 30
+
+
+def test_auc_unsorted_thresholds_equal_sorted():
+    rng = np.random.default_rng(3)
+    gt = rng.normal(scale=30, size=(5, 21, 3))
+    pred = gt + rng.normal(scale=20, size=gt.shape)
+    a = M.auc(pred, gt, [50, 20])
+    assert a.auc == pytest.approx(M.auc(pred, gt, [20, 50]).auc)
+    assert 0 <= a.auc <= 1
+    np.testing.assert_array_equal(a.thresholds, [20, 50])
+    with pytest.raises(ValueError, match="finite"):
+        M.auc(pred, gt, [20, np.inf])
+
+
+@pytest.mark.parametrize(
+    "pred_shape,gt_shape",
+    [((1, 21, 3), (5, 21, 3)), ((5, 21, 3), (5, 20, 3)), ((5, 21, 2), (5, 21, 3)), ((21, 3), (21, 3))],
+)
+def test_align_scale_refuses_mismatched_shapes(pred_shape, gt_shape):
+    with pytest.raises(ValueError, match=r"\(N, J, D\)"):
+        M.align_scale(np.ones(pred_shape), np.ones(gt_shape))
+
+
+def test_align_root_and_bbox_size_need_a_batch():
+    with pytest.raises(ValueError, match=r"joints\[None\]"):
+        M.align_root(np.ones((21, 3)))
+    with pytest.raises(ValueError, match="root joint 30"):
+        M.align_root(np.ones((2, 21, 3)), root=30)
+    with pytest.raises(ValueError, match=r"joints2d\[None\]"):
+        M.bbox_size(np.ones((21, 2)))
+    with pytest.raises(ValueError, match="D = 2"):
+        M.bbox_size(np.ones((2, 21, 3)))
+    with pytest.raises(ValueError, match="visible mask"):
+        M.bbox_size(np.ones((2, 21, 2)), np.ones((2, 20), bool))
+
+
+def test_published_stb_curves_integrate_to_the_published_auc():
+    """The transcribed curves (Zhang et al. 2016) give the AUC(20-50 mm) the papers print."""
+    for name, (t, pck) in M.PUBLISHED_STB_CURVES.items():
+        t, pck = np.asarray(t), np.asarray(pck)
+        assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
+        auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
+        assert auc == pytest.approx(M.PUBLISHED_STB_AUC[name], abs=6e-4), name

@@ -1,4 +1,4 @@
-"""ResUnet: shapes, units, bones -> joints, training signal, parameter counts, weights, export."""
+"""ResUnet: shapes, units, bones -> joints, training signal, parameter counts, weights."""
 
 import json
 import urllib.error
@@ -11,14 +11,12 @@ import torchvision
 from handpose_lib import skeleton
 from handpose_lib.losses import compute_loss
 from handpose_lib.model import (
-    ONNX_OUTPUTS,
     HandPoseOutput,
     ModelConfig,
     PretrainedWeightsUnavailable,
     ResUnet,
     build_model,
     count_parameters,
-    export_onnx,
     paper_config,
     tiny_config,
 )
@@ -172,24 +170,6 @@ def test_torch_compile_traces_the_whole_model(tiny):
     torch.testing.assert_close(a.joints3d, b.joints3d, atol=1e-5, rtol=1e-4)
 
 
-def test_onnx_round_trip(tiny, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    path = export_onnx(tiny, tmp_path / "tiny.onnx", batch_size=1)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in sess.get_outputs()] == list(ONNX_OUTPUTS)
-    x = torch.rand(3, 3, 128, 128)  # another batch size than exported: the batch axis is dynamic
-    results = dict(zip(ONNX_OUTPUTS, sess.run(None, {"images": x.numpy()})))
-    with torch.no_grad():
-        ref = tiny(x)
-    # tolerance: 1e-3 px for coordinates, 1e-4 (normalised units) for 3D, 1e-4 for heatmaps
-    np.testing.assert_allclose(results["coords2d"], ref.coords2d.numpy(), atol=1e-3, rtol=0)
-    np.testing.assert_allclose(results["joints3d"], ref.joints3d.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["bones"], ref.bones.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["heatmaps"], ref.heatmaps.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["probs"], ref.probs.numpy(), atol=1e-6, rtol=0)
-    assert not tiny.training
-
-
 # ----------------------------------------------------------------------------------------
 # ImageNet weights: local files, torchvision's cache, and the offline error
 
@@ -272,3 +252,45 @@ def test_corrupt_cached_weights_give_a_clear_error(tmp_path, monkeypatch):
     (ckpt / "resnet18-f37072fd.pth").write_bytes(b"truncated download")
     with pytest.raises(PretrainedWeightsUnavailable, match="(?s)could not be read.*delete the file"):
         build_model(ModelConfig(encoder="resnet18", pretrained=True))
+
+
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda x: x * 255, ValueError, "divide 0-255 images by 255"),
+        (lambda x: (x - 0.45) / 0.225, ValueError, "ImageNet mean"),
+        (lambda x: (x * 255).long(), TypeError, r"images.to\(torch.uint8\)"),
+        (lambda x: x.masked_fill(x > 0.99, float("nan")), ValueError, "NaN or inf"),
+        (lambda x: x.masked_fill(x > 0.99, float("inf")), ValueError, "NaN or inf"),
+        (lambda x: x.double(), TypeError, r"images.float\(\)"),
+        (lambda x: x.numpy(), TypeError, r"torch.from_numpy"),
+        (lambda x: x[:0], ValueError, "batch is empty"),
+    ],
+    ids=["float-0-255", "normalised", "int64", "nan", "inf", "float64", "numpy", "empty"],
+)
+def test_bad_images_are_refused_with_the_fix(tiny, make, error, match):
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), pytest.raises(error, match=match):
+        tiny(make(x))
+
+
+def test_images_at_the_range_ends_pass(tiny):
+    x = torch.zeros(2, 3, 128, 128)
+    x[1] = 1.0
+    with torch.no_grad():
+        assert torch.isfinite(tiny(x).coords2d).all()
+        assert torch.isfinite(tiny(x.half().float()).coords2d).all()
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("heatmap_size", "64"),
+        ("input_size", 128.0),
+        ("pretrained", "no"),
+        ("tiny_widths", [16, 32, "64", 128]),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_named(field, value):
+    with pytest.raises(ValueError, match=f"ModelConfig.{field} must be"):
+        ModelConfig.from_dict({"encoder": "tiny", field: value})

@@ -17,6 +17,7 @@ from handpose_lib.data.occlude import (
 )
 from handpose_lib.data.sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, make_sample
 from handpose_lib.evaluate import evaluate_predictions
+from handpose_lib.lhr import argmax_decode
 
 
 def _sample(size=64):
@@ -132,11 +133,6 @@ def test_load_benchmark_missing_folder_says_how_to_build(tmp_path):
         occlusion.load_benchmark(tmp_path / "nothing")
 
 
-def test_cli_rejects_unknown_variant():
-    with pytest.raises(SystemExit):
-        occlusion.occlusion_main(["--ablate", "z_nope"])
-
-
 # ---------------------------------------------------------------------------- metrics
 
 
@@ -178,15 +174,6 @@ def test_visibility_split_metrics_hand_made():
 # ---------------------------------------------------------------------------- ablation helpers
 
 
-def test_argmax_decode_cell_centres():
-    hm = torch.zeros(1, 2, 8, 8)
-    hm[0, 0, 5, 3] = 1.0  # row 5, column 3
-    hm[0, 1, 0, 7] = 2.0
-    c = occlusion.argmax_decode(hm, 128)
-    assert torch.allclose(c[0, 0], torch.tensor([3.5 * 16, 5.5 * 16]))
-    assert torch.allclose(c[0, 1], torch.tensor([7.5 * 16, 0.5 * 16]))
-
-
 def test_direct_joints_wrapper_and_loss():
     from handpose_lib.model import build_model, tiny_config
 
@@ -210,7 +197,7 @@ def test_direct_joints_wrapper_and_loss():
         0.5 * (out.joints3d - gt).pow(2).sum((-1, -2)).mean().item(), rel=1e-5
     )
     a = occlusion.ArgmaxDecoded(net, 64)(x)
-    assert torch.allclose(a.coords2d, occlusion.argmax_decode(raw.heatmaps, 64))
+    assert torch.allclose(a.coords2d, argmax_decode(raw.heatmaps, 64))
 
 
 def test_pasted_set_is_reproducible_per_visit():
@@ -245,13 +232,65 @@ def test_direct_joints_checkpoint_round_trip(tmp_path):
 
 
 def test_variant_paths_keep_seeds_apart():
-    root0, res0 = occlusion.variant_paths("cpu", 0)
-    root1, res1 = occlusion.variant_paths("cpu", 1)
+    root0, res0 = occlusion.variant_paths("quick", 0)
+    root1, res1 = occlusion.variant_paths("quick", 1)
     assert res0 == occlusion.RESULTS_DIR and root0.name == "occlusion-cpu"
     assert res1 == occlusion.RESULTS_DIR / "seed1" and root1.name == "occlusion-cpu-seed1"
     assert occlusion.variant_paths("full", 2)[1] == occlusion.RESULTS_DIR / "full" / "seed2"
-    with pytest.raises(ValueError, match="unknown budget"):
+    assert occlusion.variant_paths("cpu", 1) == (root1, res1)  # the study's old name of the quick profile
+    with pytest.raises(ValueError, match="unknown profile"):
         occlusion.variant_paths("huge")
+
+
+def test_variants_and_profiles_are_frozen_and_named():
+    assert occlusion.VARIANT_NAMES == (
+        "a_full",
+        "b_no_occ_aug",
+        "c_direct_joints",
+        "d_argmax",
+        "e_no_intermediate",
+    )
+    assert occlusion.variant("d_argmax").weights_of == occlusion.A_FULL.name
+    assert occlusion.variant("e_no_intermediate").loss_overrides() == {"heatmaps": 0.0}
+    assert occlusion.A_FULL.loss_overrides() == {}
+    with pytest.raises(ValueError, match="unknown variant"):
+        occlusion.variant("z_nope")
+    with pytest.raises(AttributeError):
+        occlusion.A_FULL.paste_occluders = False  # frozen
+    quick = occlusion.study_profile("quick").recipe_overrides()
+    assert quick["n_train"] == 4096 and quick["threads"] == 1
+    assert "threads" not in occlusion.FULL.recipe_overrides()
+
+
+def test_committed_results_load():
+    """results/occlusion/ (written as the "cpu" budget) loads as the quick profile's table."""
+    for folder in (occlusion.RESULTS_DIR, occlusion.RESULTS_DIR / "seed1"):
+        res = occlusion.load_results(folder)
+        assert list(res) == list(occlusion.VARIANT_NAMES), folder
+        assert all(set(occlusion.SET_NAMES) <= set(r["results"]) for r in res.values())
+    assert occlusion.table_rows(occlusion.load_results())
+
+
+def test_showcase_sweep_frames_on_a_tiny_model():
+    """tools/occlusion_showcase.py (chapter 8's figures): the sweep's frames on an untrained model."""
+    import base64
+    import sys
+
+    import cv2
+
+    sys.path.insert(0, str(occlusion.REPO_ROOT / "tools"))
+    import occlusion_showcase as show
+
+    from handpose_lib.model import build_model, tiny_config
+
+    torch.manual_seed(0)
+    net = build_model(tiny_config(input_size=64, heatmap_size=32)).eval()
+    frames = show.sweep_frames(net, _sample(64), radius=8.0, steps=3)
+    assert [f["x"] for f in frames] == [8.0, 32.0, 56.0]
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(frames[1]["jpg"]), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (64, 64, 3)
+    assert np.asarray(frames[1]["pred2d"]).shape == (21, 2) and len(frames[1]["visibility"]) == 21
+    assert (np.asarray(frames[1]["visibility"]) == VIS_OBJECT).any()  # the disc over the palm hides joints
 
 
 def test_seed_rows_hand_made():
@@ -266,22 +305,3 @@ def test_seed_rows_hand_made():
     assert [r["variant"] for r in rows] == ["(a)"]
     assert rows[0]["values"] == {0: 40.0, 1: 43.0}
     assert rows[0]["mean"] == pytest.approx(41.5) and rows[0]["spread"] == pytest.approx(3.0)
-
-
-def test_argmax_decode_best_cell_centre_on_square_and_rectangular_maps():
-    maps = torch.zeros(2, 3, 8, 8)
-    maps[0, 0, 2, 5] = 1.0  # row 2, column 5 of an 8x8 map on a 128 image: cells of 16 px
-    maps[0, 1, 7, 0] = 3.0
-    maps[0, 2, 0, 7] = -1.0  # all other cells 0 -> the first cell (0, 0) wins
-    maps[1] = -maps[0]
-    maps[1, 0, 4, 4] = 9.0
-    xy = occlusion.argmax_decode(maps, 128)
-    assert xy.shape == (2, 3, 2)
-    torch.testing.assert_close(xy[0, 0], torch.tensor([5.5 * 16, 2.5 * 16]))
-    torch.testing.assert_close(xy[0, 1], torch.tensor([0.5 * 16, 7.5 * 16]))
-    torch.testing.assert_close(xy[0, 2], torch.tensor([8.0, 8.0]))
-    torch.testing.assert_close(xy[1, 0], torch.tensor([4.5 * 16, 4.5 * 16]))
-    # a non-square map scales x and y separately
-    rect = torch.zeros(1, 1, 4, 16)
-    rect[0, 0, 3, 15] = 1.0
-    torch.testing.assert_close(occlusion.argmax_decode(rect, 128)[0, 0], torch.tensor([15.5 * 8, 3.5 * 32]))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from handpose_lib import skeleton
+from handpose_lib import cli, skeleton
 from handpose_lib.data.sample import REQUIRED_KEYS, VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, project
 from handpose_lib.data.synthetic import (
     DiskHands,
@@ -19,7 +19,6 @@ from handpose_lib.data.synthetic import (
     hand,
     native,
     render,
-    render_main,
     render_to_disk,
     tiles,
 )
@@ -267,8 +266,19 @@ def test_writer_reader_round_trip(tmp_path):
         assert a["hand_side"] == b["hand_side"] and a["meta"]["id"] == b["meta"]["id"]
         assert math.isclose(a["occlusion_fraction"], b["occlusion_fraction"], rel_tol=1e-9)
     assert (
-        render_main(
-            ["--out", str(tmp_path / "cli"), "--n", "2", "--seed", "1", "--occlusion", "0.2", "--quiet"]
+        cli.main(
+            [
+                "render",
+                "--out",
+                str(tmp_path / "cli"),
+                "--n",
+                "2",
+                "--seed",
+                "1",
+                "--occlusion",
+                "0.2",
+                "--quiet",
+            ]
         )
         == 0
     )
@@ -285,7 +295,7 @@ def test_bad_input_messages(tmp_path):
     with pytest.raises(IndexError):
         SyntheticHands(3)[3]
     with pytest.raises(SystemExit):
-        render_main(["--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
+        cli.main(["render", "--out", str(tmp_path), "--n", "2", "--occlusion", "2"])
 
 
 def test_set_compile_rejects_bad_mode():
@@ -420,3 +430,31 @@ def test_background_photos_from_a_copy_without_scikit_image(tmp_path, monkeypatc
         assert len(got) == len(want) == 15 and all((a == b).all() for a, b in zip(got, want))
     finally:
         bg._photos.cache_clear()
+
+
+def test_render_never_replaces_files_it_did_not_write(tmp_path):
+    user = tmp_path / "mine"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "000000.png").write_bytes(b"my photo")
+    (user / "meta.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+        render_to_disk(user, 2, seed=1, progress=False)
+    with pytest.raises(FileExistsError, match="only replaces a data set written by handpose render"):
+        render_to_disk(user, 2, seed=1, progress=False, overwrite=True)
+    assert (user / "images" / "000000.png").read_bytes() == b"my photo"
+    assert (user / "meta.json").read_text() == "{}"
+    with pytest.raises(FileExistsError, match="is a file"):
+        render_to_disk(user / "meta.json", 2, progress=False)
+
+
+def test_smaller_rerender_with_overwrite_leaves_no_stale_images(tmp_path):
+    out = tmp_path / "ds"
+    render_to_disk(out, 3, seed=1, progress=False)
+    render_to_disk(out, 1, seed=2, progress=False, overwrite=True)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png"]
+    assert sorted(p.name for p in (out / "depth").iterdir()) == ["000000.png"]
+    disk = DiskHands(out)
+    assert len(disk) == 1 and disk.meta["seed"] == 2
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="notes.txt is not part of a rendered data set"):
+        render_to_disk(out, 1, seed=3, progress=False, overwrite=True)

@@ -5,6 +5,7 @@ import torch
 
 from handpose_lib import metrics, viz
 from handpose_lib import skeleton as sk
+from handpose_lib.data.sample import project
 
 
 def hand(seed=0):
@@ -38,7 +39,7 @@ def test_simple_hand_faces_the_camera_and_projects_inside_the_image():
     assert (j[:, 2] > 300).all()
     assert j[12, 1] < j[0, 1]  # fingers up: the middle tip is above the wrist (y down)
     assert j[4, 0] > j[20, 0]  # right hand, palm to the camera: thumb on the image's right
-    uv = viz.project_points(j, viz.SIMPLE_K)
+    uv = project(j, viz.SIMPLE_K)
     assert ((uv > 0) & (uv < 256)).all()
 
 
@@ -49,9 +50,9 @@ def test_simple_hand_rejects_bad_bends():
         viz.simple_hand({"thumbb": 1.0})
 
 
-def test_project_points_matches_the_pinhole_formula():
+def test_project_matches_the_pinhole_formula():
     x = np.array([[10.0, -20.0, 400.0]])
-    uv = viz.project_points(x, viz.SIMPLE_K)
+    uv = project(x, viz.SIMPLE_K)
     np.testing.assert_allclose(uv, [[128 + 320 * 10 / 400, 128 - 320 * 20 / 400]])
 
 
@@ -117,9 +118,7 @@ def test_camera_frustum_corners_project_to_the_image_corners():
     pts = np.array([t.x, t.y, t.z], dtype=float).T
     corners = pts[:4]
     np.testing.assert_allclose(corners[:, 2], 50.0)
-    np.testing.assert_allclose(
-        viz.project_points(corners, viz.SIMPLE_K), [[0, 0], [256, 0], [256, 256], [0, 256]]
-    )
+    np.testing.assert_allclose(project(corners, viz.SIMPLE_K), [[0, 0], [256, 0], [256, 256], [0, 256]])
     # rays start at the camera centre
     assert np.allclose(pts[6], 0.0)
 
@@ -135,7 +134,7 @@ def test_finger_bend_viewer_frames_and_sliders():
     assert list(f.traces) == [2, 7]
     j3 = viz.simple_hand({"middle": 1.0}, yaw=-25.0, pitch=15.0)
     np.testing.assert_allclose(f.data[0].z, j3[[0, 9, 10, 11, 12], 2])
-    np.testing.assert_allclose(f.data[1].x, viz.project_points(j3, viz.SIMPLE_K)[[0, 9, 10, 11, 12], 0])
+    np.testing.assert_allclose(f.data[1].x, project(j3, viz.SIMPLE_K)[[0, 9, 10, 11, 12], 0])
     step = fig.layout.sliders[2].steps[-1]
     assert step.method == "animate" and list(step.args[0]) == ["middle-1.00"]
     assert len(viz.finger_bend_viewer(steps=3, show_camera=True).data) == 11

@@ -32,7 +32,7 @@ from handpose_lib import train as T  # noqa: E402
 from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 from handpose_lib.inference import load_trained  # noqa: E402
-from handpose_lib.occlusion import argmax_decode  # noqa: E402
+from handpose_lib.lhr import argmax_decode  # noqa: E402
 
 
 def main(argv=None) -> int:

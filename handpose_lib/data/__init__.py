@@ -26,10 +26,10 @@ __all__ = [
 
 # real data set loaders, the hand crop and augmentation (data/{stb,ganerated,...}.py)
 from .augment import Augment  # noqa: E402
-from .check import check_dataset, data_check_main  # noqa: E402
+from .check import check_dataset  # noqa: E402
 from .coco import COCOHands, real_hands_sample  # noqa: E402
 from .common import CorruptImageError, DatasetNotFoundError, HandDataset  # noqa: E402
-from .crop import HandCrop, crop_box_from_joints, uncrop_points  # noqa: E402
+from .crop import HandCrop, crop_box_from_joints, crop_image, uncrop_points  # noqa: E402
 from .freihand import FreiHAND  # noqa: E402
 from .ganerated import GANerated  # noqa: E402
 from .rhd import RHD  # noqa: E402
@@ -50,7 +50,7 @@ __all__ += [
     "SynthHands",
     "check_dataset",
     "crop_box_from_joints",
-    "data_check_main",
+    "crop_image",
     "real_hands_sample",
     "uncrop_points",
 ]
@@ -61,7 +61,6 @@ from .synthetic import (  # noqa: E402
     DiskHands,
     SyntheticConfig,
     SyntheticHands,
-    render_main,
     render_to_disk,
 )
 
@@ -70,6 +69,5 @@ __all__ += [
     "DiskHands",
     "SyntheticConfig",
     "SyntheticHands",
-    "render_main",
     "render_to_disk",
 ]

@@ -1,4 +1,4 @@
-"""``handpose data check NAME ROOT``: validate a data set folder and show one sample's labels.
+"""Validate a data set folder and show one sample's labels (``handpose data check NAME ROOT``).
 
 Checks: the folder layout (a missing or mis-laid-out folder gets the expected layout), the
 sample count, image files listed by the labels but missing, images that fail to decode (up to
@@ -10,15 +10,13 @@ inside the image, and the reprojection error ``|joints2d - project(joints3d, K)|
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 import numpy as np
 
 from .. import skeleton
 from .coco import COCOHands
-from .common import CorruptImageError, DatasetNotFoundError
+from .common import CorruptImageError, DatasetNotFoundError, verify_image
 from .freihand import FreiHAND
 from .ganerated import GANerated
 from .rhd import RHD
@@ -135,6 +133,8 @@ def check_dataset(name: str, root, index: int = 0, decode: int = 64, **loader_kw
     for i in which:
         try:
             s = ds._load(i)
+            if hasattr(ds, "_image_path"):  # opencv decodes a truncated JPEG without an error
+                verify_image(ds._image_path(i))
         except (CorruptImageError, FileNotFoundError) as e:
             report["bad_files"].append(str(e))
             continue
@@ -148,6 +148,14 @@ def check_dataset(name: str, root, index: int = 0, decode: int = 64, **loader_kw
         report["sample"] = sample_labels(good)
     report["ok"] = not report["problems"]
     return report
+
+
+def format_json(report: dict) -> str:
+    """The report as JSON, with the sample's 3D/2D joints, camera matrix and image size on top."""
+    out = dict(report)
+    if report["sample"]:
+        out.update({k: report["sample"][k] for k in ("joints3d", "joints2d", "K", "image_size")})
+    return json.dumps(out, indent=1)
 
 
 def format_report(report: dict) -> str:
@@ -173,34 +181,3 @@ def format_report(report: dict) -> str:
             lines.append(f"  {name:<12} {x} {y} {z} {u} {v}  {s['visibility'][j]}")
     lines.append("OK" if report["ok"] else "NOT OK")
     return "\n".join(lines)
-
-
-def data_check_main(argv=None) -> int:
-    """``handpose data check NAME ROOT [--index I] [--json] [--decode N] [--split S]``; 0 if OK."""
-    p = argparse.ArgumentParser(
-        prog="handpose data check",
-        description=__doc__.split("\n")[0],
-        epilog="example:\n  handpose data check stb ~/data/STB --split test --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("name", choices=sorted(LOADERS), help="data set")
-    p.add_argument("root", help="data set folder (for coco: the annotation json)")
-    p.add_argument("--index", type=int, default=0, help="sample whose labels are printed")
-    p.add_argument("--decode", type=int, default=64, help="images to decode (0 = all)")
-    p.add_argument("--split", default=None, help="split for stb (test/train/all), rhd and freihand")
-    p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    a = p.parse_args(argv)
-    kwargs = {"split": a.split} if a.split and a.name in ("stb", "rhd", "freihand") else {}
-    report = check_dataset(a.name, a.root, index=a.index, decode=a.decode, **kwargs)
-    if a.json:
-        out = dict(report)
-        if report["sample"]:
-            out.update({k: report["sample"][k] for k in ("joints3d", "joints2d", "K", "image_size")})
-        print(json.dumps(out, indent=1))
-    else:
-        print(format_report(report))
-    return 0 if report["ok"] else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(data_check_main())

@@ -55,12 +55,17 @@ def missing_layout_error(name: str, root, what: str, layout: str, url: str = "")
     return DatasetNotFoundError(msg)
 
 
-def read_rgb(path) -> np.ndarray:
+def read_rgb(path, verify: bool = False) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB (opencv decode, BGR -> RGB).
+
+    ``verify`` also decodes the file strictly (:func:`verify_image`): opencv decodes a truncated
+    JPEG or PNG without an error, filling the missing rows with grey. The training loaders skip
+    this second decode; ``handpose predict`` and ``handpose data check`` do it.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        CorruptImageError: it exists but opencv cannot decode it (truncated, not an image).
+        CorruptImageError: it exists but cannot be decoded (not an image; with ``verify``, also
+            a truncated or damaged file).
     """
     path = str(path)
     if not os.path.exists(path):
@@ -68,7 +73,31 @@ def read_rgb(path) -> np.ndarray:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.size == 0:
         raise CorruptImageError(f"cannot decode image (corrupt or not an image): {path}")
+    if verify:
+        verify_image(path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def verify_image(path) -> None:
+    """Decode ``path`` fully with Pillow, refusing truncated data (:class:`CorruptImageError`).
+
+    Formats Pillow does not know (but opencv does) pass unchecked.
+    """
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library may have switched it on
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except UnidentifiedImageError:
+        return
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptImageError(
+            f"image file is truncated or damaged ({e}): {path}; copy or download it again"
+        ) from e
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient
 
 
 def read_txt_array(path, shape) -> np.ndarray:
@@ -271,12 +300,15 @@ class HandDataset(Dataset):
     logged, and the next index (``i + 1``, deterministically) is returned instead; after
     ``max_bad_in_a_row`` failures in a row a ``RuntimeError`` names the files. (With
     ``DataLoader(num_workers > 0)`` each worker keeps its own ``bad_files``; ``handpose data
-    check`` decodes in the main process and reports them.)
+    check`` decodes in the main process and reports them.) With ``substitute_bad = False``
+    (what evaluation sets: a metric must never count one sample twice) the error is raised
+    instead, so that the caller can skip and report the sample.
     """
 
     name = "base"
     layout = ""
     url = ""
+    substitute_bad = True
 
     def __init__(self, root, crop=None, transform=None, max_bad_in_a_row: int = 16):
         self.root = Path(root).expanduser()
@@ -341,6 +373,8 @@ class HandDataset(Dataset):
                 path = str(self._image_path(j))
                 if path not in self.bad_files:
                     self.bad_files.append(path)
+                if not self.substitute_bad:
+                    raise
                 log.warning(
                     "%s: skipping sample %d (%s); using sample %d instead", self.name, j, e, (j + 1) % n
                 )

@@ -10,7 +10,8 @@ resampled with one ``cv2.warpAffine`` (bilinear, black outside the source image)
 that leave the image are padded, never shifted.
 
 ``meta["crop"] = {"x0", "y0", "side", "size"}`` (floats, so ``default_collate`` batches them),
-and :func:`uncrop_points` maps crop pixels back to the full image.
+and :func:`uncrop_points` maps crop pixels back to the full image. :func:`crop_image` is the
+crop of a user's photo, which has no labels: around a given hand box, or the centred square.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from .common import affine_crop_matrix, warp_sample
+from .sample import make_sample
 
 
 def crop_box_from_joints(joints2d, margin: float = 0.2, min_side: float = 16.0) -> tuple[float, float, float]:
@@ -114,3 +116,31 @@ class HandCrop:
         out = warp_sample(sample, affine_crop_matrix(x0, y0, scale), (self.size, self.size))
         out["meta"]["crop"] = {"x0": x0, "y0": y0, "side": side, "size": float(self.size)}
         return out
+
+
+def crop_image(image_rgb, size: int, box=None, margin: float = 0.2) -> tuple[torch.Tensor, dict]:
+    """Square crop of a user's photo for the model: (H, W, 3) uint8 -> ((3, size, size), params).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB photo (or a (3, H, W) float tensor in [0, 1]).
+        size: output side in pixels (the model's ``input_size``).
+        box: the hand's box ``(x0, y0, x1, y1)`` in pixels, enlarged by ``margin`` of its larger
+            side on each side (like the training crops); ``None``: the largest centred square.
+        margin: space added around ``box``, per side.
+    Returns:
+        ``(image, params)``: (3, size, size) float32 in [0, 1] and ``{"x0", "y0", "side", "size"}``
+        (floats), which :func:`uncrop_points` takes to map predictions back to the photo.
+    """
+    h, w = image_rgb.shape[-2:] if isinstance(image_rgb, torch.Tensor) else image_rgb.shape[:2]
+    if box is None:
+        side = float(min(h, w))
+        x0, y0 = (w - side) / 2.0, (h - side) / 2.0
+    else:
+        bx0, by0, bx1, by1 = (float(v) for v in box)
+        if not (bx1 > bx0 and by1 > by0):
+            raise ValueError(f"box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {tuple(box)}")
+        side = max(bx1 - bx0, by1 - by0) * (1.0 + 2.0 * margin)
+        x0, y0 = (bx0 + bx1 - side) / 2.0, (by0 + by1 - side) / 2.0
+    s = make_sample(image_rgb, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="photo", sample_id="0")
+    out = warp_sample(s, affine_crop_matrix(x0, y0, size / side), (size, size))
+    return out["image"], {"x0": x0, "y0": y0, "side": side, "size": float(size)}

@@ -7,13 +7,14 @@ kinematics), ``geometry`` (round cones and intersections), ``camera``, ``occlude
 ``backgrounds``, ``compiled`` (the ``torch.compile`` switch), ``scene`` (``SyntheticConfig``,
 the scene parameters of a sample), ``tiles`` (pixel rays and culling), ``native`` (the C++
 kernel), ``render`` (the torch renderer, which hands CPU work to ``native``), ``dataset``
-(labels, ``SyntheticHands``) and ``io`` (writer, reader, ``handpose render``).
+(labels, ``SyntheticHands``) and ``io`` (writer and reader of rendered folders, what
+``handpose render`` writes).
 """
 
 # the fast-path switches: compiled.set_compile, native.set_native (the C++ kernel)
 from . import compiled, native  # noqa: F401
 from .dataset import GENERATOR_VERSION, SyntheticHands
-from .io import DiskHands, render_main, render_to_disk
+from .io import DiskHands, render_to_disk
 from .scene import OCCLUSION_LEVELS, SyntheticConfig
 
 __all__ = [
@@ -22,6 +23,5 @@ __all__ = [
     "DiskHands",
     "SyntheticConfig",
     "SyntheticHands",
-    "render_main",
     "render_to_disk",
 ]

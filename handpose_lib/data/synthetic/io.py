@@ -1,4 +1,4 @@
-"""Writer and reader of rendered data sets on disk, and the ``handpose render`` command.
+"""Writer and reader of rendered data sets on disk (what ``handpose render`` writes).
 
 Format (a folder, version ``FORMAT``):
 
@@ -18,7 +18,6 @@ depth to 1/16 mm).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from ..sample import make_sample
 from .dataset import GENERATOR_VERSION, SyntheticHands
 from .hand import POSE_FAMILIES
-from .scene import OCCLUSION_LEVELS, SyntheticConfig
+from .scene import SyntheticConfig
 
 FORMAT = "handpose-synthetic-v1"
 DEPTH_SCALE = 16.0
@@ -43,9 +42,18 @@ def render_to_disk(
     config: SyntheticConfig | None = None,
     progress: bool = True,
     batch_size: int = 256,
+    overwrite: bool = False,
 ) -> Path:
-    """Render samples 0..n-1 of ``SyntheticHands(n, seed, config)`` into ``out_dir``."""
+    """Render samples 0..n-1 of ``SyntheticHands(n, seed, config)`` into ``out_dir``.
+
+    ``out_dir`` must be new or empty: files already there are never replaced
+    (``FileExistsError``). ``overwrite=True`` replaces a data set rendered there before (its
+    ``meta.json`` says so), removing its images beyond the new ``n``, so that a smaller
+    re-render leaves no stale images beside the new labels; a folder holding anything else is
+    still refused.
+    """
     out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
     cfg = config or SyntheticConfig()
     ds = SyntheticHands(n, seed, cfg)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -97,6 +105,43 @@ def render_to_disk(
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     return out
+
+
+_OWN_FILES = ("meta.json", "labels.safetensors")
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a folder with files in it, or (``overwrite``) empty a previous rendering's files."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"render: --out {out} is a file, not a folder; choose a folder path")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        shown = sorted(str(p.relative_to(out)) for p in out.iterdir())[:3]
+        raise FileExistsError(
+            f"render: {out} is not empty ({', '.join(shown)} ...); nothing was written. Choose a new "
+            "or empty --out folder, or pass --overwrite to replace a data set rendered there before"
+        )
+    meta = out / "meta.json"
+    try:
+        ours = json.loads(meta.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    rendered = [out / "images", out / "depth", *(out / f for f in _OWN_FILES)]
+    others = [p for p in out.iterdir() if p not in rendered]
+    if not ours or others:
+        what = (
+            f"{others[0].name} is not part of a rendered data set" if ours else f"{meta} is not a rendering's"
+        )
+        raise FileExistsError(
+            f"render: --overwrite only replaces a data set written by handpose render, and {what}; "
+            "nothing was written. Choose a new or empty --out folder"
+        )
+    for sub in ("images", "depth"):  # the previous rendering's numbered images, nothing else
+        for f in (out / sub).glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+            f.unlink()
+    for name in _OWN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 class DiskHands(torch.utils.data.Dataset):
@@ -159,48 +204,3 @@ class DiskHands(torch.utils.data.Dataset):
             depth=depth,
             occlusion_fraction=float(L["occlusion_fraction"][i]),
         )
-
-
-def _occlusion_arg(s: str):
-    if s in OCCLUSION_LEVELS:
-        return s
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"use a number in [0, 1] or one of {list(OCCLUSION_LEVELS)}"
-        ) from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError("occlusion level must be in [0, 1]")
-    return v
-
-
-def render_main(argv=None) -> int:
-    """``handpose render --out DIR --n N --seed S [--occlusion LEVEL] [--left-prob P] [--size 128]``."""
-    ap = argparse.ArgumentParser(
-        prog="handpose render",
-        description="Render a procedural hand data set to disk.",
-        epilog="example:\n  handpose render --out data/synth-val --n 2000 --seed 1 --occlusion heavy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--n", type=int, required=True, help="number of samples")
-    ap.add_argument("--seed", type=int, default=0, help="data set seed (use different seeds for splits)")
-    ap.add_argument(
-        "--occlusion",
-        type=_occlusion_arg,
-        default="default",
-        help="level in [0,1] or none/light/default/heavy",
-    )
-    ap.add_argument("--left-prob", type=float, default=0.0, help="probability of a (mirrored) left hand")
-    ap.add_argument("--size", type=int, default=128, help="crop size (multiple of 8)")
-    ap.add_argument("--quiet", action="store_true")
-    a = ap.parse_args(argv)
-    if a.n < 0:
-        ap.error("--n must be >= 0")
-    if a.size % 8:
-        ap.error("--size must be a multiple of 8")
-    cfg = SyntheticConfig(crop_size=a.size, occlusion=a.occlusion, left_hand_prob=a.left_prob)
-    out = render_to_disk(a.out, a.n, a.seed, cfg, progress=not a.quiet)
-    print(f"wrote {a.n} samples to {out}")
-    return 0

@@ -1,0 +1,326 @@
+"""Full frames with several hands, for training and testing the hand detector.
+
+A frame is 640 x 480 (the engine's full camera frame): a background from the engine's pool
+(photographs and procedural textures, zoomed and flipped), distractors (skin-coloured ellipses
+and capsules like faces and arms, coloured shapes, patches of other photographs), and 0 to 4
+hands. Each hand is a crop rendered by a *hand renderer* (the engine's 128 x 128 crops with
+their hand masks), scaled to a random size, pasted through its feathered mask at a random
+place, with a forearm drawn from its wrist out of the hand (skin, then often a sleeve). Left
+hands are mirrored right hands (as in the engine). Then colour gain, blur, noise and JPEG.
+
+Labels per hand: ``boxes`` (N, 4) the box of its 21 joints (x0, y0, x1, y1) clipped to the frame
+(the same rule as a keypoint-annotated photo), ``sides`` ("left"/"right"), ``joints2d``
+(N, 21, 2) frame pixels. Hands are placed so that their boxes overlap little (IoU <= 0.2) and at
+least ``min_inside`` of each box is in the frame.
+
+The renderer is a parameter: any ``HandRenderer`` (a function ``(seed, indices) -> {"image":
+(B, 3, S, S) float [0, 1], "mask": (B, S, S) bool, "joints2d": (B, 21, 2) crop pixels}``) works,
+so the detector can be retrained on another engine (e.g. a mesh hand) by passing its renderer.
+Frame ``i`` of seed ``s`` is a pure function of ``(s, i, config, renderer)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from .backgrounds import background_pool
+from .dataset import SyntheticHands
+from .scene import SyntheticConfig
+
+HandRenderer = Callable[[int, Sequence[int]], dict]
+HANDS_PER_FRAME_SLOTS = 8  # hand indices of frame i: i * 8 + k
+
+
+def engine_renderer(config: SyntheticConfig | None = None) -> HandRenderer:
+    """The engine's hand crops as a :data:`HandRenderer`. Default: right hands without objects
+    (the frame adds its own clutter) and without blur or noise (added to the whole frame)."""
+    cfg = config or SyntheticConfig(occlusion="none", left_hand_prob=0.0, blur_prob=0.0, noise_max=0.0)
+
+    def render(seed: int, indices: Sequence[int]) -> dict:
+        idx = [int(i) for i in indices]
+        return SyntheticHands(max(idx) + 1, seed, cfg).render_batch(idx)
+
+    render.config = cfg.to_dict()  # provenance for the detector's sidecar
+    return render
+
+
+@dataclass
+class FrameConfig:
+    """What a frame holds.
+
+    Attributes:
+        width, height: frame size in pixels.
+        hand_probs: P(0, 1, 2, ... hands).
+        hand_size: range of the long side of a hand's joint box in pixels (drawn log-uniform).
+        left_prob: probability that a hand is a left hand.
+        arm_prob: probability of a forearm drawn from the wrist.
+        max_distractors: up to this many distractor shapes.
+        min_inside: smallest fraction of a hand's joint box inside the frame.
+        max_iou: largest IoU between two hands' boxes.
+        blur_prob, jpeg_prob: per frame.
+    """
+
+    width: int = 640
+    height: int = 480
+    hand_probs: tuple[float, ...] = (0.08, 0.37, 0.3, 0.15, 0.1)
+    hand_size: tuple[float, float] = (24.0, 440.0)
+    left_prob: float = 0.5
+    arm_prob: float = 0.8
+    max_distractors: int = 5
+    min_inside: float = 0.7
+    max_iou: float = 0.2
+    blur_prob: float = 0.3
+    jpeg_prob: float = 0.3
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _skin_colour(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median colour (3,) float 0..255 of the hand's pixels."""
+    px = img[mask]
+    return np.median(px, axis=0) if len(px) else np.array([200.0, 150.0, 120.0])
+
+
+@functools.lru_cache(maxsize=2)
+def _pool_hwc(h: int, w: int) -> np.ndarray:
+    """The engine's background pool as (N, h + PAD, w + PAD, 3) uint8 (channels last, for OpenCV)."""
+    return np.ascontiguousarray(background_pool(h, w).permute(0, 2, 3, 1).numpy())
+
+
+def _background(rng: np.random.Generator, cfg: FrameConfig) -> np.ndarray:
+    """(H, W, 3) uint8: a pool entry zoomed in by up to 2x, maybe flipped, colour gain."""
+    H, W = cfg.height, cfg.width
+    if rng.uniform() < 0.1:  # plain colour with a gradient
+        a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        t = np.linspace(0, 1, W, dtype=np.float32)[None, :, None]
+        return np.broadcast_to(a * (1 - t) + b * t, (H, W, 3)).astype(np.uint8)
+    pool = _pool_hwc(H, W)
+    img = pool[int(rng.integers(len(pool)))]
+    ph, pw = img.shape[:2]
+    z = rng.uniform(0.5, 1.0)
+    ch, cw = int(ph * z), int(pw * z)
+    y0, x0 = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+    img = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=cv2.INTER_LINEAR)
+    if rng.uniform() < 0.5:
+        img = cv2.flip(img, 1)
+    gain = rng.uniform(0.6, 1.3, 3).astype(np.float32)
+    return cv2.convertScaleAbs(img.astype(np.float32) * gain)
+
+
+def _distractors(img: np.ndarray, rng: np.random.Generator, cfg: FrameConfig, skin: np.ndarray) -> None:
+    """Draw up to ``max_distractors`` shapes in place: skin ellipses (faces), skin capsules
+    (arms), coloured polygons, patches of another background."""
+    H, W = img.shape[:2]
+    for _ in range(int(rng.integers(0, cfg.max_distractors + 1))):
+        kind = rng.integers(4)
+        tone = np.clip(skin * rng.uniform(0.7, 1.2, 3), 0, 255).tolist()
+        c = (int(rng.integers(W)), int(rng.integers(H)))
+        if kind == 0:
+            ax = int(rng.uniform(15, 160))
+            axes = (ax, int(ax * rng.uniform(1.1, 1.5)))
+            cv2.ellipse(img, c, axes, float(rng.uniform(-30, 30)), 0, 360, tone, -1, cv2.LINE_AA)
+        elif kind == 1:
+            ang = rng.uniform(0, 2 * math.pi)
+            length = rng.uniform(60, 400)
+            end = (int(c[0] + length * math.cos(ang)), int(c[1] + length * math.sin(ang)))
+            cv2.line(img, c, end, tone, int(rng.uniform(12, 70)), cv2.LINE_AA)
+        elif kind == 2:
+            pts = (np.array(c) + rng.normal(0, rng.uniform(15, 90), (int(rng.integers(3, 7)), 2))).astype(
+                np.int32
+            )
+            cv2.fillPoly(img, [pts], rng.uniform(0, 255, 3).tolist(), cv2.LINE_AA)
+        else:
+            other = _background(rng, cfg)
+            h, w = int(rng.uniform(30, H / 2)), int(rng.uniform(30, W / 2))
+            y, x = int(rng.integers(0, H - h)), int(rng.integers(0, W - w))
+            img[y : y + h, x : x + w] = other[y : y + h, x : x + w]
+
+
+def _arm(img: np.ndarray, rng: np.random.Generator, uv: np.ndarray, size: float, skin: np.ndarray) -> None:
+    """A forearm from the wrist (joint 0) away from the middle knuckle (joint 9): skin, then a
+    sleeve of a random colour with probability 0.6."""
+    d = uv[0] - uv[9]
+    n = np.linalg.norm(d)
+    if not np.isfinite(n) or n < 1e-3:
+        return
+    d = d / n
+    width = max(3, int(size * rng.uniform(0.28, 0.4)))
+    start = uv[0] - d * size * 0.05
+    length = size * rng.uniform(1.5, 4.0)
+    skin_len = length if rng.uniform() < 0.4 else length * rng.uniform(0.15, 0.6)
+    tone = np.clip(skin * rng.uniform(0.85, 1.1, 3), 0, 255).tolist()
+    p0, p1 = start, start + d * skin_len
+    cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), tone, width, cv2.LINE_AA)
+    if skin_len < length:
+        p2 = start + d * length
+        cv2.line(
+            img,
+            tuple(int(v) for v in p1),
+            tuple(int(v) for v in p2),
+            rng.uniform(0, 255, 3).tolist(),
+            int(width * 1.3),
+            cv2.LINE_AA,
+        )
+
+
+def _paste(img: np.ndarray, crop: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> None:
+    """Alpha-blend ``crop`` (h, w, 3) float with ``alpha`` (h, w) at (x0, y0), clipped."""
+    H, W = img.shape[:2]
+    h, w = alpha.shape
+    ax0, ay0, ax1, ay1 = max(0, -x0), max(0, -y0), min(w, W - x0), min(h, H - y0)
+    if ax1 <= ax0 or ay1 <= ay0:
+        return
+    a = alpha[ay0:ay1, ax0:ax1, None]
+    roi = img[y0 + ay0 : y0 + ay1, x0 + ax0 : x0 + ax1].astype(np.float32)
+    img[y0 + ay0 : y0 + ay1, x0 + ax0 : x0 + ax1] = (roi * (1 - a) + crop[ay0:ay1, ax0:ax1] * a).astype(
+        np.uint8
+    )
+
+
+def _joint_box(uv: np.ndarray) -> np.ndarray:
+    return np.concatenate([uv.min(0), uv.max(0)])
+
+
+def _max_iou(b: np.ndarray, others: np.ndarray) -> float:
+    lo = np.maximum(b[:2], others[:, :2])
+    hi = np.minimum(b[2:], others[:, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    # IoU, and the share of the smaller box covered (one hand inside another's box)
+    small = np.minimum(area(b), area(others))
+    return float(np.maximum(inter / (area(b) + area(others) - inter), inter / small / 2).max())
+
+
+def _place(rng, box_wh, placed, cfg: FrameConfig) -> np.ndarray | None:
+    """A joint box position (x0, y0, x1, y1) with enough of it inside and little overlap."""
+    W, H = cfg.width, cfg.height
+    bw, bh = box_wh
+    for _ in range(20):
+        cx = rng.uniform(-0.2 * bw, W + 0.2 * bw)
+        cy = rng.uniform(-0.2 * bh, H + 0.2 * bh)
+        b = np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+        inside = np.clip(np.minimum(b[2:], [W, H]) - np.maximum(b[:2], 0), 0, None).prod()
+        if inside < cfg.min_inside * bw * bh:
+            continue
+        if placed and _max_iou(b, np.array(placed)) > cfg.max_iou:
+            continue
+        return b
+    return None
+
+
+@functools.lru_cache(maxsize=2)
+def _noise(h: int, w: int) -> np.ndarray:
+    """(h + 64, w + 64, 3) float32 N(0, 1) noise, made once; frames take shifted windows of it."""
+    return np.random.default_rng(4242).normal(0, 1, (h + 64, w + 64, 3)).astype(np.float32)
+
+
+def _finish(img: np.ndarray, rng: np.random.Generator, cfg: FrameConfig) -> np.ndarray:
+    """Blur, brightness gain, sensor noise and JPEG, each with its probability."""
+    if rng.uniform() < cfg.blur_prob:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    H, W = img.shape[:2]
+    dy, dx = int(rng.integers(64)), int(rng.integers(64))
+    noise = _noise(H, W)[dy : dy + H, dx : dx + W]
+    out = img.astype(np.float32)
+    out *= rng.uniform(0.8, 1.15)
+    out += noise * rng.uniform(0, 8)
+    img = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.uniform() < cfg.jpeg_prob:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.uniform(40, 90))])
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return img
+
+
+class HandFrames:
+    """Frames ``i`` of seed ``seed``: ``frames[i]`` or ``frames.batch(indices)`` (one renderer call
+    for all the hands of the batch).
+
+    Each frame is a dict: ``image`` (H, W, 3) uint8 RGB, ``boxes`` (N, 4) float (x0, y0, x1, y1)
+    pixels, ``sides`` list of "left"/"right", ``joints2d`` (N, 21, 2) pixels.
+    """
+
+    def __init__(self, seed: int, config: FrameConfig | None = None, renderer: HandRenderer | None = None):
+        self.seed = int(seed)
+        self.config = config or FrameConfig()
+        self.renderer = renderer or engine_renderer()
+
+    def __getitem__(self, i: int) -> dict:
+        return self.batch([i])[0]
+
+    def batch(self, indices: Sequence[int]) -> list[dict]:
+        cfg = self.config
+        rngs = [np.random.default_rng([self.seed, int(i)]) for i in indices]
+        counts = [
+            int(r.choice(len(cfg.hand_probs), p=np.array(cfg.hand_probs) / sum(cfg.hand_probs))) for r in rngs
+        ]
+        hand_idx = [
+            int(i) * HANDS_PER_FRAME_SLOTS + k for i, n in zip(indices, counts, strict=True) for k in range(n)
+        ]
+        rendered = self.renderer(self.seed, hand_idx) if hand_idx else None
+        out, j = [], 0
+        for rng, n in zip(rngs, counts, strict=True):
+            hands = []
+            for _ in range(n):
+                hands.append(
+                    (
+                        (rendered["image"][j].permute(1, 2, 0).numpy() * 255).astype(np.float32),
+                        rendered["mask"][j].numpy(),
+                        rendered["joints2d"][j].numpy().astype(np.float64),
+                    )
+                )
+                j += 1
+            out.append(self._compose(rng, hands))
+        return out
+
+    def _compose(self, rng: np.random.Generator, hands: list) -> dict:
+        cfg = self.config
+        img = _background(rng, cfg)
+        img = np.ascontiguousarray(img)
+        skin0 = _skin_colour(hands[0][0], hands[0][1]) if hands else rng.uniform(60, 240, 3)
+        _distractors(img, rng, cfg, skin0)
+        boxes, sides, joints, placed = [], [], [], []
+        lo, hi = np.log(cfg.hand_size[0]), np.log(cfg.hand_size[1])
+        pastes = []
+        for crop, mask, uv in hands:
+            left = rng.uniform() < cfg.left_prob
+            S = crop.shape[1]
+            if left:
+                crop, mask = crop[:, ::-1], mask[:, ::-1]
+                uv = np.stack([S - uv[:, 0], uv[:, 1]], -1)
+            jb = _joint_box(uv)
+            size = float(np.exp(rng.uniform(lo, hi)))
+            s = size / max(jb[2] - jb[0], jb[3] - jb[1], 1.0)
+            b = _place(rng, ((jb[2] - jb[0]) * s, (jb[3] - jb[1]) * s), placed, cfg)
+            if b is None:
+                continue
+            placed.append(b)
+            x0, y0 = int(round(b[0] - jb[0] * s)), int(round(b[1] - jb[1] * s))
+            uv_f = uv * s + [x0, y0]
+            if rng.uniform() < cfg.arm_prob:  # all arms first: an arm never covers another hand
+                _arm(img, rng, uv_f, size, _skin_colour(crop, mask))
+            pastes.append((crop, mask, s, x0, y0))
+            fb = np.clip(_joint_box(uv_f), 0, [cfg.width, cfg.height, cfg.width, cfg.height])
+            boxes.append(fb)
+            sides.append("left" if left else "right")
+            joints.append(uv_f)
+        for crop, mask, s, x0, y0 in pastes:
+            side_px = max(2, int(round(crop.shape[1] * s)))
+            interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+            big = cv2.resize(np.ascontiguousarray(crop), (side_px, side_px), interpolation=interp)
+            a = cv2.resize(mask.astype(np.float32), (side_px, side_px), interpolation=interp)
+            a = cv2.GaussianBlur(a, (0, 0), max(0.5, 0.6 * s)) if side_px > 4 else a
+            _paste(img, big, np.clip(a, 0, 1), x0, y0)
+        img = _finish(img, rng, cfg)
+        return {
+            "image": img,
+            "boxes": np.array(boxes, np.float64).reshape(-1, 4),
+            "sides": sides,
+            "joints2d": np.array(joints, np.float64).reshape(-1, 21, 2),
+        }

@@ -1,0 +1,374 @@
+"""Training and evaluating the hand detector (``detect.py``) on the engine's full frames.
+
+Layer 3. ``train_detector(cfg, out)`` trains a fixed number of steps (the CPU budget is counted
+in steps, not minutes) on frames of :class:`~handpose_lib.data.synthetic.frames.HandFrames`,
+checkpoints a resumable run every ``checkpoint_every`` steps (``run/``), then writes the model
+folder ``out`` (``model.safetensors`` in fp16 + ``checkpoint.json``: detector config, training
+config, provenance and the metrics below)::
+
+    python -m handpose_lib.detector_train --out models/detector --run runs/detector
+
+Metrics (:func:`evaluate_frames`, :func:`evaluate_real_photos`):
+
+- on held-out procedural frames (hand seed and frame seed ``TEST_SEED`` = 2; training uses 0):
+  AP at IoU 0.5 (all-point interpolated, VOC 2010+), recall and precision at the score
+  threshold, handedness accuracy of the matched hands;
+- on the 16 shipped real photos (``handpose_lib/assets/real_hands``): hands found (a detection
+  above the threshold with IoU >= 0.5 with the box of the annotated keypoints), handedness
+  where the side is known (Panoptic's ``_l``/``_r``, FreiHAND's right hands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
+from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
+
+TRAIN_SEED, TEST_SEED = 0, 2
+# a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
+# windows of them (real photos come in every aspect)
+SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
+
+
+@dataclass
+class DetectorTrainConfig:
+    """How the detector is trained and evaluated.
+
+    Attributes:
+        steps: optimiser steps (the budget).
+        batch_size: frames per step.
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay to 1%.
+        checkpoint_every: resumable checkpoint interval (steps).
+        n_test: held-out procedural frames for the metrics.
+        score_thresh: detections below are not reported (recall/precision/hands found).
+        eval_long_side: input long side for the evaluation (the photos' default).
+        threads: torch CPU threads.
+        detector, frames: the network and the frames.
+    """
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    checkpoint_every: int = 100
+    n_test: int = 300
+    score_thresh: float = 0.3
+    eval_long_side: int = 320
+    threads: int = 1
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    frames: FrameConfig = field(default_factory=FrameConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["detector"], d["frames"] = self.detector.to_dict(), self.frames.to_dict()
+        return d
+
+
+# ----------------------------------------------------------------------------------------
+# batches
+
+
+def _window(
+    frame: dict, shape: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A window of the frame with the aspect of ``shape`` (H, W), resized to it: (image, boxes,
+    sides 1 = left). Hands with less than half their box inside the window are dropped."""
+    img, boxes = frame["image"], frame["boxes"]
+    fh, fw = img.shape[:2]
+    H, W = shape
+    if W / H >= fw / fh:
+        cw, ch = fw, int(fw * H / W)
+    else:
+        ch = int(fh * rng.uniform(0.75, 1.0))
+        cw = int(ch * W / H)
+    x0, y0 = int(rng.integers(0, fw - cw + 1)), int(rng.integers(0, fh - ch + 1))
+    b = boxes - [x0, y0, x0, y0]
+    clipped = np.clip(b, 0, [cw, ch, cw, ch])
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    keep = area(clipped) >= 0.5 * np.maximum(area(b), 1e-6)
+    s = np.array([W / cw, H / ch, W / cw, H / ch])
+    small = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
+    sides = np.array([sd == "left" for sd in frame["sides"]], np.float32)
+    return small, clipped[keep] * s, sides[keep]
+
+
+def make_batch(
+    frames: list[dict], shape: tuple[int, int], rng: np.random.Generator
+) -> tuple[torch.Tensor, dict]:
+    """Frames -> (images (B, 3, H, W) in [0, 1], targets of :func:`~handpose_lib.detect.encode_targets`)."""
+    imgs, boxes, sides = [], [], []
+    for f in frames:
+        im, b, s = _window(f, shape, rng)
+        imgs.append(im)
+        boxes.append(b)
+        sides.append(s)
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
+    return x, encode_targets(boxes, sides, *shape)
+
+
+# ----------------------------------------------------------------------------------------
+# metrics
+
+
+def average_precision(scores, matched, n_gt: int) -> float:
+    """All-point interpolated AP (VOC 2010+) of detections ``scores`` (N,) with ``matched`` (N,)
+    True for true positives, against ``n_gt`` ground-truth hands."""
+    if n_gt == 0:
+        return float("nan")
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    tp = np.asarray(matched, bool)[order]
+    ctp, cfp = np.cumsum(tp), np.cumsum(~tp)
+    recall = ctp / n_gt
+    precision = ctp / np.maximum(ctp + cfp, 1)
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[1.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    return float(np.sum((r[1:] - r[:-1]) * p[1:]))
+
+
+def match(dets, gt_boxes, iou_thresh: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching, best score first: (per detection the matched ground-truth index or -1,
+    per ground truth the matched detection index or -1)."""
+    d_of = np.full(len(dets), -1)
+    g_of = np.full(len(gt_boxes), -1)
+    if len(dets) and len(gt_boxes):
+        iou = box_iou([d.box for d in dets], gt_boxes)
+        for i in np.argsort([-d.score for d in dets], kind="stable"):
+            cand = np.where((g_of < 0) & (iou[i] >= iou_thresh))[0]
+            if len(cand):
+                g = cand[np.argmax(iou[i, cand])]
+                d_of[i], g_of[g] = g, i
+    return d_of, g_of
+
+
+def evaluate_frames(detector: HandDetector, frames: list[dict], score_thresh: float) -> dict:
+    """AP@0.5 (over all detections the detector returns), recall/precision at ``score_thresh``,
+    handedness accuracy of the matched hands, on frames of :class:`HandFrames`."""
+    scores, tps, n_gt, side_ok, n_side, n_det_thr, n_tp_thr = [], [], 0, 0, 0, 0, 0
+    for f in frames:
+        dets = detector(f["image"])
+        d_of, _ = match(dets, f["boxes"])
+        n_gt += len(f["boxes"])
+        for d, g in zip(dets, d_of, strict=True):
+            scores.append(d.score)
+            tps.append(g >= 0)
+            if d.score >= score_thresh:
+                n_det_thr += 1
+                n_tp_thr += int(g >= 0)
+                if g >= 0:
+                    n_side += 1
+                    side_ok += int(d.side == f["sides"][g])
+    return {
+        "frames": len(frames),
+        "hands": n_gt,
+        "ap50": average_precision(scores, tps, n_gt),
+        "recall": n_tp_thr / max(n_gt, 1),
+        "precision": n_tp_thr / max(n_det_thr, 1),
+        "side_accuracy": side_ok / max(n_side, 1),
+        "score_thresh": score_thresh,
+    }
+
+
+def real_photos() -> list[dict]:
+    """The 16 shipped photos: ``{"path", "image" (H, W, 3) uint8, "box" (4,) of the annotated
+    keypoints, "side" ("left", "right" or "unknown")}``."""
+    from .data.coco import real_hands_sample
+    from .data.common import read_rgb
+
+    ds = real_hands_sample()
+    out = []
+    for i in range(len(ds)):
+        kp = ds.index["keypoints"][i]
+        uv = kp[kp[:, 2] > 0, :2]
+        path = str(ds.index["path"][i])
+        out.append(
+            {
+                "path": path,
+                "image": read_rgb(path),
+                "box": np.concatenate([uv.min(0), uv.max(0)]),
+                "side": ds[i]["hand_side"],
+            }
+        )
+    return out
+
+
+def evaluate_real_photos(detector: HandDetector, photos: list[dict] | None = None) -> dict:
+    """Hands found on the shipped photos (IoU >= 0.5 with the keypoints' box, any detection above
+    the detector's threshold) and handedness where the side is known, per photo too."""
+    photos = real_photos() if photos is None else photos
+    rows = []
+    for p in photos:
+        dets = detector(p["image"])
+        ious = box_iou([d.box for d in dets], p["box"])[:, 0] if dets else np.zeros(0)
+        best = int(np.argmax(ious)) if len(ious) else -1
+        found = bool(len(ious) and ious[best] >= 0.5)
+        rows.append(
+            {
+                "photo": Path(p["path"]).parent.name + "/" + Path(p["path"]).name,
+                "found": found,
+                "iou": round(float(ious[best]), 3) if best >= 0 else 0.0,
+                "score": round(dets[best].score, 3) if best >= 0 else None,
+                "side": p["side"],
+                "predicted_side": dets[best].side if found else None,
+                "detections": len(dets),
+            }
+        )
+    known = [r for r in rows if r["found"] and r["side"] != "unknown"]
+    return {
+        "photos": len(rows),
+        "found": sum(r["found"] for r in rows),
+        "side_correct": sum(r["predicted_side"] == r["side"] for r in known),
+        "side_known_and_found": len(known),
+        "per_photo": rows,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# training
+
+
+def _lr_at(step: int, cfg: DetectorTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def train_detector(
+    cfg: DetectorTrainConfig,
+    out: str | Path,
+    run: str | Path | None = None,
+    renderer: HandRenderer | None = None,
+    log=print,
+) -> dict:
+    """Train the detector for ``cfg.steps`` steps (resuming ``run`` if it holds a checkpoint),
+    evaluate it and write the model folder ``out``. Returns the sidecar's metrics."""
+    torch.set_num_threads(cfg.threads)
+    renderer = renderer or engine_renderer()
+    run = Path(run) if run is not None else Path(out).with_name(Path(out).name + "-run")
+    torch.manual_seed(0)
+    net = HandDetectorNet(cfg.detector)
+    decay = [p for n, p in net.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+    )
+    start, history = 0, []
+    if (run / ckpt.LAST_FILE).is_file():
+        c = ckpt.load_checkpoint(run)
+        if c.meta.get("train_config") != json.loads(json.dumps(cfg.to_dict())):
+            raise ckpt.CheckpointError(
+                f"{run}: holds a run of another detector recipe; use another --run folder"
+            )
+        ckpt.load_weights(net, c)
+        c.restore(optimizer=opt)
+        start, history = c.step, c.meta.get("history", [])
+        log(f"resuming {run} at step {start}")
+    frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
+    t0 = time.time()
+    net.train()
+    for step in range(start, cfg.steps):
+        rng = np.random.default_rng([TRAIN_SEED, step])
+        shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
+        batch = frames.batch(range(step * cfg.batch_size, (step + 1) * cfg.batch_size))
+        x, targets = make_batch(batch, shape, rng)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        losses = detection_loss(net(x), targets)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        opt.step()
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"detector training: non-finite loss at step {step}")
+        row = {"step": step + 1, **{k: round(float(v.detach()), 4) for k, v in losses.items()}}
+        history.append(row)
+        if (step + 1) % 10 == 0:
+            log(f"step {step + 1}/{cfg.steps} {row} {(time.time() - t0) / (step + 1 - start):.2f} s/step")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            side = {"train_config": cfg.to_dict(), "step": step + 1, "history": history}
+            ckpt.save_run_checkpoint(run, step + 1, net, side, optimizer=opt)
+    train_seconds = time.time() - t0
+    net.eval()
+    det = HandDetector(net, long_side=cfg.eval_long_side, score_thresh=0.05, max_hands=20)
+    test = HandFrames(TEST_SEED, cfg.frames, renderer)
+    test_frames = [f for i in range(0, cfg.n_test, 16) for f in test.batch(range(i, min(cfg.n_test, i + 16)))]
+    metrics = {"test_frames": evaluate_frames(det, test_frames, cfg.score_thresh)}
+    det.score_thresh = cfg.score_thresh
+    metrics["real_photos"] = evaluate_real_photos(det)
+    log(f"metrics: {json.dumps(summary(metrics))}")
+    sidecar = {
+        "detector_config": cfg.detector.to_dict(),
+        "train_config": cfg.to_dict(),
+        "step": cfg.steps,
+        "metrics": metrics,
+        "history": history[-50:],
+        "provenance": {
+            "renderer": getattr(renderer, "config", repr(renderer)),
+            "train_frames": f"HandFrames seed {TRAIN_SEED}, {cfg.steps * cfg.batch_size} frames",
+            "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
+            "train_seconds_this_session": round(train_seconds, 1),
+            "threads": cfg.threads,
+            "git_commit": _git_commit(),
+            "torch": torch.__version__,
+        },
+    }
+    ckpt.save_checkpoint(out, net, sidecar, save_rng=False, weights_dtype=torch.float16)
+    return metrics
+
+
+def summary(metrics: dict) -> dict:
+    """The metrics without the per-photo rows."""
+    return {k: {m: v for m, v in d.items() if m != "per_photo"} for k, d in metrics.items()}
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Train the hand detector on procedural frames (make detector).")
+    ap.add_argument("--out", default="models/detector", help="model folder to write")
+    ap.add_argument("--run", default="runs/detector", help="resumable run folder (checkpoints)")
+    ap.add_argument("--steps", type=int, default=DetectorTrainConfig.steps)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
+    a = ap.parse_args(argv)
+    if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
+        print(f"{a.out} already holds a trained detector (reused; --force trains it again)")
+        return 0
+    metrics = train_detector(DetectorTrainConfig(steps=a.steps, threads=a.threads), a.out, a.run)
+    print(
+        json.dumps(
+            {k: {m: v for m, v in d.items() if m != "per_photo"} for k, d in metrics.items()}, indent=1
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

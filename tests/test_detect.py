@@ -1,0 +1,165 @@
+"""The hand detector: shapes, targets, decoding on a frame with known boxes, metrics, frames."""
+
+import numpy as np
+import pytest
+import torch
+
+from handpose_lib import detect
+from handpose_lib.detector_train import (
+    DetectorTrainConfig,
+    average_precision,
+    make_batch,
+    match,
+    train_detector,
+)
+
+
+def _logit(p):
+    p = torch.as_tensor(p, dtype=torch.float32).clamp(1e-6, 1 - 1e-6)
+    return torch.log(p / (1 - p))
+
+
+def _perfect_output(boxes, sides, H, W):
+    """The raw output (1, 6, H/4, W/4) a perfect network would give for these boxes."""
+    t = detect.encode_targets([np.array(boxes)], [np.array(sides)], H, W)
+    out = torch.zeros(1, 6, H // 4, W // 4)
+    out[0, 0] = _logit(t["heat"][0, 0] * 0.98)
+    out[0, 1:3] = _logit(t["reg"][0, :2])
+    out[0, 3:5] = t["reg"][0, 2:4]
+    out[0, 5] = _logit(t["reg"][0, 4] * 0.98 + 0.01)
+    return out
+
+
+def test_network_shapes_any_multiple_of_4():
+    net = detect.HandDetectorNet().eval()
+    with torch.no_grad():
+        for H, W in [(240, 320), (192, 256), (100, 52)]:
+            assert net(torch.rand(2, 3, H, W)).shape == (2, detect.HEAD_CHANNELS, H // 4, W // 4)
+    assert sum(p.numel() for p in net.parameters()) < 2_500_000  # < 5 MB in fp16
+
+
+def test_decode_recovers_known_boxes():
+    boxes = [[20.0, 30.0, 100.0, 130.0], [180.0, 60.0, 230.0, 95.0], [250.0, 150.0, 300.0, 230.0]]
+    sides = [1, 0, 1]
+    out = _perfect_output(boxes, sides, 240, 320)
+    d = detect.decode(out, k=10, score_thresh=0.5)[0]
+    assert len(d["boxes"]) == 3
+    got = d["boxes"].numpy()
+    iou = detect.box_iou(got, boxes)
+    best = iou.argmax(1)
+    assert sorted(best.tolist()) == [0, 1, 2]
+    np.testing.assert_allclose(got, np.array(boxes)[best], atol=1e-3)
+    np.testing.assert_array_equal(d["p_left"].numpy() > 0.5, np.array(sides)[best] == 1)
+    assert (d["scores"] > 0.9).all()
+    # the threshold and top-k cut
+    assert len(detect.decode(out, k=2, score_thresh=0.5)[0]["boxes"]) == 2
+    assert len(detect.decode(out, k=10, score_thresh=0.99)[0]["boxes"]) == 0
+
+
+def test_targets_peak_at_centres_and_loss_is_lower_for_the_right_answer():
+    boxes, sides = [[40.0, 40.0, 120.0, 100.0]], [0]
+    t = detect.encode_targets([np.array(boxes)], [np.array(sides)], 160, 160)
+    iy, ix = np.unravel_index(t["heat"][0, 0].argmax().item(), (40, 40))
+    assert (ix, iy) == (20, 17) and t["mask"][0, iy, ix] and t["mask"].sum() == 1
+    good = detect.detection_loss(_perfect_output(boxes, sides, 160, 160), t)["loss"]
+    bad = detect.detection_loss(_perfect_output([[0.0, 100.0, 30.0, 150.0]], [1], 160, 160), t)["loss"]
+    assert good < 0.5 < bad
+
+
+def test_hand_detector_maps_boxes_back_to_photo_pixels():
+    class Fixed(detect.HandDetectorNet):
+        def forward(self, x):
+            H, W = x.shape[-2:]
+            # one hand at input box (40, 40, 120, 120) in input pixels
+            return _perfect_output([[40.0, 40.0, 120.0, 120.0]], [0], H, W)
+
+    det = detect.HandDetector(Fixed(), long_side=320)
+    img = np.zeros((480, 640, 3), np.uint8)  # input 240 x 320: photo px = 2 x input px
+    (d,) = det(img)
+    np.testing.assert_allclose(d.box, (80, 80, 240, 240), atol=0.01)
+    assert d.side == "right" and d.score > 0.9
+    assert detect.input_size(720, 1280, 320) == (180, 320)
+    assert detect.input_size(358, 238, 320) == (320, 212)
+
+
+def test_average_precision_and_matching():
+    assert average_precision([0.9, 0.8], [True, True], 2) == pytest.approx(1.0)
+    assert average_precision([0.9, 0.8], [False, True], 2) == pytest.approx(0.25)
+    assert average_precision([0.9], [True], 2) == pytest.approx(0.5)
+    dets = [
+        detect.Detection((0, 0, 10, 10), "left", 0.9, 0.9),
+        detect.Detection((1, 1, 10, 10), "left", 0.8, 0.9),
+    ]
+    d_of, g_of = match(dets, np.array([[0.0, 0, 10, 10]]))
+    assert d_of.tolist() == [0, -1] and g_of.tolist() == [0]
+
+
+def test_frames_boxes_sides_and_mirroring():
+    from handpose_lib.data.synthetic.frames import FrameConfig, HandFrames
+
+    cfg = FrameConfig(hand_probs=(0, 0, 0, 1), left_prob=0.5)
+    frames = HandFrames(7, cfg)
+    a, b = frames.batch([0, 1])
+    again = frames[1]
+    np.testing.assert_array_equal(b["image"], again["image"])  # frame i is a pure function of (seed, i)
+    for f in (a, b):
+        assert f["image"].shape == (480, 640, 3) and f["image"].dtype == np.uint8
+        n = len(f["boxes"])
+        assert 1 <= n <= 3 and len(f["sides"]) == n and f["joints2d"].shape == (n, 21, 2)
+        uv = f["joints2d"]
+        box = np.concatenate([uv.min(1), uv.max(1)], 1).clip(0, [640, 480, 640, 480])
+        np.testing.assert_allclose(f["boxes"], box)
+        assert set(f["sides"]) <= {"left", "right"}
+    x, t = make_batch([a, b], (192, 256), np.random.default_rng(0))
+    assert x.shape == (2, 3, 192, 256) and t["heat"].shape == (2, 1, 48, 64)
+    assert 1 <= int(t["mask"].sum()) <= 6
+
+
+@pytest.mark.parametrize("left_prob", [0.0, 1.0])
+def test_frames_take_any_hand_renderer_and_mirror_left_hands(left_prob):
+    from handpose_lib.data.synthetic.frames import FrameConfig, HandFrames
+
+    calls = []
+
+    def renderer(seed, indices):
+        calls.append((seed, list(indices)))
+        n = len(indices)
+        img = torch.zeros(n, 3, 64, 64)
+        img[:, 0, :, :32] = 1.0  # a square "hand": red on its left half, green on its right
+        img[:, 1, :, 32:] = 1.0
+        mask = torch.zeros(n, 64, 64, dtype=torch.bool)
+        mask[:, 16:48, 16:48] = True
+        uv = torch.stack(
+            torch.meshgrid(torch.linspace(16, 48, 7), torch.linspace(16, 48, 3), indexing="ij"), -1
+        )
+        uv = uv.reshape(1, 21, 2).expand(n, 21, 2).clone()
+        uv[:, 0] = torch.tensor([20.0, 40.0])  # the "wrist" on the red side
+        return {"image": img, "mask": mask, "joints2d": uv}
+
+    cfg = FrameConfig(
+        hand_probs=(0, 1), max_distractors=0, arm_prob=0, blur_prob=0, jpeg_prob=0, left_prob=left_prob
+    )
+    f = HandFrames(3, cfg, renderer)[5]
+    assert calls == [(3, [5 * 8])]
+    assert f["sides"] == ["left" if left_prob else "right"]
+    (x0, y0, x1, y1) = f["boxes"][0].round().astype(int)
+    xm = (x0 + x1) // 2
+    first = f["image"][y0 + 2 : y1 - 2, x0 + 2 : xm - 2].astype(float).mean((0, 1))
+    second = f["image"][y0 + 2 : y1 - 2, xm + 2 : x1 - 2].astype(float).mean((0, 1))
+    red, green = (first, second) if not left_prob else (second, first)  # a left hand is mirrored
+    assert red[0] > 180 > red[1] and green[1] > 180 > green[0]
+    wrist_on_left = f["joints2d"][0, 0, 0] < xm
+    assert wrist_on_left == (not left_prob)
+
+
+def test_train_detector_smoke(tmp_path):
+    cfg = DetectorTrainConfig(steps=2, batch_size=2, n_test=4, checkpoint_every=1, warmup_steps=1)
+    m = train_detector(cfg, tmp_path / "model", tmp_path / "run", log=lambda *_: None)
+    assert m["test_frames"]["frames"] == 4 and m["real_photos"]["photos"] == 16
+    det = detect.load_detector(tmp_path / "model")
+    assert isinstance(det(np.zeros((100, 80, 3), np.uint8)), list)
+    # resume: a finished run trains no further step and gives the same weights
+    train_detector(cfg, tmp_path / "model2", tmp_path / "run", log=lambda *_: None)
+    w1 = detect.load_detector(tmp_path / "model").net.state_dict()
+    w2 = detect.load_detector(tmp_path / "model2").net.state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
