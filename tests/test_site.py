@@ -375,7 +375,8 @@ def test_every_glued_value_is_defined(site):
 
 
 def test_printed_problem_and_glue_detectors():
-    out = '<div class="cell_output docutils container">{}</div></div>' + '<div class="cell docutils container">x</div>'
+    out = '<div class="cell_output docutils container">{}</div></div>'
+    out += '<div class="cell docutils container">x</div>'
     assert printed_problems(out.format("<pre>checkpoint: /tmp/tmpab12/run</pre>"))
     assert printed_problems(out.format("<pre>Traceback (most recent call last):\n  File x</pre>"))
     assert printed_problems(out.format("<pre>" + "-" * 75 + "\nValueError Traceback</pre>"))
