@@ -141,7 +141,7 @@ def tiny_recipe(**overrides) -> TrainConfig:
 
 
 def paper_recipe(**overrides) -> TrainConfig:
-    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --config paper``."""
+    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --recipe paper``."""
     cfg = dict(
         model="paper",
         n_train=200_000,
