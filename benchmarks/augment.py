@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     from handpose_lib.data.camera_effects import CameraEffects
     from handpose_lib.data.crop import HandCrop
     from handpose_lib.data.fda import FDA, amplitude_pool
+    from handpose_lib.data.rendered import cached_synthetic
     from handpose_lib.data.synthetic import SyntheticConfig
-    from handpose_lib.train import cached_synthetic
 
     data = cached_synthetic(a.n, 0, SyntheticConfig(crop_size=128), progress=False)
     samples = [data[i] for i in range(a.n)]
