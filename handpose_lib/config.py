@@ -99,17 +99,68 @@ class TrainConfig:
     max_steps: int | None = None
 
     def __post_init__(self):
+        self._check_types()
         if self.model not in ("tiny", "paper"):
             raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
         if self.schedule not in ("onecycle", "cosine", "step", "constant"):
             raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        for name in ("epochs", "batch_size", "n_train"):
-            if int(getattr(self, name)) < 1:
+        for name in ("epochs", "batch_size", "n_train", "val_every", "log_every"):
+            if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_val", "num_workers", "threads", "keep_last", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("warmup_frac", "final_lr_frac", "flip_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"TrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr must be a positive learning rate (e.g. 2e-3), got {self.lr}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(
+                f"TrainConfig.max_steps must be >= 1 (or null for no limit), got {self.max_steps}"
+            )
+        if not self.ckpt_every_min > 0:
+            raise ConfigError(f"TrainConfig.ckpt_every_min must be > 0 minutes, got {self.ckpt_every_min}")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ConfigError(
+                f"TrainConfig.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}"
+            )
         self.scale_range = tuple(float(v) for v in self.scale_range)
         self.step_milestones = tuple(float(v) for v in self.step_milestones)
+
+    def _check_types(self) -> None:
+        """A YAML or sidecar value of the wrong type (``epochs: "10"``, ``lr: fast``) is named."""
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        checks = {
+            "str": (lambda v: isinstance(v, str), "a string"),
+            "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+            "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+            "int | None": (
+                lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+                "an integer or null",
+            ),
+            "float": (number, "a finite number"),
+            "bool": (lambda v: isinstance(v, bool), "true or false"),
+            "dict": (lambda v: isinstance(v, dict), "a mapping"),
+            "tuple[float, float]": (
+                lambda v: isinstance(v, (list, tuple)) and all(map(number, v)),
+                "a list of numbers",
+            ),
+            "tuple[float, ...]": (
+                lambda v: isinstance(v, (list, tuple)) and all(map(number, v)),
+                "a list of numbers",
+            ),
+        }
+        for f in dataclasses.fields(self):
+            ok, want = checks[str(f.type)]
+            v = getattr(self, f.name)
+            if not ok(v):
+                raise ConfigError(f"TrainConfig.{f.name} must be {want}, got {v!r} ({type(v).__name__})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

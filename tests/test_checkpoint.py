@@ -192,3 +192,17 @@ def test_sidecar_types_and_format_are_checked(tmp_path, changes, match):
     _edit_sidecar(path, **changes)
     with pytest.raises(ck.CheckpointError, match=match):
         ck.load_checkpoint(path)
+
+
+def test_a_damaged_config_in_an_old_sidecar_is_a_checkpoint_error(tmp_path):
+    from handpose_lib.inference import model_from_checkpoint
+    from handpose_lib.model import build_model, tiny_config
+
+    cfg = tiny_config()
+    path = ck.save_checkpoint(tmp_path / "c", build_model(cfg), {"step": 1})  # no config in the weights
+    _edit_sidecar(path, model_config={**cfg.to_dict(), "heatmap_size": "64"})
+    with pytest.raises(ck.CheckpointError, match="heatmap_size must be an integer"):
+        model_from_checkpoint(ck.load_checkpoint(path))
+    _edit_sidecar(path, model_config={**cfg.to_dict(), "depth": 3})
+    with pytest.raises(ck.CheckpointError, match="unknown keys"):
+        model_from_checkpoint(ck.load_checkpoint(path))
