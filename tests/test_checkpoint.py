@@ -206,3 +206,17 @@ def test_a_damaged_config_in_an_old_sidecar_is_a_checkpoint_error(tmp_path):
     _edit_sidecar(path, model_config={**cfg.to_dict(), "depth": 3})
     with pytest.raises(ck.CheckpointError, match="unknown keys"):
         model_from_checkpoint(ck.load_checkpoint(path))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        f = ck.atomic_write_json(tmp_path / "a.json", {"x": 1})
+        path = ck.save_checkpoint(tmp_path / "c", torch.nn.Linear(2, 2), {"step": 1})
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert path.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (path / ck.MODEL_FILE).stat().st_mode & 0o777 == 0o666 & ~mask
