@@ -115,8 +115,8 @@ class TrainConfig:
         for name in ("warmup_frac", "final_lr_frac", "flip_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"TrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"TrainConfig.lr must be a positive learning rate (e.g. 2e-3), got {self.lr}")
+        if not self.lr >= 0:
+            raise ConfigError(f"TrainConfig.lr must be a learning rate >= 0 (e.g. 2e-3), got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(
                 f"TrainConfig.max_steps must be >= 1 (or null for no limit), got {self.max_steps}"

@@ -40,7 +40,7 @@ def test_configs(tmp_path):
     [
         ('epochs: "10"', "epochs must be an integer, got '10'"),
         ("lr: fast", "lr must be a finite number, got 'fast'"),
-        ("lr: -1", "lr must be a positive learning rate"),
+        ("lr: -1", "lr must be a learning rate >= 0"),
         ("batch_size: 0.5", "batch_size must be an integer"),
         ("augment: maybe", "augment must be true or false"),
         ("scale_range: [1.2, 0.8]", "scale_range must be"),
