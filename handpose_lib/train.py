@@ -69,6 +69,7 @@ from .config import (
     same_recipe,
     tiny_recipe,
 )
+from .data.common import DatasetNotFoundError
 from .data.sample import collate
 from .device import autocast_dtype, pick_device, setup_distributed
 from .evaluate import evaluate_predictions
@@ -289,12 +290,13 @@ def benchmark_dataset(n: int = BENCHMARK_N, image_size: int = 128) -> tuple[Data
     return ds, f"synthetic-v{GENERATOR_VERSION}-seed{BENCHMARK_SEED}-n{n}"
 
 
-def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset | None]:
     """Training and validation sets for ``cfg.data`` (samples cropped to the model's input size).
 
     Procedural data is rendered once into a cache (:func:`cached_synthetic`, with a progress
     bar unless ``progress=False``): ``n_train`` samples of seed ``data_seed`` and ``n_val`` of
-    seed ``data_seed + 1``.
+    seed ``data_seed + 1``. A real data set validates on its test split; where that split is
+    optional (:data:`OPTIONAL_TEST_SPLIT`) and absent, the validation set is ``None``.
     """
     size = model_config(cfg).input_size
     if cfg.data == "synthetic":
@@ -307,9 +309,19 @@ def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Da
         )
     if cfg.data_root is None:
         raise ConfigError(f"data {cfg.data!r} needs data_root (the folder of the downloaded data set)")
-    return real_dataset(cfg.data, cfg.data_root, "train", size), real_dataset(
-        cfg.data, cfg.data_root, "test", size
-    )
+    train_set = real_dataset(cfg.data, cfg.data_root, "train", size)
+    try:
+        val_set = real_dataset(cfg.data, cfg.data_root, "test", size)
+    except DatasetNotFoundError as e:
+        if cfg.data not in OPTIONAL_TEST_SPLIT:
+            raise
+        print(
+            f"note: {cfg.data}'s test split is not there ({str(e).splitlines()[0]}); "
+            "training without validation",
+            file=sys.stderr,
+        )
+        val_set = None
+    return train_set, val_set
 
 
 # name -> (class name in handpose_lib.data, loader arguments per split "train"/"test")
@@ -320,6 +332,10 @@ REAL_DATASETS: dict[str, tuple[str, dict[str, dict]]] = {
     "ganerated": ("GANerated", {"train": {}, "test": {}}),
     "synthhands": ("SynthHands", {"train": {}, "test": {}}),
 }
+
+
+# data sets whose layout calls the test split optional (FreiHAND's evaluation zip is separate)
+OPTIONAL_TEST_SPLIT = ("freihand",)
 
 
 def real_dataset(name: str, root: str, split: str, size: int = 128) -> Dataset:

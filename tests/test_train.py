@@ -482,3 +482,16 @@ def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
     rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
     assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
     assert rep["overall"]["auc3d_20_50"] == pytest.approx(m["auc3d_20_50"], abs=0.05)
+
+
+def test_freihand_trains_without_its_optional_evaluation_split(tmp_path, capsys):
+    from handpose_lib.data.examples import write_freihand
+
+    write_freihand(tmp_path, n_labels=2, versions=2)  # training/ only, as the training zip has it
+    cfg = TrainConfig(data="freihand", data_root=str(tmp_path))
+    train_set, val_set = tr.build_datasets(cfg)
+    assert len(train_set) == 4 and val_set is None
+    assert "training without validation" in capsys.readouterr().err
+    stb = TrainConfig(data="stb", data_root=str(tmp_path))  # STB's test split is not optional
+    with pytest.raises(FileNotFoundError):
+        tr.build_datasets(stb)
