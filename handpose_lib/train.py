@@ -37,11 +37,13 @@ Layer 3: imports ``model``, ``losses``, ``data`` (lazily), ``evaluate`` and ``ch
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -525,12 +527,18 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
 
+# what fit writes into a run folder (besides last.json)
+RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CKPT_SUBDIR, ckpt.BEST_FILE)
+
+
 def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
     """The checkpoint to resume from (``None`` for a new run); refuses to overwrite a run, to
     resume a run that has no checkpoint, or to resume with another recipe (any
     :class:`TrainConfig` field but the bookkeeping ones, ``data_root`` and ``init_from``: another
     ``epochs`` or ``lr`` would change the schedule, so the resumed run would not be exact)."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is a file, not a run folder; choose a folder path")
     has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
     if not resume:
         if has_ckpt:
@@ -538,6 +546,13 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig):
                 f"{run_dir} already holds a training run (last checkpoint: "
                 f"{ckpt.resolve_checkpoint(run_dir).name}); pass --resume to continue it or choose "
                 "another --out folder"
+            )
+        found = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if found:  # e.g. a copied run without its last.json: training would mix two runs
+            raise ckpt.CheckpointError(
+                f"{run_dir} holds files of another training run ({', '.join(found)}) but no "
+                f"{ckpt.LAST_FILE}; a new run would replace its config.json and mix two recipes in "
+                "one metrics.jsonl. Choose another --out folder (or move those files away)"
             )
         return None
     if not has_ckpt:
@@ -688,6 +703,9 @@ def fit(
         last.restore(optimizer, scheduler, scaler, rng=True)
         step = last.step
     start_epoch, skip_batches = divmod(step, steps_per_epoch)
+    # a run stopped mid-epoch saved the epoch's running loss sums: the resumed epoch's logged
+    # training loss is then the mean over all its batches, as in an uninterrupted run
+    carried = last.meta.get("epoch_progress") if last is not None and skip_batches else None
 
     train_model = model
     if info.enabled:
@@ -730,7 +748,15 @@ def fit(
         meta_base["init_from"] = last.meta["init_from"]
     if hasattr(_unwrap(model), "config") and hasattr(_unwrap(model).config, "to_dict"):
         meta_base.setdefault("model_config", _unwrap(model).config.to_dict())
-    if info.is_main:
+    finished_before = last is not None and step >= total_steps
+    if last is not None and isinstance(last.meta.get("provenance"), dict):
+        # the command that started the run stays its command; a resume is recorded beside it
+        prov = dict(last.meta["provenance"])
+        new = meta_base.get("provenance", {}).get("command")
+        if new is not None and not finished_before:
+            prov["resumed_by"] = [*prov.get("resumed_by", []), new]
+        meta_base["provenance"] = prov
+    if info.is_main and not finished_before:  # resuming a finished run writes nothing
         ckpt.atomic_write_json(run_dir / "config.json", meta_base)
 
     history = read_metrics(run_dir) if resume else []
@@ -743,12 +769,16 @@ def fit(
     last_path = last.path if last is not None else None
     last_save = last_print = time.monotonic()
 
-    def save(epoch: int, metrics: Mapping[str, Any], reason: str) -> Path | None:
+    def save(
+        epoch: int, metrics: Mapping[str, Any], reason: str, progress: dict | None = None
+    ) -> Path | None:
         nonlocal last_path, last_save
         last_save = time.monotonic()
         if not info.is_main:
             return None
         sidecar = {**meta_base, "epoch": epoch, "step": step, "reason": reason, "metrics": dict(metrics)}
+        if progress is not None:
+            sidecar["epoch_progress"] = progress
         last_path = ckpt.save_run_checkpoint(
             run_dir,
             step,
@@ -785,8 +815,9 @@ def fit(
                 # its own generator: creating the loader must not consume the global RNG
                 gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
                 loader = DataLoader(view, sampler=sampler, generator=gen, **loader_kw)
-                sums: dict[str, float] = {}
-                n_batches = 0
+                sums: dict[str, float] = dict(carried["sums"]) if carried else {}
+                n_batches = int(carried["batches"]) if carried else 0
+                carried = None
                 t_epoch = time.perf_counter()
                 t_log, seen_log = time.perf_counter(), 0
                 for batch in loader:
@@ -863,10 +894,16 @@ def fit(
                     _, stop, save_now = sync_flags(False, stop_flag.requested or at_max, due)
                     if stop:
                         stopped_by = stop_flag.signal_name or ("max_steps" if at_max else "another process")
-                        save(epoch, {"train_loss": loss_value}, f"stopped ({stopped_by})")
+                        progress_now = {"sums": dict(sums), "batches": n_batches}
+                        save(epoch, {"train_loss": loss_value}, f"stopped ({stopped_by})", progress_now)
                         return FitResult(run_dir, last_path, history, step, False, stopped_by)
                     if save_now and step < (epoch + 1) * steps_per_epoch:
-                        save(epoch, {"train_loss": loss_value}, "periodic")
+                        save(
+                            epoch,
+                            {"train_loss": loss_value},
+                            "periodic",
+                            {"sums": dict(sums), "batches": n_batches},
+                        )
 
                 # --- end of epoch: validate, log, checkpoint
                 dt = time.perf_counter() - t_epoch
@@ -929,7 +966,33 @@ def train(
         from .data.synthetic import GENERATOR_VERSION
 
         meta["generator_version"] = GENERATOR_VERSION
-    return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
+    with _undone_if_failed(Path(run_dir)):
+        return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
+
+
+@contextlib.contextmanager
+def _undone_if_failed(run_dir: Path):
+    """A run that fails before its first checkpoint leaves nothing behind: the files and folders
+    it created are removed (never what was there before), so the same command can run again."""
+    existed = run_dir.exists()
+    top = run_dir  # the outermost folder this run creates
+    while not top.parent.exists():
+        top = top.parent
+    before = set(run_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        main = int(os.environ.get("RANK", "0")) == 0
+        if main and run_dir.is_dir() and not (run_dir / ckpt.LAST_FILE).exists():
+            for p in set(run_dir.iterdir()) - before:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            d = run_dir
+            while not existed and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+                if d == top:
+                    break
+                d = d.parent
+        raise
 
 
 # ----------------------------------------------------------------------------------------
