@@ -325,6 +325,13 @@ class HandDetector:
             out.append(Detection(b, "left" if pl >= 0.5 else "right", float(s), float(pl)))
         return out
 
+    @torch.no_grad()
+    def presence(self, crop: Tensor) -> float:
+        """The highest centre score on a (3, S, S) crop in [0, 1] (S a multiple of 4), e.g. a
+        tracked hand's crop: is there still a hand in it?"""
+        dev = next(self.net.parameters()).device
+        return float(torch.sigmoid(self.net(crop[None].to(dev))[0, 0]).max())
+
 
 def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
     """A :class:`HandDetector` from a checkpoint folder written by ``detector_train`` (weights

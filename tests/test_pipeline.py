@@ -1,0 +1,212 @@
+"""The photo/video pipeline: camera-frame solve, left/right mirroring, One-Euro, video, tracking."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from handpose_lib import skeleton
+from handpose_lib.data.sample import project
+from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands
+from handpose_lib.data.synthetic.scene import sample_scene, scene_of
+from handpose_lib.detect import Detection
+from handpose_lib.pipeline import (
+    DEFAULT_FOV_DEG,
+    HandPipeline,
+    HandTracker,
+    OneEuroFilter,
+    intrinsics_from_fov,
+    joints_box,
+    read_video,
+    run_video,
+    solve_root,
+    write_video,
+)
+
+BOOK_MODEL = Path(__file__).resolve().parents[1] / "models" / "book-tiny"
+
+
+@pytest.fixture(scope="module")
+def model():
+    from handpose_lib.inference import load_trained
+
+    return load_trained(BOOK_MODEL)[0]
+
+
+@pytest.fixture(scope="module")
+def procedural_frame():
+    """A 640 x 480 procedural right hand with its K and labels."""
+    b = SyntheticHands(4, seed=7, config=SyntheticConfig(full_frame=True, occlusion="none")).render_batch([2])
+    img = (b["image"][0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return (
+        img,
+        b["joints2d"][0].numpy().astype(np.float64),
+        b["joints3d"][0].numpy().astype(np.float64),
+        b["K"][0].numpy(),
+    )
+
+
+def test_intrinsics_from_fov():
+    K = intrinsics_from_fov(640, 480, 90.0)
+    np.testing.assert_allclose(K, [[320, 0, 320], [0, 320, 240], [0, 0, 1]], atol=1e-9)
+    f = intrinsics_from_fov(1280, 720)[0, 0]
+    assert f == pytest.approx(640 / np.tan(np.radians(DEFAULT_FOV_DEG) / 2))
+    with pytest.raises(ValueError, match="fov"):
+        intrinsics_from_fov(640, 480, 0.0)
+
+
+def test_camera_frame_solve_recovers_procedural_hands():
+    """Tolerances: exact labels -> root within 0.05 mm; the 43 mm size prior -> depth scaled by
+    prior / true bone within 0.5 %; 2D with 2 px noise on top -> depth within 5 % of that."""
+    cfg = SyntheticConfig()
+    p = sample_scene(7, list(range(16)), cfg)
+    _, joints = scene_of(p)
+    joints, K = joints.double().numpy(), p["K_full"].double().numpy()
+    uv = project(torch.from_numpy(joints), torch.from_numpy(K)).numpy()
+    rng = np.random.default_rng(0)
+    for j3, k, u in zip(joints, K, uv, strict=True):
+        rel = j3 - j3[:1]
+        np.testing.assert_allclose(solve_root(u, rel, k), j3[0], atol=0.05)
+        bone = skeleton.reference_bone_length(j3)
+        rel_prior, _ = skeleton.normalise_3d(j3)
+        t = solve_root(u, rel_prior * 43.0, k)
+        expected_z = j3[0, 2] * 43.0 / bone  # a hand assumed smaller than it is is nearer
+        assert t[2] == pytest.approx(expected_z, rel=0.005)
+        t_noisy = solve_root(u + rng.normal(0, 2.0, u.shape), rel_prior * 43.0, k)
+        assert t_noisy[2] == pytest.approx(expected_z, rel=0.05)
+    with pytest.raises(ValueError, match="at least 2 joints"):
+        solve_root(np.full((21, 2), np.nan), np.zeros((21, 3)), K[0])
+
+
+def test_left_hand_mirroring_round_trip(model, procedural_frame):
+    """A left hand (the mirror image of a right hand) gives exactly the mirrored answer."""
+    img, uv, j3, K = procedural_frame
+    pipe = HandPipeline(model)
+    W = img.shape[1]
+    box = joints_box(uv)
+    (right,) = pipe(img, boxes=[box], sides="right")
+    (left,) = pipe(
+        np.ascontiguousarray(img[:, ::-1]), boxes=[(W - box[2], box[1], W - box[0], box[3])], sides="left"
+    )
+    mirrored = np.stack([W - left.joints2d[:, 0], left.joints2d[:, 1]], -1)
+    np.testing.assert_allclose(mirrored, right.joints2d, atol=0.01)
+    np.testing.assert_allclose(left.joints3d_rel_mm * [-1, 1, 1], right.joints3d_rel_mm, atol=0.01)
+    assert left.side == "left" and right.side == "right"
+    # without mirroring the model reads the left hand as a right one: a different answer
+    (wrong,) = pipe(
+        np.ascontiguousarray(img[:, ::-1]), boxes=[(W - box[2], box[1], W - box[0], box[3])], sides="right"
+    )
+    assert np.abs(np.stack([W - wrong.joints2d[:, 0], wrong.joints2d[:, 1]], -1) - right.joints2d).max() > 1.0
+
+
+def test_pipeline_hand_fields_and_camera(model, procedural_frame):
+    img, uv, j3, K = procedural_frame
+    (h,) = HandPipeline(model, K=K)(img, boxes=[joints_box(uv)], sides=["right"])
+    assert h.joints2d.shape == (21, 2) and h.joints3d_cam_mm.shape == (21, 3)
+    np.testing.assert_allclose(h.joints3d_rel_mm[0], 0.0, atol=1e-9)
+    np.testing.assert_allclose(h.joints3d_cam_mm - h.joints3d_cam_mm[:1], h.joints3d_rel_mm, atol=1e-9)
+    # the root is the least-squares one: moving it 5 mm along any axis reprojects worse
+    Kd = torch.from_numpy(np.asarray(K, np.float64))
+
+    def err(P):
+        return float(((project(torch.from_numpy(P), Kd).numpy() - h.joints2d) ** 2).sum())
+
+    best = err(h.joints3d_cam_mm)
+    for axis in range(3):
+        for sign in (-5.0, 5.0):
+            assert err(h.joints3d_cam_mm + np.eye(3)[axis] * sign) > best
+    d = h.to_dict()
+    assert set(d) >= {
+        "box",
+        "side",
+        "score",
+        "joints2d_px",
+        "joints3d_rel_mm",
+        "joints3d_cam_mm",
+        "root_depth_mm",
+    }
+    with pytest.raises(ValueError, match="no detector"):
+        HandPipeline(model)(img)
+
+
+def test_one_euro_filter():
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    assert np.array_equal(f(np.array([3.0]), 0.0), [3.0])  # first value unchanged
+    for i in range(1, 10):
+        assert f(np.array([3.0]), i / 30)[0] == pytest.approx(3.0)  # constant stays constant
+    # noise on a still point is smoothed
+    rng = np.random.default_rng(0)
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    raw = rng.normal(0, 1, (300, 2))
+    out = np.array([f(x, i / 30) for i, x in enumerate(raw)])
+    assert out[50:].std() < 0.4 * raw[50:].std()
+    # a ramp: beta (speed-dependent cut-off) reduces the lag
+    lags = []
+    for beta in (0.0, 1.0):
+        f = OneEuroFilter(min_cutoff=1.0, beta=beta)
+        ys = [f(np.array([10.0 * i]), i / 30)[0] for i in range(60)]
+        lags.append(10.0 * 59 - ys[-1])
+    assert lags[1] < 0.5 * lags[0] and lags[0] > 0
+
+
+def _clip(img, uv, n=10, step=(6, 3)):
+    """n frames: the image shifted by i * step pixels, and the shifted joints."""
+    frames, joints = [], []
+    H, W = img.shape[:2]
+    for i in range(n):
+        dx, dy = step[0] * i, step[1] * i
+        M = np.float32([[1, 0, dx], [0, 1, dy]])
+        import cv2
+
+        frames.append(cv2.warpAffine(img, M, (W, H), borderMode=cv2.BORDER_REPLICATE))
+        joints.append(uv + [dx, dy])
+    return frames, joints
+
+
+class _FakeDetector:
+    """Knows where the hand is in the first frame; counts its full-frame runs."""
+
+    def __init__(self, box, presence=1.0):
+        self.box, self.p, self.calls = box, presence, 0
+
+    def __call__(self, image):
+        self.calls += 1
+        return [Detection(self.box, "right", 0.9, 0.1)]
+
+    def presence(self, crop):
+        assert crop.shape[0] == 3
+        return self.p
+
+
+def test_video_write_read_and_tracking(model, procedural_frame, tmp_path):
+    from handpose_lib.detect import box_iou
+
+    img, uv, _, _ = procedural_frame
+    frames, joints = _clip(img, uv)
+    path = write_video(tmp_path / "clip.mp4", frames, 15.0)
+    back, fps = read_video(path)
+    assert len(back) == len(frames) and back[0].shape == frames[0].shape and fps == pytest.approx(15.0)
+    assert np.abs(back[3].astype(float) - frames[3]).mean() < 12  # lossy, but the same picture
+
+    det = _FakeDetector(joints_box(joints[0]))
+    res = run_video(HandTracker(HandPipeline(model, det)), path, tmp_path / "overlay.mp4")
+    assert det.calls == 1 and res["detector_runs"] == 1  # the previous frame's hand gives the box
+    assert len(res["frames"]) == len(frames) and res["fps_pipeline"] > 0
+    for hands, uv_t in zip(res["frames"], joints, strict=True):
+        (h,) = hands
+        assert box_iou(h["box"], joints_box(uv_t))[0, 0] > 0.5  # the box follows the moving hand
+    assert len(read_video(tmp_path / "overlay.mp4")[0]) == len(frames)
+
+    lost = _FakeDetector(joints_box(joints[0]), presence=0.0)
+    run_video(HandTracker(HandPipeline(model, lost)), path)
+    assert lost.calls == len(frames)  # lost every frame: the detector runs every frame
+
+
+def test_read_video_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        read_video(tmp_path / "nope.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="corrupt or not a video"):
+        read_video(bad)
