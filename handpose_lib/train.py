@@ -43,6 +43,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -71,7 +72,7 @@ from .config import (
     same_recipe,
     tiny_recipe,
 )
-from .data.common import DatasetNotFoundError
+from .data.common import DatasetError, DatasetNotFoundError
 from .data.sample import collate
 from .device import autocast_dtype, pick_device, setup_distributed
 from .evaluate import evaluate_predictions
@@ -351,7 +352,12 @@ def real_dataset(name: str, root: str, split: str, size: int = 128) -> Dataset:
     if name not in REAL_DATASETS:
         raise ConfigError(f"unknown data set {name!r}; choose synthetic or one of {sorted(REAL_DATASETS)}")
     cls_name, splits = REAL_DATASETS[name]
-    return getattr(data, cls_name)(root, crop=HandCrop(size=size), **splits[split])
+    try:
+        return getattr(data, cls_name)(root, crop=HandCrop(size=size), **splits[split])
+    except (ValueError, KeyError, pickle.UnpicklingError) as e:  # labels it cannot use, a refused pickle
+        raise DatasetError(
+            f"{name} in {root}: {e}; check the folder with `handpose data check {name} {root}`"
+        ) from e
 
 
 def make_augment(cfg: TrainConfig):

@@ -42,6 +42,10 @@ class CorruptImageError(OSError):
     """An image file exists but cannot be decoded."""
 
 
+class DatasetError(ValueError):
+    """A data set's files are there but cannot be used (labels of the wrong shape, a refused pickle)."""
+
+
 # ----------------------------------------------------------------------------------------
 # files
 
