@@ -11,10 +11,10 @@ What it measures, all in one run so the numbers share the machine's state:
 2. for each config and backend: batch-1 latency (median ms) and batched throughput (img/s),
    achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and the roofline ratio.
    Backends: ``eager`` (the baseline: ``model.eval()`` under ``torch.no_grad``, NCHW),
-   ``eager-fast`` (``fast.prepare_for_inference``: inference mode, BN folded, channels_last),
+   ``eager-fast`` (``inference.prepare_for_inference``: inference mode, BN folded, channels_last),
    ``eager-fast-bf16`` (bf16 autocast, CPUs with native bf16 only), ``compile`` (Inductor on
    the prepared model; ``--no-compile`` skips it), ``ort-default`` (onnxruntime with default
-   options) and ``ort-tuned`` (``fast.ort_session`` + ``fast.ort_predict``); CUDA rows when a GPU
+   options) and ``ort-tuned`` (``inference.ort_session`` + ``inference.ort_predict``); CUDA rows when a GPU
    is present;
 3. MediaPipe Hands 0.10.21 in its own virtual environment (``.cache/mediapipe-venv``, created
    here on first use with pip): full pipeline (palm detector + landmarks) and the landmark model
@@ -52,8 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info, matmul_peak_gflops, print_table  # noqa: E402
 
-from handpose_lib import fast  # noqa: E402
+from handpose_lib import inference  # noqa: E402
 from handpose_lib import model as hm  # noqa: E402
+from handpose_lib.device import cpu_bf16_supported  # noqa: E402
 
 CONFIGS = {"paper": hm.paper_config, "tiny": hm.tiny_config}
 MP_VERSION = "0.10.21"
@@ -132,27 +133,27 @@ def backends(model, device: str, args, tmp: Path, name: str):
         return run
 
     yield "eager", eager
-    prepared = fast.prepare_for_inference(model)
+    prepared = inference.prepare_for_inference(model)
 
     def eager_fast(_b):
-        return lambda x: fast.predict(prepared, x)
+        return lambda x: inference.predict(prepared, x)
 
     yield "eager-fast", eager_fast
-    bf16_ok = fast.cpu_bf16_supported() if device == "cpu" else torch.cuda.is_bf16_supported()
+    bf16_ok = cpu_bf16_supported() if device == "cpu" else torch.cuda.is_bf16_supported()
     if bf16_ok:
-        yield "eager-fast-bf16", lambda _b: lambda x: fast.predict(prepared, x, bf16=True)
+        yield "eager-fast-bf16", lambda _b: lambda x: inference.predict(prepared, x, bf16=True)
     if not args.no_compile:
 
         def compiled(_b):
-            cm = fast.compile_model(fast.prepare_for_inference(model))
-            return lambda x: fast.predict(cm, x, inference_mode=False)
+            cm = inference.compile_model(inference.prepare_for_inference(model))
+            return lambda x: inference.predict(cm, x, inference_mode=False)
 
         yield "compile", compiled
     if device == "cpu":
         import onnxruntime as ort
 
         path = tmp / f"{name}.onnx"
-        hm.export_onnx(model.cpu(), path)
+        inference.export_onnx(model.cpu(), path)
 
         def ort_default(_b):
             s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -161,8 +162,8 @@ def backends(model, device: str, args, tmp: Path, name: str):
         yield "ort-default", ort_default
 
         def ort_tuned(_b):
-            s = fast.ort_session(path, args.threads, providers=["CPUExecutionProvider"])
-            return lambda x: fast.ort_predict(s, x)
+            s = inference.ort_session(path, args.threads, providers=["CPUExecutionProvider"])
+            return lambda x: inference.ort_predict(s, x)
 
         yield "ort-tuned", ort_tuned
         if args.threads > 1:
@@ -170,14 +171,14 @@ def backends(model, device: str, args, tmp: Path, name: str):
             # that gets descheduled stalls every parallel region (see the README)
 
             def ort_1t(_b):
-                s = fast.ort_session(path, 1, providers=["CPUExecutionProvider"])
-                return lambda x: fast.ort_predict(s, x)
+                s = inference.ort_session(path, 1, providers=["CPUExecutionProvider"])
+                return lambda x: inference.ort_predict(s, x)
 
             def eager_1t(_b):
                 def run(x):
                     torch.set_num_threads(1)
                     try:
-                        return fast.predict(prepared, x)
+                        return inference.predict(prepared, x)
                     finally:
                         torch.set_num_threads(args.threads)
 
@@ -387,9 +388,7 @@ def main(argv=None) -> int:
     import onnxruntime as ort
 
     info = machine_info()
-    info.update(
-        onnxruntime=ort.__version__, load_avg_start=os.getloadavg(), cpu_bf16=fast.cpu_bf16_supported()
-    )
+    info.update(onnxruntime=ort.__version__, load_avg_start=os.getloadavg(), cpu_bf16=cpu_bf16_supported())
     print(f"# inference benchmark {info}", flush=True)
 
     peak = {"fp32_start": matmul_peak_gflops()}
@@ -468,9 +467,9 @@ def main(argv=None) -> int:
     acc_rows, mp = [], None
     if "tiny" in configs and ("tiny", "cpu") in extras:
         ex = extras[("tiny", "cpu")]
-        prepared = fast.prepare_for_inference(ex["model"].cpu())
+        prepared = inference.prepare_for_inference(ex["model"].cpu())
         pred, ms_photo, ms_crop = ours_on_photos(
-            samples, lambda x: fast.predict(prepared, x), 2 if args.quick else 5
+            samples, lambda x: inference.predict(prepared, x), 2 if args.quick else 5
         )
         row = {
             "system": "ours tiny (crop from GT box)",

@@ -35,9 +35,9 @@ performance appendix (`book/appendix_performance.md`) shows the committed result
 - `python benchmarks/report.py`: this README from `results/*.json`.
 - `model_bench.py`, `synthetic_bench.py`: the model's and the engine's own micro-benchmarks.
 
-The fast paths live in `handpose_lib/fast.py` (`prepare_for_inference`, `fuse_conv_bn`, `predict`,
-`compile_model`, `ort_session`, `ort_predict`); `tests/test_fast.py` checks that each gives the eager
-model's outputs.
+The fast paths live in `handpose_lib/inference.py` (`prepare_for_inference`, `fuse_conv_bn`, `predict`,
+`compile_model`, `export_onnx`, `ort_session`, `ort_predict`); `tests/test_inference.py` checks that each
+gives the eager model's outputs.
 
 **Reading the numbers.** `b1_ms` is the median latency at batch 1, `b1_best_ms` the fastest run
 (on a shared machine the median is pulled up by other work). `roofline` = achieved GFLOP/s / the

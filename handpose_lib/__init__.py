@@ -27,7 +27,6 @@ _SUBMODULES = (
     "occlusion",
     "viz",
     "inference",
-    "fast",
     "cli",
 )
 __all__ = [*_SUBMODULES, "__version__"]

@@ -343,25 +343,17 @@ def _output_dir(path: str, files: list[str], overwrite: bool) -> Path:
 
 
 def cmd_predict(a) -> int:
-    import cv2
-    import numpy as np
-    import torch
-
     from . import skeleton
-    from .checkpoint import atomic_write_bytes, atomic_write_json
+    from .checkpoint import atomic_write_json
     from .data.common import read_rgb
-    from .data.crop import crop_image, uncrop_points
     from .device import pick_device
-    from .inference import load_trained
-    from .viz import overlay_2d
+    from .inference import load_trained, predict_image
 
     names = _overlay_names(a.images)
     out_dir = _output_dir(a.out, [*names, "predictions.json"], a.overwrite)
-    device = str(pick_device(a.device))
-    model, c = load_trained(a.checkpoint, device=device)
-    size = model.config.input_size
+    model, c = load_trained(a.checkpoint, device=str(pick_device(a.device)))
     ref_mm = a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM
-    results, failed = [], []
+    rows, failed = [], []
     for path, name in zip(a.images, names):
         try:
             img = read_rgb(path, verify=True)
@@ -370,44 +362,16 @@ def cmd_predict(a) -> int:
             print(f"handpose: skipping {path}: cannot read it ({e})", file=sys.stderr)
             continue
         try:
-            crop, params = crop_image(img, size, a.box, a.margin)
-        except ValueError as e:
+            pred = predict_image(model, img, a.box, a.margin)
+        except ValueError as e:  # a --box or --margin that crops nothing
             raise CLIError(f"--{e}") from e
-        with torch.no_grad():
-            pred = model(crop[None].to(device))
-        uv_crop = pred.coords2d[0].float().cpu().numpy()
-        uv = uncrop_points(uv_crop, params)
-        j3 = pred.joints3d[0].float().cpu().numpy()
-        scale = max(1, round(512 / max(img.shape[:2])))
-        over = overlay_2d(
-            img,
-            uv,
-            scale=scale,
-            radius=max(2, round(max(img.shape[:2]) * scale / 150)),
-            thickness=max(1, round(max(img.shape[:2]) * scale / 300)),
-        )
-        x0, y0, side = params["x0"] * scale, params["y0"] * scale, params["side"] * scale
-        cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
-        png = out_dir / name
         try:
-            ok, data = cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
-            if not ok:
-                raise OSError("OpenCV could not encode the overlay")
-            atomic_write_bytes(png, data.tobytes())
+            png = _write_overlay(img, pred, out_dir / name)
         except OSError as e:
-            failed.append({"image": str(path), "error": f"cannot write {png}: {e}"})
-            print(f"handpose: skipping {path}: cannot write {png} ({e})", file=sys.stderr)
+            failed.append({"image": str(path), "error": f"cannot write {out_dir / name}: {e}"})
+            print(f"handpose: skipping {path}: cannot write {out_dir / name} ({e})", file=sys.stderr)
             continue
-        results.append(
-            {
-                "image": str(path),
-                "overlay": str(png),
-                "crop": params,
-                "joints2d_px": np.round(uv, 2).tolist(),
-                "joints3d_units": np.round(j3, 4).tolist(),
-                "joints3d_mm": np.round(skeleton.denormalise_3d(j3, ref_mm), 2).tolist(),
-            }
-        )
+        rows.append(_prediction_row(path, png, pred, ref_mm))
         print(f"{path} -> {png}")
     info = {
         "checkpoint": str(c.path),
@@ -418,7 +382,7 @@ def cmd_predict(a) -> int:
             "joints3d_mm": f"joints3d_units x {ref_mm} mm (an assumed reference bone length; "
             "one RGB image does not give the hand's absolute size)",
         },
-        "predictions": results,
+        "predictions": rows,
         "failed": failed,
     }
     print(f"predictions: {atomic_write_json(out_dir / 'predictions.json', info)}")
@@ -429,6 +393,47 @@ def cmd_predict(a) -> int:
         )
         return 1
     return 0
+
+
+def _write_overlay(img, pred, png: Path) -> Path:
+    """The 2D skeleton and the crop's square drawn on the photo (enlarged to about 512 px)."""
+    import cv2
+
+    from .checkpoint import atomic_write_bytes
+    from .viz import overlay_2d
+
+    longest = max(img.shape[:2])
+    scale = max(1, round(512 / longest))
+    over = overlay_2d(
+        img,
+        pred.joints2d,
+        scale=scale,
+        radius=max(2, round(longest * scale / 150)),
+        thickness=max(1, round(longest * scale / 300)),
+    )
+    x0, y0, side = (pred.crop[k] * scale for k in ("x0", "y0", "side"))
+    cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+    if not ok:  # cv2.imwrite only returns False: an unwritable path must be an error
+        raise OSError(f"OpenCV could not encode the overlay for {png}")
+    atomic_write_bytes(png, data.tobytes())
+    return png
+
+
+def _prediction_row(path, png: Path, pred, ref_mm: float) -> dict:
+    """One image's entry of predictions.json."""
+    import numpy as np
+
+    from .skeleton import denormalise_3d
+
+    return {
+        "image": str(path),
+        "overlay": str(png),
+        "crop": pred.crop,
+        "joints2d_px": np.round(pred.joints2d, 2).tolist(),
+        "joints3d_units": np.round(pred.joints3d, 4).tolist(),
+        "joints3d_mm": np.round(denormalise_3d(pred.joints3d, ref_mm), 2).tolist(),
+    }
 
 
 # ----------------------------------------------------------------------------------------
@@ -459,11 +464,7 @@ def _add_export(sub):
 
 
 def cmd_export(a) -> int:
-    import numpy as np
-    import torch
-
-    from .inference import load_trained
-    from .model import export_onnx
+    from .inference import export_onnx, load_trained, onnx_max_diff
 
     model, _ = load_trained(a.checkpoint, device="cpu")
     out = Path(a.onnx)
@@ -471,16 +472,8 @@ def cmd_export(a) -> int:
     export_onnx(model, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if not a.no_check:
-        import onnxruntime as ort
-
-        s = model.config.input_size
-        x = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(0))
-        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        got = sess.run(["coords2d", "joints3d"], {"images": x.numpy()})
-        with torch.no_grad():
-            ref = model(x)
-        d2 = float(np.abs(got[0] - ref.coords2d.numpy()).max())
-        d3 = float(np.abs(got[1] - ref.joints3d.numpy()).max())
+        d = onnx_max_diff(model, out)
+        d2, d3 = d["coords2d"], d["joints3d"]
         print(f"onnxruntime vs PyTorch: max |coords2d| diff {d2:.2e} px, max |joints3d| diff {d3:.2e}")
         if d2 > 1e-2 or d3 > 1e-3:
             raise CLIError(f"the ONNX model disagrees with PyTorch (coords2d {d2:.3g} px, joints3d {d3:.3g})")

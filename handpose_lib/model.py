@@ -95,8 +95,7 @@ Size (``benchmarks/model_bench.py``): the paper model has 32.3M parameters (21.3
 encoder, 6.9M in the first FC layer of the 3D branch) and needs 5.3 GFLOPs per 128x128 image;
 ``tiny_config()`` has 2.9M parameters and needs 0.27 GFLOPs.
 
-Export: :func:`export_onnx` writes an ONNX graph (opset 17, TorchScript-based exporter) whose
-outputs are ``(coords2d, joints3d, bones, heatmaps, probs)``.
+Export to ONNX: :func:`handpose_lib.inference.export_onnx`.
 """
 
 from __future__ import annotations
@@ -104,7 +103,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -641,63 +639,3 @@ def build_model(config: ModelConfig) -> ResUnet:
     if state is not None:
         model.encoder.load_torchvision_state_dict(state, source)
     return model
-
-
-# ----------------------------------------------------------------------------------------
-# export
-
-
-class _ExportWrapper(nn.Module):
-    def __init__(self, model: ResUnet):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: Tensor):
-        out = self.model(images)
-        return out.coords2d, out.joints3d, out.bones, out.heatmaps, out.probs
-
-
-ONNX_OUTPUTS = ("coords2d", "joints3d", "bones", "heatmaps", "probs")
-
-
-def export_onnx(
-    model: ResUnet, path, batch_size: int = 1, opset: int = 17, dynamic_batch: bool = True
-) -> str:
-    """Export to ONNX with the TorchScript-based exporter (``dynamo=False``).
-
-    torch >= 2.9 defaults to the ``torch.export``-based exporter, which needs the ``onnxscript``
-    package (not a dependency of this project); the TorchScript exporter needs nothing more and
-    exports this model exactly (onnxruntime matches PyTorch within 1e-3 px, see the tests).
-
-    Input ``images`` (B, 3, S, S) float32 in [0, 1]; outputs ``coords2d, joints3d, bones,
-    heatmaps, probs`` (:data:`ONNX_OUTPUTS`), batch axis dynamic unless ``dynamic_batch=False``.
-    The model is exported in eval mode (BatchNorm uses running statistics). Returns the path.
-    """
-    path = os.fspath(path)
-    s = model.config.input_size
-    device = next(model.parameters()).device
-    dummy = torch.rand(batch_size, 3, s, s, device=device)
-    was_training = model.training
-    model.eval()
-    kwargs = {}
-    if "dynamo" in torch.onnx.export.__code__.co_varnames:
-        kwargs["dynamo"] = False
-    axes = {"images": {0: "batch"}, **{n: {0: "batch"} for n in ONNX_OUTPUTS}} if dynamic_batch else None
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # the shape checks and constant tensors are fixed by design: silence the tracer's notes
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.9 calls this exporter legacy
-            torch.onnx.export(
-                _ExportWrapper(model),
-                (dummy,),
-                path,
-                input_names=["images"],
-                output_names=list(ONNX_OUTPUTS),
-                opset_version=opset,
-                dynamic_axes=axes,
-                **kwargs,
-            )
-    finally:
-        model.train(was_training)
-    return path

@@ -22,7 +22,8 @@ with the same profile (:class:`StudyProfile`, ``quick`` or ``full``) and seed; e
 says what it changes against (a). Chapter 8's precomputed figures are made from the trained
 variants by ``tools/occlusion_showcase.py``.
 
-Layer 4: imports ``data``, ``model``, ``losses``, ``lhr``, ``evaluate``, ``train``, ``skeleton``.
+Layer 4: imports ``skeleton``, ``data``, ``lhr``, ``losses``, ``config``, ``checkpoint``, ``train``,
+``evaluate`` and ``inference``.
 """
 
 from __future__ import annotations
@@ -423,7 +424,7 @@ class StudyProfile:
     results_subdir: str  # results/occlusion/<results_subdir> ("": the book's committed table)
 
     def recipe_overrides(self) -> dict[str, Any]:
-        """The fields of :func:`~handpose_lib.train.tiny_recipe` this profile sets."""
+        """The fields of :func:`~handpose_lib.config.tiny_recipe` this profile sets."""
         out = dict(
             n_train=self.n_train,
             n_val=self.n_val,

@@ -34,7 +34,6 @@ LAYERS = {
     "evaluate": 3,
     "viz": 3,
     "inference": 3,
-    "fast": 3,
     "detect": 3,
     "detector_train": 3,
     "pipeline": 4,

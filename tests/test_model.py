@@ -1,4 +1,4 @@
-"""ResUnet: shapes, units, bones -> joints, training signal, parameter counts, weights, export."""
+"""ResUnet: shapes, units, bones -> joints, training signal, parameter counts, weights."""
 
 import json
 import urllib.error
@@ -11,14 +11,12 @@ import torchvision
 from handpose_lib import skeleton
 from handpose_lib.losses import compute_loss
 from handpose_lib.model import (
-    ONNX_OUTPUTS,
     HandPoseOutput,
     ModelConfig,
     PretrainedWeightsUnavailable,
     ResUnet,
     build_model,
     count_parameters,
-    export_onnx,
     paper_config,
     tiny_config,
 )
@@ -170,24 +168,6 @@ def test_torch_compile_traces_the_whole_model(tiny):
     assert isinstance(a, HandPoseOutput)
     torch.testing.assert_close(a.coords2d, b.coords2d, atol=1e-3, rtol=0)
     torch.testing.assert_close(a.joints3d, b.joints3d, atol=1e-5, rtol=1e-4)
-
-
-def test_onnx_round_trip(tiny, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    path = export_onnx(tiny, tmp_path / "tiny.onnx", batch_size=1)
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in sess.get_outputs()] == list(ONNX_OUTPUTS)
-    x = torch.rand(3, 3, 128, 128)  # another batch size than exported: the batch axis is dynamic
-    results = dict(zip(ONNX_OUTPUTS, sess.run(None, {"images": x.numpy()})))
-    with torch.no_grad():
-        ref = tiny(x)
-    # tolerance: 1e-3 px for coordinates, 1e-4 (normalised units) for 3D, 1e-4 for heatmaps
-    np.testing.assert_allclose(results["coords2d"], ref.coords2d.numpy(), atol=1e-3, rtol=0)
-    np.testing.assert_allclose(results["joints3d"], ref.joints3d.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["bones"], ref.bones.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["heatmaps"], ref.heatmaps.numpy(), atol=1e-4, rtol=0)
-    np.testing.assert_allclose(results["probs"], ref.probs.numpy(), atol=1e-6, rtol=0)
-    assert not tiny.training
 
 
 # ----------------------------------------------------------------------------------------

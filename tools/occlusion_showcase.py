@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from handpose_lib import occlusion as occ  # noqa: E402
 from handpose_lib.checkpoint import atomic_write_json  # noqa: E402
+from handpose_lib.inference import load_trained, predict_image  # noqa: E402
 
 SHOWCASE_FILE = "showcase.json"
 SHOWN_VARIANTS = (occ.A_FULL, occ.B_NO_OCC_AUG)
@@ -58,12 +59,6 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def predict_2d(model, image: torch.Tensor) -> np.ndarray:
-    """(21, 2) predicted 2D joints of one crop (3, S, S)."""
-    with torch.no_grad():
-        return model(image[None]).coords2d[0].float().numpy()
-
-
 def sweep_frames(model, sample: dict, radius: float = 14.0, steps: int = 13) -> list[dict]:
     """A disc occluder moved left to right across the hand (through its palm centre): one frame
     per position with the image, predicted 2D joints and updated visibility."""
@@ -76,7 +71,7 @@ def sweep_frames(model, sample: dict, radius: float = 14.0, steps: int = 13) -> 
     for k, x in enumerate(np.linspace(radius, W - radius, steps)):
         disc = Occluder((float(x), float(c[1])), (radius, radius), 0.0, "ellipse", "flat", SWEEP_COLOR, 1.2)
         p = paste(sample, disc, np.random.default_rng(k))
-        pred2d = predict_2d(model, p["image"])
+        pred2d = predict_image(model, p["image"]).joints2d
         frames.append(
             {
                 "x": float(x),
@@ -151,16 +146,14 @@ def real_photos(models: dict[str, torch.nn.Module]) -> list[dict]:
         row = {"jpg": jpg_b64(to_uint8(hidden["image"])), "gt2d": ph["joints2d"].numpy().round(2).tolist()}
         row["visibility"] = hidden["visibility"].tolist()
         for name, m in models.items():
-            row[name] = predict_2d(m, hidden["image"]).round(2).tolist()
-            row[name + "_clean"] = predict_2d(m, ph["image"]).round(2).tolist()
+            row[name] = predict_image(m, hidden["image"]).joints2d.round(2).tolist()
+            row[name + "_clean"] = predict_image(m, ph["image"]).joints2d.round(2).tolist()
         rows.append(row)
     return rows
 
 
 def showcase(run_root: str | Path, sets: dict[str, occ.ArraySet], k: int = 4) -> dict[str, Any]:
     """Chapter 8's material from the trained variants (a) and (b) in ``run_root``."""
-    from handpose_lib.inference import load_trained
-
     models = {v.name: load_trained(Path(run_root) / v.name)[0] for v in SHOWN_VARIANTS}
     clean = sets["0%"][0]
     return {
