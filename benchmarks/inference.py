@@ -113,7 +113,7 @@ def gflops_per_image(model: torch.nn.Module, size: int) -> float:
 def load_tiny_weights(model: torch.nn.Module) -> str:
     """Load the book model's weights into ``model`` when the checkpoint exists; returns the source."""
     from handpose_lib import checkpoint as ckpt
-    from handpose_lib.train import BOOK_MODEL_DIR
+    from handpose_lib.book_model import BOOK_MODEL_DIR
 
     if not (BOOK_MODEL_DIR / ckpt.SIDECAR_FILE).is_file():
         return "random init (no book model in models/book-tiny)"

@@ -72,7 +72,7 @@ NOTES = """\
   one-thread DataLoader workers gave about 370 crops/s and one compiled thread 254. Batch 1 is
   slow (about 80 crops/s) because of the scene sampler's small torch operations, not the
   renderer. Training never waits for the engine because `fit` renders a pool once
-  (`train.cached_synthetic`) and then reads it: the input pipeline row shows the tiny CPU run
+  (`data.rendered.cached_synthetic`) and then reads it: the input pipeline row shows the tiny CPU run
   waiting 2 % of its time for data.
 - **MediaPipe is not doing the same job.** Its full pipeline finds the hand (palm detector) and
   then the landmarks; ours is given a crop around the ground-truth box. The fair latency

@@ -12,7 +12,7 @@ throughput of the data that feeds it.
    ``amp-cl`` (bf16 autocast, fp16 + GradScaler where bf16 is missing). FLOPs per image are
    counted with ``torch.utils.flop_counter`` over forward + loss + backward.
 3. The procedural engine (``SyntheticHands.render_batch``): crops/s against the batch size
-   (renderer batching), and with DataLoader workers as ``train.cached_synthetic`` renders;
+   (renderer batching), and with DataLoader workers as ``data.rendered.cached_synthetic`` renders;
    on the GPU where there is one.
 4. The training input pipeline of ``fit`` (cached procedural set, ``TrainView`` augmentation,
    ``data.sample.collate``) with 0, 1, 2 workers: samples/s alone, and the share of a training
@@ -43,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, matmul_peak_gflops, print_table  # noqa: E402
 
 from handpose_lib import model as hm  # noqa: E402
-from handpose_lib.config import tiny_recipe  # noqa: E402
+from handpose_lib.config import default_loss_fn, make_augment, make_optimizer, tiny_recipe  # noqa: E402
+from handpose_lib.data.augment import TrainView  # noqa: E402
+from handpose_lib.data.rendered import cached_synthetic  # noqa: E402
 from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.device import autocast_dtype, cpu_bf16_supported  # noqa: E402
 
@@ -69,7 +71,6 @@ def labelled_batch(b: int, size: int, device: str) -> dict:
 
 def train_worker(spec: dict) -> dict:
     """Time ``spec["steps"]`` training steps; returns img/s, FLOPs, peak memory."""
-    from handpose_lib import train as tr
 
     torch.set_num_threads(spec["threads"])
     device, variant, b = spec["device"], spec["variant"], spec["batch"]
@@ -85,8 +86,8 @@ def train_worker(spec: dict) -> dict:
         amp_dtype = autocast_dtype("auto", torch.device(device))
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    opt = tr.make_optimizer(model, cfg)
-    loss_fn = tr.default_loss_fn(cfg)
+    opt = make_optimizer(model, cfg)
+    loss_fn = default_loss_fn(cfg)
     scaler = torch.amp.GradScaler(device, enabled=amp_dtype == torch.float16)
     batch = labelled_batch(b, size, device)
     if channels_last:
@@ -221,12 +222,10 @@ def input_pipeline(n: int, batch: int, workers_list: list[int], steps: int, thre
     """``fit``'s input pipeline alone and in a tiny training run: samples/s and data wait."""
     from torch.utils.data import DataLoader
 
-    from handpose_lib import train as tr
-
     torch.set_num_threads(threads)
     cfg = tiny_recipe()
-    data = tr.cached_synthetic(n, seed=7, progress=False)
-    view = tr.TrainView(data, tr.make_augment(cfg), seed=0)
+    data = cached_synthetic(n, seed=7, progress=False)
+    view = TrainView(data, make_augment(cfg), seed=0)
     rows = []
     for w in workers_list:
         kw = dict(batch_size=batch, shuffle=True, collate_fn=collate, drop_last=True, num_workers=w)
@@ -246,8 +245,8 @@ def input_pipeline(n: int, batch: int, workers_list: list[int], steps: int, thre
         # in a training run of the tiny model (fit's step, channels_last, fp32 on CPU)
         torch.manual_seed(0)
         model = hm.build_model(hm.tiny_config()).train().to(memory_format=torch.channels_last)
-        opt = tr.make_optimizer(model, cfg)
-        loss_fn = tr.default_loss_fn(cfg)
+        opt = make_optimizer(model, cfg)
+        loss_fn = default_loss_fn(cfg)
         wait = compute = 0.0
         done = 0
         it = iter(loader)
@@ -288,15 +287,14 @@ def input_pipeline(n: int, batch: int, workers_list: list[int], steps: int, thre
 def gpu_engine_vs_training(batch: int, steps: int) -> dict:
     """On CUDA: render each batch on the GPU, then train the paper model on it (AMP,
     channels_last); the share of time spent rendering is the data cost of on-GPU generation."""
-    from handpose_lib import train as tr
     from handpose_lib.data.synthetic import SyntheticHands
 
     dev = "cuda"
     ds = SyntheticHands(10**9, seed=0, device=dev)
     cfg = tiny_recipe(model="paper")
     model = hm.build_model(hm.paper_config()).to(dev).train().to(memory_format=torch.channels_last)
-    opt = tr.make_optimizer(model, cfg)
-    loss_fn = tr.default_loss_fn(cfg)
+    opt = make_optimizer(model, cfg)
+    loss_fn = default_loss_fn(cfg)
     amp = autocast_dtype("auto", torch.device(dev))
     scaler = torch.amp.GradScaler(dev, enabled=amp == torch.float16)
     render_t = train_t = 0.0

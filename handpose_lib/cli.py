@@ -66,35 +66,39 @@ def _positive_float(text: str) -> float:
 
 TRAIN_HELP = """
 examples:
-  handpose train --config tiny --data synthetic --out runs/x            # minutes on a laptop CPU
-  handpose train --config tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
-  handpose train --config paper --data synthetic --out runs/paper       # the paper's model, one GPU
-  handpose train --config my.yaml --data stb --data-root ~/data/STB --out runs/stb
-  handpose train --config tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
-  torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
+  handpose train --recipe tiny --data synthetic --out runs/x            # minutes on a laptop CPU
+  handpose train --recipe tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
+  handpose train --recipe paper --data synthetic --out runs/paper       # the paper's model, one GPU
+  handpose train --recipe my.yaml --data stb --data-root ~/data/STB --out runs/stb
+  handpose train --recipe tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
+  torchrun --nproc_per_node 4 -m handpose_lib.cli train --recipe paper --data synthetic --out runs/p
 
 Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped,
 with the settings the run started with (another --epochs or --lr is refused; to train a finished
 run longer, start a new run from its weights: --init-from RUN_DIR --out NEW_DIR).
-RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, metrics.jsonl and config.json.
+A recipe is a named one (tiny, paper) or a YAML file of TrainConfig fields, optionally on top
+of a named one (base: tiny); the flags below override single fields.
+RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, best.json (the epoch with the
+lowest validation 3D EPE; handpose eval --which best), metrics.jsonl and config.json.
 """
 
 
 def _add_train(sub):
     p = sub.add_parser(
         "train",
-        help="train a model (tiny or paper config) into a run folder",
+        help="train a model (tiny or paper recipe) into a run folder",
         description="Train a ResUnet; writes checkpoints and per-epoch metrics into --out.",
         epilog=_fmt(TRAIN_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default="tiny", help="tiny | paper | a YAML file of TrainConfig fields")
+    p.add_argument("--recipe", default="tiny", help="tiny | paper | a YAML file of TrainConfig fields")
+    p.add_argument("--config", dest="recipe", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     p.add_argument(
         "--data", default="synthetic", help="synthetic | stb | ganerated | synthhands | rhd | freihand"
     )
     p.add_argument("--data-root", default=None, help="folder of a real data set (not for synthetic)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the recipe)")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in RUN_DIR exactly where it stopped"
     )
@@ -139,20 +143,22 @@ def _train_config(a):
         }.items()
         if v is not None
     }
-    return load_config(a.config, **overrides)
+    return load_config(a.recipe, **overrides)
 
 
 def cmd_train(a) -> int:
     from . import train as tr
+    from .book_model import git_commit
+    from .config import REAL_DATASETS
 
     cfg = _train_config(a)
-    if cfg.data != "synthetic" and cfg.data not in tr.REAL_DATASETS:
+    if cfg.data != "synthetic" and cfg.data not in REAL_DATASETS:
         raise CLIError(
-            f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(tr.REAL_DATASETS)}"
+            f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(REAL_DATASETS)}"
         )
     prov = {
         "command": "handpose " + " ".join(shlex.quote(x) for x in a.argv),
-        "commit": tr.git_commit(),
+        "commit": git_commit(),
     }
     t0 = time.time()
     res = tr.train(cfg, a.out, resume=a.resume, progress=not a.no_progress, extra_meta={"provenance": prov})
@@ -177,12 +183,12 @@ def cmd_train(a) -> int:
 
 EVAL_HELP = """
 examples:
-  handpose eval --checkpoint runs/x                                   # the procedural benchmark
+  handpose eval --checkpoint runs/x                                   # the procedural test set
   handpose eval --checkpoint models/book-tiny --json book.json --figures figs/
   handpose eval --checkpoint runs/stb --data stb --data-root ~/data/STB --alignment hand3d
   handpose eval --checkpoint runs/x --data real-hands     # 2D EPE on the 16 shipped real photos
 
-The procedural benchmark: 2000 samples of the synthetic engine (default occluders) with a fixed
+The procedural test set: 2000 samples of the synthetic engine (default occluders) with a fixed
 seed; its name includes the generator version, so numbers from different versions are never mixed.
 3D metrics are root-relative and scale-aligned by the reference bone (the report states how).
 """
@@ -197,11 +203,16 @@ def _add_eval(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
-    p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run folder")
+    p.add_argument(
+        "--which",
+        default="last",
+        choices=["last", "best"],
+        help="checkpoint of a run folder: the last, or the best (lowest validation 3D EPE, best.json)",
+    )
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic (the benchmark) | real-hands (the 16 photos) | stb | rhd | ...",
+        help="synthetic (the test set) | real-hands (the 16 photos) | stb | rhd | ...",
     )
     p.add_argument("--data-root", default=None, help="folder of a real data set")
     p.add_argument(
@@ -218,14 +229,15 @@ def _add_eval(sub):
 
 def cmd_eval(a) -> int:
     from . import evaluate as ev
-    from . import train as tr
+    from .config import REAL_DATASETS, real_dataset
+    from .data.rendered import TEST_N, test_set
     from .device import pick_device
     from .inference import load_trained
 
-    if a.data not in ("synthetic", "real-hands", *tr.REAL_DATASETS):
+    if a.data not in ("synthetic", "real-hands", *REAL_DATASETS):
         raise CLIError(
             f"--data: unknown data set {a.data!r}; choose synthetic, real-hands or one of "
-            f"{sorted(tr.REAL_DATASETS)}"
+            f"{sorted(REAL_DATASETS)}"
         )
     for flag, path in (("--json", a.json), ("--figures", a.figures)):
         if path and Path(path).is_dir() == (flag == "--json") and Path(path).exists():
@@ -234,7 +246,7 @@ def cmd_eval(a) -> int:
     model, c = load_trained(a.checkpoint, which=a.which, device=str(pick_device(a.device)))
     size = model.config.input_size
     if a.data == "synthetic":
-        data, name = tr.benchmark_dataset(n=a.n or tr.BENCHMARK_N, image_size=size)
+        data, name = test_set(n=a.n or TEST_N, image_size=size)
     elif a.data == "real-hands":  # the 16 shipped photos: 2D labels only, cropped around them
         from .data import real_hands_sample
         from .data.crop import HandCrop
@@ -243,7 +255,7 @@ def cmd_eval(a) -> int:
     else:
         if a.data_root is None:
             raise CLIError(f"--data {a.data} needs --data-root (the data set's folder)")
-        data, name = tr.real_dataset(a.data, a.data_root, "test", size), a.data
+        data, name = real_dataset(a.data, a.data_root, "test", size), a.data
         if a.n:
             import torch
 
@@ -490,7 +502,7 @@ example:
 
 Trains the tiny config on procedural data in two stages, runs/book-tiny-v2 (10 epochs) then
 runs/book-tiny-v3 (7 more from its weights), resuming a stopped run and reusing a finished one;
-evaluates the result on the procedural benchmark, and writes models/book-tiny/ (fp16
+evaluates the result on the procedural test set, and writes models/book-tiny/ (fp16
 safetensors and a JSON sidecar with the command, commit, budget and metrics).
 """
 
@@ -511,10 +523,10 @@ def _add_book(sub):
 
 
 def cmd_book_model(a) -> int:
-    from . import train as tr
+    from . import book_model
 
-    out = Path(a.out) if a.out else tr.BOOK_MODEL_DIR
-    report = tr.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
+    out = Path(a.out) if a.out else book_model.BOOK_MODEL_DIR
+    report = book_model.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
     print(report)
     return 0
 
@@ -741,7 +753,7 @@ def cmd_occlusion(a) -> int:
 
 MAIN_HELP = """
 quick start:
-  handpose train --config tiny --data synthetic --out runs/x
+  handpose train --recipe tiny --data synthetic --out runs/x
   handpose eval --checkpoint runs/x
   handpose predict --checkpoint runs/x handpose_lib/assets/real_hands/freihand/*.jpg --out pred/
 

@@ -5,22 +5,35 @@ bookkeeping of one training run. The named recipes are ``tiny`` (:func:`tiny_rec
 ``paper`` (:func:`paper_recipe`, one GPU); a YAML file holds a recipe too (:func:`load_config`),
 and :mod:`handpose_lib.book_model` has the book model's stages. Every checkpoint's sidecar stores
 its recipe (``TrainConfig.to_dict()``), so :func:`recipe_diff` can say whether a run may be
-resumed with the recipe given now. :func:`lr_factor` is the learning-rate schedule a recipe names.
+resumed with the recipe given now.
 
-Layer 2: imports ``checkpoint`` and ``model`` (lazily, to build the model a recipe names).
+What a recipe builds: the model (:func:`model_config`, :func:`build_for_config`), the training and
+validation sets (:func:`build_datasets`, :func:`real_dataset`), the augmentation
+(:func:`make_augment`), the optimiser (:func:`make_optimizer`), the learning-rate schedule
+(:func:`lr_factor`, :func:`make_scheduler`) and the loss (:func:`default_loss_fn`).
+
+Layer 2: imports ``checkpoint``; ``model``, ``losses`` and ``data`` when a function needs them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
+import pickle
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from . import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 class ConfigError(ValueError):
@@ -274,6 +287,38 @@ def lr_factor(step: int, total: int, schedule: str, warmup_frac: float, final_fr
     return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """The learning-rate schedule of ``cfg`` over ``total_steps`` steps (``config.lr_factor``)."""
+    factor = functools.partial(
+        lr_factor,
+        total=total_steps,
+        schedule=cfg.schedule,
+        warmup_frac=cfg.warmup_frac,
+        final_frac=cfg.final_lr_frac,
+        milestones=cfg.step_milestones,
+        gamma=cfg.step_gamma,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on conv/linear weights only (not on biases, norms, LHR beta)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999))
+
+
+def default_loss_fn(cfg: TrainConfig) -> Callable:
+    """``losses.compute_loss`` with the config's loss weights."""
+    from . import losses
+
+    weights = losses.LossWeights(**cfg.loss)
+    return functools.partial(losses.compute_loss, weights=weights)
+
+
 # fields that do not change what a run computes (where it runs, how often it saves or logs)
 BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
 # ... and those a resumed run may change besides: where the data lies, and init_from (only a new
@@ -297,3 +342,83 @@ def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, .
     """Whether two ``TrainConfig.to_dict()`` dicts (or their JSON) train the same model, ignoring
     :data:`BOOKKEEPING` fields and those in ``ignore``."""
     return not recipe_diff(a, b, ignore)
+
+
+def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset | None]:
+    """Training and validation sets for ``cfg.data`` (samples cropped to the model's input size).
+
+    Procedural data is rendered once into the cache (``data.rendered.cached_synthetic``, with a
+    progress bar unless ``progress=False``): ``n_train`` samples of seed ``data_seed`` and
+    ``n_val`` of seed ``data_seed + 1``. A real data set validates on its test split; where that
+    split is optional (:data:`OPTIONAL_TEST_SPLIT`) and absent, the validation set is ``None``.
+    """
+    from .data.common import DatasetNotFoundError
+
+    size = model_config(cfg).input_size
+    if cfg.data == "synthetic":
+        from .data.rendered import cached_synthetic
+        from .data.synthetic import SyntheticConfig
+
+        sc = SyntheticConfig(crop_size=size)
+        return (
+            cached_synthetic(cfg.n_train, cfg.data_seed, sc, progress=progress),
+            cached_synthetic(cfg.n_val, cfg.data_seed + 1, sc, progress=progress),
+        )
+    if cfg.data_root is None:
+        raise ConfigError(f"data {cfg.data!r} needs data_root (the folder of the downloaded data set)")
+    train_set = real_dataset(cfg.data, cfg.data_root, "train", size)
+    try:
+        val_set = real_dataset(cfg.data, cfg.data_root, "test", size)
+    except DatasetNotFoundError as e:
+        if cfg.data not in OPTIONAL_TEST_SPLIT:
+            raise
+        print(
+            f"note: {cfg.data}'s test split is not there ({str(e).splitlines()[0]}); "
+            "training without validation",
+            file=sys.stderr,
+        )
+        val_set = None
+    return train_set, val_set
+
+
+# name -> (class name in handpose_lib.data, loader arguments per split "train"/"test")
+REAL_DATASETS: dict[str, tuple[str, dict[str, dict]]] = {
+    "stb": ("STB", {"train": {"split": "train"}, "test": {"split": "test"}}),
+    "rhd": ("RHD", {"train": {"split": "training"}, "test": {"split": "evaluation"}}),
+    "freihand": ("FreiHAND", {"train": {"split": "training"}, "test": {"split": "evaluation"}}),
+    "ganerated": ("GANerated", {"train": {}, "test": {}}),
+    "synthhands": ("SynthHands", {"train": {}, "test": {}}),
+}
+
+
+# data sets whose layout calls the test split optional (FreiHAND's evaluation zip is separate)
+OPTIONAL_TEST_SPLIT = ("freihand",)
+
+
+def real_dataset(name: str, root: str, split: str, size: int = 128) -> Dataset:
+    """A real data set (a key of :data:`REAL_DATASETS`), hand-cropped to ``size x size``.
+
+    GANerated and SynthHands have no official split: both "splits" are the whole set.
+    """
+    from . import data
+    from .data.common import DatasetError
+    from .data.crop import HandCrop
+
+    if name not in REAL_DATASETS:
+        raise ConfigError(f"unknown data set {name!r}; choose synthetic or one of {sorted(REAL_DATASETS)}")
+    cls_name, splits = REAL_DATASETS[name]
+    try:
+        return getattr(data, cls_name)(root, crop=HandCrop(size=size), **splits[split])
+    except (ValueError, KeyError, pickle.UnpicklingError) as e:  # labels it cannot use, a refused pickle
+        raise DatasetError(
+            f"{name} in {root}: {e}; check the folder with `handpose data check {name} {root}`"
+        ) from e
+
+
+def make_augment(cfg: TrainConfig):
+    """The training augmentation of a config (``None`` when ``cfg.augment`` is off)."""
+    if not cfg.augment:
+        return None
+    from .data.augment import Augment
+
+    return Augment(rotation_deg=cfg.rotation_deg, scale_range=cfg.scale_range, flip_prob=cfg.flip_prob)

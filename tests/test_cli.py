@@ -55,6 +55,7 @@ def test_every_command_has_help_with_an_example(cmd, capsys):
     out = capsys.readouterr().out
     assert "example" in out
     assert f"handpose {cmd} " in out or (cmd == "book-model" and "make model" in out)
+    assert "--config" not in out and "preset" not in out  # one word: recipe (--config is a hidden alias)
 
 
 def test_main_help_lists_every_subcommand(capsys):
@@ -87,7 +88,7 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     conf.write_text("base: tiny\naugment: false\nthreads: 1\nn_val: 8\nnum_workers: 0\n")
     args = [
         "train",
-        "--config",
+        "--recipe",
         conf,
         "--data",
         "synthetic",
@@ -139,11 +140,13 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
 
 
 def test_train_errors(tmp_path, capsys):
-    code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)
+    code, _, err = run(["train", "--recipe", "huge", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "neither a recipe name" in err
+    code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)  # the old name
     assert code == cli.EXIT_USAGE and "neither a recipe name" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 3\nlearnin_rate: 1\n")
-    code, _, err = run(["train", "--config", bad, "--out", tmp_path / "a"], capsys)
+    code, _, err = run(["train", "--recipe", bad, "--out", tmp_path / "a"], capsys)
     assert code == cli.EXIT_USAGE and "learnin_rate" in err
     code, _, err = run(["train", "--out", tmp_path / "a", "--resume"], capsys)
     assert code == cli.EXIT_USAGE and "no checkpoint to resume" in err
@@ -156,7 +159,7 @@ def test_train_errors(tmp_path, capsys):
 
 
 def test_train_stops_on_a_nan_loss_with_its_own_exit_code(tmp_path, capsys):
-    args = ["train", "--config", "tiny", "--data", "synthetic", "--n-train", "16", "--n-val", "8"]
+    args = ["train", "--recipe", "tiny", "--data", "synthetic", "--n-train", "16", "--n-val", "8"]
     args += ["--batch-size", "8", "--epochs", "2", "--workers", "0", "--no-progress", "--lr", "1e30"]
     code, _, err = run([*args, "--out", tmp_path / "nan"], capsys)  # AdamW steps of 1e30: overflow
     assert code == cli.EXIT_NAN, err
@@ -175,7 +178,7 @@ def test_train_on_a_missing_gpu_is_a_clear_error(tmp_path, capsys):
 def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
     """Ctrl-C in a terminal reaches the whole process group (the DataLoader worker too)."""
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "handpose_lib.cli", "train", "--config", "tiny", "--data", "synthetic"]
+    args = [sys.executable, "-m", "handpose_lib.cli", "train", "--recipe", "tiny", "--data", "synthetic"]
     args += ["--n-train", "16", "--n-val", "8", "--batch-size", "8", "--epochs", "50", "--workers", "1"]
     args += ["--no-progress", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -302,6 +305,15 @@ def test_occlusion_benchmark_subcommand_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--ablate" in out and "--profile" in out
+
+
+def test_occlusion_showcase_runs_the_tool_and_needs_the_trained_variants(capsys):
+    from handpose_lib import occlusion
+
+    if (occlusion.variant_paths("full")[0] / "a_full").exists():
+        pytest.skip("runs/occlusion-full exists here")
+    code, _, err = run(["occlusion-benchmark", "--showcase", "--profile", "full"], capsys)
+    assert code == cli.EXIT_USAGE and "--ablate a_full,b_no_occ_aug --profile full" in err
 
 
 def test_occlusion_benchmark_rejects_unknown_variant(capsys):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import cached
 from .sample import VIS_OUTSIDE, VIS_UNKNOWN, VIS_VISIBLE
 
 log = logging.getLogger("handpose_lib.data")
@@ -240,12 +241,6 @@ def visibility_from_flags(uv, visible_flags, width: int, height: int, hidden_cod
 # cached index
 
 
-def default_cache_dir() -> Path:
-    """``$HANDPOSE_CACHE/index`` or ``~/.cache/handpose/index``."""
-    base = os.environ.get("HANDPOSE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "handpose")
-    return Path(base) / "index"
-
-
 def _stamp(paths) -> list:
     out = []
     for p in paths:
@@ -269,12 +264,12 @@ def load_or_build_index(name, root, params, build, cache_dir="auto", stamp=(), r
     The cache is an ``.npz`` read with ``allow_pickle=False`` (strings stored as unicode arrays),
     keyed by data set, absolute root, loader parameters and the size and modification time of the
     ``stamp`` paths (label files, image folders: changing them invalidates the cache).
-    ``cache_dir=None`` turns it off; ``"auto"`` uses :func:`default_cache_dir`.
+    ``cache_dir=None`` turns it off; ``"auto"`` uses ``data.cached.cache_dir("index")``.
     """
     root = Path(root).expanduser().resolve()
     if cache_dir is None:
         return build()
-    cdir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+    cdir = cached.cache_dir("index") if cache_dir == "auto" else Path(cache_dir)
     path = _cache_file(cdir, name, root, params, stamp)
     if path.exists() and not rebuild:
         try:

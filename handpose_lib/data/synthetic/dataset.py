@@ -14,6 +14,7 @@ import torch
 from ..sample import VIS_VISIBLE, project
 from . import camera, hand
 from .geometry import FINGER_RADII, FOREARM_RADII, TIP_INSET
+from .mesh_render import MESH_GENERATOR_VERSION, render_mesh
 from .render import render, visibility
 from .scene import SyntheticConfig, sample_scene, scene_of
 
@@ -42,7 +43,10 @@ JOINT_RADIUS = _joint_radius()
 def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) -> dict:
     """Render the parameters of :func:`sample_scene` (possibly edited): the collated batch.
 
-    CPU renders use the C++ kernel of ``native.py`` when it builds (same output bit for bit).
+    ``cfg.hand_model`` picks the renderer: ``"capsule"`` (``render.py``) or ``"mesh"``
+    (``mesh_render.py``, engine v2; the same joints, its own visibility from the depth buffers).
+    CPU renders use the C++ kernels (``native.py``, ``raster_native.py``) when they build (same
+    output bit for bit).
     ``compiled``: otherwise run the renderer's ``torch.compile``-d kernels (same output bit for
     bit, faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
     device = p["angles"].device
@@ -52,9 +56,14 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
         K, H, W = p["K_full"], camera.FRAME_H, camera.FRAME_W
     else:
         K, H, W = camera.crop_intrinsics(p["K_full"], box, cfg.crop_size), cfg.crop_size, cfg.crop_size
-    out = render(scene, K, H, W, compiled=compiled)
-    uv = project(joints, K)
-    vis = visibility(scene, joints, uv, JOINT_RADIUS.to(device) * p["scale"][:, None], H, W)
+    if cfg.hand_model == "mesh":
+        out, joints = render_mesh(p, K, H, W)
+        vis = out.pop("visibility")
+        uv = project(joints, K)
+    else:
+        out = render(scene, K, H, W, compiled=compiled)
+        uv = project(joints, K)
+        vis = visibility(scene, joints, uv, JOINT_RADIUS.to(device) * p["scale"][:, None], H, W)
     # left hands: mirror image, labels and camera (u -> W - u, x -> -x)
     if bool(left.any()):
         m = left[:, None, None, None]
@@ -85,7 +94,8 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
             "id": [f"synthetic-{seed}-{i}" for i in idx.tolist()],
             "seed": torch.full((B,), int(seed), dtype=torch.int64),
             "index": idx.cpu(),
-            "generator_version": [GENERATOR_VERSION] * B,
+            "generator_version": [MESH_GENERATOR_VERSION if cfg.hand_model == "mesh" else GENERATOR_VERSION]
+            * B,
             "pose_family": [hand.POSE_FAMILIES[f] for f in p["family"].tolist()],
             "egocentric": p["egocentric"].cpu(),
             "grasped_object": p["objects"]["grasped"].cpu(),
@@ -127,7 +137,7 @@ class SyntheticHands(torch.utils.data.Dataset):
         self.n = int(n)
         self.seed = int(seed)
         self.config = config or SyntheticConfig()
-        self.config.level()  # validate early
+        self.config.check()  # validate early
         if not self.config.full_frame and self.config.crop_size % 8:
             raise ValueError(f"crop_size must be a multiple of 8, got {self.config.crop_size}")
         self.device = torch.device(device)

@@ -23,6 +23,7 @@ from . import camera, hand, occluders
 from .geometry import hand_cones
 from .rng import Stream
 
+HAND_MODELS = ("capsule", "mesh")
 OCCLUSION_LEVELS = {"none": 0.0, "light": 0.3, "default": 0.5, "heavy": 0.9}
 
 # skin tones (linear-ish sRGB in [0, 1]) from very light to very dark; samples interpolate
@@ -56,6 +57,9 @@ class SyntheticConfig:
         noise_max: sensor noise std drawn in U(0, noise_max).
         blur_prob: Gaussian blur (sigma U(0.5, 1.2)) probability.
         jpeg_prob: JPEG re-encoding probability (quality U(40, 90)); slow-ish (per image).
+        hand_model: ``"capsule"`` (engine v1: round cones, ray cast) or ``"mesh"`` (engine v2:
+            the rigged MakeHuman hand and forearm, rasterized, see ``mesh_render.py``); the same
+            draws give the same skeleton, labels, camera, objects and background in both.
     """
 
     crop_size: int = 128
@@ -68,6 +72,13 @@ class SyntheticConfig:
     noise_max: float = 0.03
     blur_prob: float = 0.25
     jpeg_prob: float = 0.0
+    hand_model: str = "capsule"
+
+    def check(self) -> None:
+        """Raise a clear error for a value the engine cannot draw."""
+        self.level()
+        if self.hand_model not in HAND_MODELS:
+            raise ValueError(f"hand_model {self.hand_model!r}: use one of {list(HAND_MODELS)}")
 
     def level(self) -> float:
         """The occlusion level as a float in [0, 1]."""

@@ -1,0 +1,358 @@
+// Engine v2's triangle rasterizer and shader in plain C++ for CPU tensors (``raster_native.py``).
+//
+// This file repeats the torch reference of ``raster.py`` operation by operation, in float32 and in
+// the same order, compiled with ``-ffp-contract=off`` and without ``-ffast-math`` (square roots in
+// double, rounded), so it gives the same bits. One image at a time, its buffers in the cache:
+// triangle set-up, coverage and two z-buffers (hand, objects), then shading of each covered pixel.
+// Images are independent: a batch is shared among threads.
+//
+// Layout (C-contiguous; float32 unless noted): P (B, Nv, 3) (the first Nvh the hand's); N_obj
+// (B, Nv - Nvh, 3) the objects' normals; inc (Nvh, D) int32 (mesh.incidence: the hand's Nth
+// triangles around each vertex, Nth = none); faces (Nt, 3) int32; mat (Nt,)
+// int32 (0 skin, 1 + k object slot k); CA (Nt, 3, 8) corner attributes; K4 (B, 4) fx fy cx cy;
+// app (B, 48) (columns: raster.APP); objapp (B, 6, 8); tex (2, n, n); bgp (B, 12) background
+// parameters bg_u (5), prob, gain (3), plain (3); pool (Np, 3, H + 16, W + 16) uint8.
+// Outputs: image (B, 3, H, W) over the background; mask (B, H, W) uint8 (the hand in front);
+// depth (B, H, W) (hand z there, else 0); zh, zo (B, H, W) (inf: none); tri_h (B, H, W) int32
+// the nearest hand triangle (-1: none); frac (B,).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <thread>
+#include <vector>
+
+namespace {
+
+const float INF = std::numeric_limits<float>::infinity();
+const float NEAR = 1.0f;
+const int PAD = 16, BG_W = 12;
+const int APP_W = 48, CA_W = 8, OBJ_W = 8, NUM_OBJ = 6, NUM_LIGHTS = 3;
+const float PORE_SCALE = 1024.0f, BLOTCH_SCALE = 160.0f;
+enum {
+    A_SKIN = 0, A_PALM_MIX = 3, A_PALM_TONE = 4, A_RED = 7, A_PORES = 8, A_BLOTCH = 9, A_CREASE = 10,
+    A_NAIL = 11, A_SLEEVE_START = 14, A_SLEEVE = 15, A_SLEEVE_PERIOD = 18, A_SLEEVE_STRIPE = 19,
+    A_AMBIENT = 20, A_WRAP = 23, A_SSS = 24, A_SPEC = 25, A_RIM = 26, A_LIGHTS = 27, A_TEX_OFF = 45,
+};
+
+// raster._sqrt: float64 square root rounded to float32, which equals the correctly rounded float32
+// square root (53 >= 2 * 24 + 2 bits), i.e. the hardware's
+inline float t_sqrt(float x) { return std::sqrt(x); }
+inline float t_clamp_min(float x, float lo) { return x < lo ? lo : x; }
+inline float t_clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+inline float dot3(const float* a, const float* b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+inline void unit3(const float* v, float* out) {
+    float inv = 1.0f / t_sqrt(dot3(v, v));
+    out[0] = v[0] * inv; out[1] = v[1] * inv; out[2] = v[2] * inv;
+}
+// raster._tex; n is a power of two, so Python's floor modulo is a mask
+inline float tex_at(const float* tex, int n, int c, float s, float t) {
+    int64_t i = (int64_t)std::floor(t) & (n - 1), j = (int64_t)std::floor(s) & (n - 1);
+    return tex[((int64_t)c * n + i) * n + j];
+}
+
+struct Tri {
+    float u[3], v[3], iz[3], inv_area, sgn;
+    int x0, x1, y0, y1;
+    bool valid;
+};
+
+// raster.weights_at for one pixel centre (``cover``: stop early outside the triangle)
+inline bool weights_at(const Tri& t, float x, float y, float& z, float w[3], bool cover) {
+    float e0 = ((t.u[2] - t.u[1]) * (y - t.v[1]) - (t.v[2] - t.v[1]) * (x - t.u[1])) * t.sgn;
+    float e1 = ((t.u[0] - t.u[2]) * (y - t.v[2]) - (t.v[0] - t.v[2]) * (x - t.u[2])) * t.sgn;
+    float e2 = ((t.u[1] - t.u[0]) * (y - t.v[0]) - (t.v[1] - t.v[0]) * (x - t.u[0])) * t.sgn;
+    bool inside = (e0 >= 0) && (e1 >= 0) && (e2 >= 0);
+    if (cover && !inside) return false;
+    float q0 = (e0 * t.inv_area) * t.iz[0];
+    float q1 = (e1 * t.inv_area) * t.iz[1];
+    float q2 = (e2 * t.inv_area) * t.iz[2];
+    z = 1.0f / ((q0 + q1) + q2);
+    w[0] = q0 * z; w[1] = q1 * z; w[2] = q2 * z;
+    return inside;
+}
+
+// raster.shade_points for one point
+void shade_point(const float* p, const float* nrm, int mat, const float* attr, const float* app,
+                 const float* objapp, const float* tex, int tn, float* out) {
+    float n[3];
+    unit3(nrm, n);
+    bool hand = mat == 0;
+    float d[3];
+    unit3(p, d);
+    float ndv = dot3(n, d);
+    float refl[3];
+    for (int c = 0; c < 3; ++c) refl[c] = d[c] - n[c] * (2.0f * ndv);
+    float palm = attr[0], red = attr[1], nail = attr[2], fa_mm = attr[3], crease = attr[4];
+    float tu = attr[5], tv = attr[6];
+    const float* off = app + A_TEX_OFF;
+    float pores = tex_at(tex, tn, 0, tu * PORE_SCALE + off[0], tv * PORE_SCALE + off[1]);
+    float blotch = tex_at(tex, tn, 1, tu * BLOTCH_SCALE + off[1], tv * BLOTCH_SCALE + off[0]);
+    const float red_tint[3] = {(float)0.10, (float)-0.16, (float)-0.14};
+    float pm = palm * app[A_PALM_MIX];
+    float r = red * app[A_RED];
+    float grain = 1.0f + (app[A_PORES] * pores + app[A_BLOTCH] * blotch);
+    float ns = t_clamp((nail - 0.5f) * 3.0f + 0.5f, 0.0f, 1.0f);
+    float start = app[A_SLEEVE_START];
+    float band = fa_mm / app[A_SLEEVE_PERIOD];
+    float stripe = band - 2.0f * std::floor(band * 0.5f);
+    stripe = stripe >= 1.0f ? app[A_SLEEVE_STRIPE] : 0.0f;
+    float cloth_f = (1.0f - stripe) + (0.5f * app[A_PORES]) * pores;
+    bool sleeve = hand && (fa_mm > start);
+    float alb[3];
+    for (int c = 0; c < 3; ++c) {
+        float s = app[A_SKIN + c];
+        float a = s + (app[A_PALM_TONE + c] - s) * pm;
+        a = a * (1.0f + r * red_tint[c]);
+        a = a * grain;
+        a = a * (1.0f - crease * app[A_CREASE]);
+        a = a + (app[A_NAIL + c] - a) * ns;
+        if (sleeve) a = app[A_SLEEVE + c] * cloth_f;
+        alb[c] = a;
+    }
+    if (!hand) {
+        int k = mat - 1;
+        k = k < 0 ? 0 : (k > NUM_OBJ - 1 ? NUM_OBJ - 1 : k);
+        const float* oa = objapp + k * OBJ_W;
+        float sc = oa[4];
+        float cs = (std::floor(p[0] / sc) + std::floor(p[1] / sc)) + std::floor(p[2] / sc);
+        float checker = (cs - 2.0f * std::floor(cs * 0.5f)) * 0.35f;
+        float sb = std::floor(dot3(p, oa + 5) / sc);
+        float stripes = (sb - 2.0f * std::floor(sb * 0.5f)) * 0.35f;
+        float fac = 1.0f - (oa[3] == 1 ? checker : (oa[3] == 2 ? stripes : 0.0f));
+        for (int c = 0; c < 3; ++c) alb[c] = oa[c] * fac;
+    }
+    bool skin_px = hand && !sleeve;
+    float wrap = skin_px ? app[A_WRAP] : 0.1f;
+    float sss = skin_px ? app[A_SSS] : 0.0f;
+    float spec_k = app[A_SPEC] * (skin_px ? 1.0f + 2.0f * ns : (hand ? 0.3f : 1.5f));
+    float inv_wrap = 1.0f / (1.0f + wrap);
+    float light[3], scatter[3] = {0, 0, 0}, spec[3] = {0, 0, 0};
+    for (int c = 0; c < 3; ++c) light[c] = app[A_AMBIENT + c];
+    for (int i = 0; i < NUM_LIGHTS; ++i) {
+        const float* L = app + A_LIGHTS + 6 * i;
+        const float* C = L + 3;
+        float ndl = dot3(n, L);
+        float diff = t_clamp_min((ndl + wrap) * inv_wrap, 0.0f);
+        float sc_ = diff - t_clamp_min(ndl, 0.0f);
+        float s1 = t_clamp_min(dot3(refl, L), 0.0f);
+        float s2 = s1 * s1, s4 = s2 * s2, s8 = s4 * s4, s16 = s8 * s8;
+        float sk = s16 * spec_k;
+        for (int c = 0; c < 3; ++c) {
+            light[c] = light[c] + C[c] * diff;
+            scatter[c] = scatter[c] + C[c] * sc_;
+            spec[c] = spec[c] + C[c] * sk;
+        }
+    }
+    const float tint[3] = {1.0f, (float)0.45, (float)0.3};
+    float f = 1.0f - t_clamp(-ndv, 0.0f, 1.0f);
+    float f2 = f * f;
+    float rim = (((f2 * f2) * f) * app[A_RIM]) * (skin_px ? 1.0f : 0.3f);
+    for (int c = 0; c < 3; ++c) {
+        float col = (alb[c] * (light[c] + scatter[c] * (sss * tint[c])) + spec[c]) + (light[c] * rim) * 0.5f;
+        out[c] = t_clamp(col, 0.0f, 1.0f);
+    }
+}
+
+void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int32_t* inc, int D,
+                const float* P, const float* N_obj, const int32_t* faces,
+                const int32_t* mat, const float* CA, const float* K4, const float* app, const float* objapp,
+                const float* tex, int tn, const float* bgp, const uint8_t* pool, int n_pool, float* image,
+                uint8_t* mask, float* depth, float* zh, float* zo, int32_t* tri_h, float* frac, std::vector<Tri>& tris, std::vector<float>& uvz, std::vector<int32_t>& th, std::vector<int32_t>& to,
+                std::vector<float>& nrm_buf, std::vector<float>& fn_buf) {
+    const float* Pb = P + (int64_t)b * Nv * 3;
+    // normals: the hand's from its triangles (raster.vertex_normals), the objects' given
+    nrm_buf.resize((size_t)Nv * 3);
+    fn_buf.resize((size_t)(Nth + 1) * 3);
+    for (int t = 0; t < Nth; ++t) {
+        const float* a = Pb + faces[t * 3] * 3;
+        const float* b_ = Pb + faces[t * 3 + 1] * 3;
+        const float* c = Pb + faces[t * 3 + 2] * 3;
+        float e1[3] = {b_[0] - a[0], b_[1] - a[1], b_[2] - a[2]};
+        float e2[3] = {c[0] - a[0], c[1] - a[1], c[2] - a[2]};
+        fn_buf[t * 3 + 0] = e1[1] * e2[2] - e1[2] * e2[1];
+        fn_buf[t * 3 + 1] = e1[2] * e2[0] - e1[0] * e2[2];
+        fn_buf[t * 3 + 2] = e1[0] * e2[1] - e1[1] * e2[0];
+    }
+    fn_buf[Nth * 3 + 0] = fn_buf[Nth * 3 + 1] = fn_buf[Nth * 3 + 2] = 0.0f;
+    for (int v = 0; v < Nvh; ++v) {
+        const int32_t* iv = inc + (int64_t)v * D;
+        float s[3];
+        for (int c = 0; c < 3; ++c) s[c] = fn_buf[iv[0] * 3 + c];
+        for (int k = 1; k < D; ++k)
+            for (int c = 0; c < 3; ++c) s[c] = s[c] + fn_buf[iv[k] * 3 + c];
+        unit3(s, &nrm_buf[v * 3]);
+    }
+    const float* No = N_obj + (int64_t)b * (Nv - Nvh) * 3;
+    for (int i = 0; i < (Nv - Nvh) * 3; ++i) nrm_buf[Nvh * 3 + i] = No[i];
+    const float* Nb = nrm_buf.data();
+    const float* ap = app + (int64_t)b * APP_W;
+    const float* oa = objapp + (int64_t)b * NUM_OBJ * OBJ_W;
+    float fx = K4[b * 4 + 0], fy = K4[b * 4 + 1], cx = K4[b * 4 + 2], cy = K4[b * 4 + 3];
+    const int HW = H * W;
+    float* zhb = zh + (int64_t)b * HW;
+    float* zob = zo + (int64_t)b * HW;
+    // vertices: u, v, iz, z
+    uvz.resize((size_t)Nv * 4);
+    for (int i = 0; i < Nv; ++i) {
+        float z = Pb[i * 3 + 2];
+        float iz = 1.0f / z;
+        uvz[i * 4 + 0] = fx * (Pb[i * 3 + 0] * iz) + cx;
+        uvz[i * 4 + 1] = fy * (Pb[i * 3 + 1] * iz) + cy;
+        uvz[i * 4 + 2] = iz;
+        uvz[i * 4 + 3] = z;
+    }
+    tris.resize(Nt);
+    for (int t = 0; t < Nt; ++t) {
+        Tri& T = tris[t];
+        float zmin = INF;
+        for (int k = 0; k < 3; ++k) {
+            int vi = faces[t * 3 + k];
+            T.u[k] = uvz[vi * 4 + 0];
+            T.v[k] = uvz[vi * 4 + 1];
+            T.iz[k] = uvz[vi * 4 + 2];
+            float z = uvz[vi * 4 + 3];
+            zmin = (z < zmin || z != z) ? z : zmin;
+        }
+        float area = (T.u[1] - T.u[0]) * (T.v[2] - T.v[0]) - (T.v[1] - T.v[0]) * (T.u[2] - T.u[0]);
+        T.sgn = area > 0 ? 1.0f : -1.0f;
+        T.inv_area = 1.0f / (area * T.sgn);
+        float umin = std::fmin(std::fmin(T.u[0], T.u[1]), T.u[2]), umax = std::fmax(std::fmax(T.u[0], T.u[1]), T.u[2]);
+        float vmin = std::fmin(std::fmin(T.v[0], T.v[1]), T.v[2]), vmax = std::fmax(std::fmax(T.v[0], T.v[1]), T.v[2]);
+        bool finite = std::isfinite(area) && std::isfinite(umin) && std::isfinite(umax) && std::isfinite(vmin) &&
+                      std::isfinite(vmax);
+        T.valid = (zmin > NEAR) && (area != 0) && finite;
+        if (!T.valid) continue;
+        // raster.back_faces
+        if (mat[t] == 0) {
+            if (T.sgn > 0) { T.valid = false; continue; }
+        } else {
+            bool away = true;
+            for (int k = 0; k < 3; ++k) {
+                int vi = faces[t * 3 + k];
+                away = away && (dot3(Nb + vi * 3, Pb + vi * 3) > 0);
+            }
+            if (away) { T.valid = false; continue; }
+        }
+        T.x0 = (int)t_clamp(std::ceil(umin - 0.5f), 0.0f, (float)W);
+        T.x1 = (int)t_clamp(std::floor(umax - 0.5f), -1.0f, (float)(W - 1));
+        T.y0 = (int)t_clamp(std::ceil(vmin - 0.5f), 0.0f, (float)H);
+        T.y1 = (int)t_clamp(std::floor(vmax - 0.5f), -1.0f, (float)(H - 1));
+        T.valid = (T.x0 <= T.x1) && (T.y0 <= T.y1);
+    }
+    // coverage and the two z-buffers (triangles in index order: ties keep the lower index)
+    th.assign(HW, -1);
+    to.assign(HW, -1);
+    for (int q = 0; q < HW; ++q) { zhb[q] = INF; zob[q] = INF; }
+    for (int t = 0; t < Nt; ++t) {
+        const Tri& T = tris[t];
+        if (!T.valid) continue;
+        bool is_hand = mat[t] == 0;
+        float* zb = is_hand ? zhb : zob;
+        int32_t* tb = is_hand ? th.data() : to.data();
+        // raster.weights_at for every pixel of the box, without branches (so it vectorises);
+        // outside the triangle z is computed but not used
+        const float u0 = T.u[0], u1 = T.u[1], u2 = T.u[2], v0 = T.v[0], v1 = T.v[1], v2 = T.v[2];
+        const float sg = T.sgn, inv = T.inv_area, iz0 = T.iz[0], iz1 = T.iz[1], iz2 = T.iz[2];
+        const int x0 = T.x0, x1 = T.x1, y0 = T.y0, y1 = T.y1;  // locals: the stores below may alias T
+        for (int py = y0; py <= y1; ++py) {
+            const float y = (float)py + 0.5f;
+            float* zrow = zb + py * W;
+            int32_t* trow = tb + py * W;
+            for (int px = x0; px <= x1; ++px) {
+                const float x = (float)px + 0.5f;
+                float e0 = ((u2 - u1) * (y - v1) - (v2 - v1) * (x - u1)) * sg;
+                float e1 = ((u0 - u2) * (y - v2) - (v0 - v2) * (x - u2)) * sg;
+                float e2 = ((u1 - u0) * (y - v0) - (v1 - v0) * (x - u0)) * sg;
+                float q0 = (e0 * inv) * iz0;
+                float q1 = (e1 * inv) * iz1;
+                float q2 = (e2 * inv) * iz2;
+                float z = 1.0f / ((q0 + q1) + q2);
+                float old = zrow[px];
+                bool upd = (e0 >= 0) & (e1 >= 0) & (e2 >= 0) & (z < old);
+                zrow[px] = upd ? z : old;
+                trow[px] = upd ? t : trow[px];
+            }
+        }
+    }
+    // background (render._background), then the shaded pixels over it
+    const float* bp = bgp + (int64_t)b * BG_W;
+    const int PH = H + PAD, PW = W + PAD;
+    int64_t idx = (int64_t)(bp[0] * (float)n_pool);
+    if (idx > n_pool - 1) idx = n_pool - 1;
+    int boy = (int)(int64_t)(bp[1] * (float)PAD);
+    int box_ = (int)(int64_t)(bp[2] * (float)PAD);
+    bool flip = bp[3] < 0.5f;
+    bool photo = bp[4] < bp[5];
+    const uint8_t* pimg = pool + idx * 3 * PH * PW;
+    const float inv255 = (float)(1.0 / 255.0);
+    float* col = image + (int64_t)b * 3 * HW;
+    for (int c = 0; c < 3; c++) {
+        const float gain = bp[6 + c], plain = bp[9 + c];
+        for (int row = 0; row < H; row++) {
+            float* out = col + c * HW + row * W;
+            const uint8_t* src = pimg + (c * PH + boy + row) * PW + box_;
+            if (!photo) {
+                for (int x = 0; x < W; x++) out[x] = plain;
+            } else if (flip) {
+                for (int x = 0; x < W; x++) out[x] = t_clamp((float)src[W - 1 - x] * inv255 * gain, 0.0f, 1.0f);
+            } else {
+                for (int x = 0; x < W; x++) out[x] = t_clamp((float)src[x] * inv255 * gain, 0.0f, 1.0f);
+            }
+        }
+    }
+    uint8_t* mk = mask + (int64_t)b * HW;
+    float* dp = depth + (int64_t)b * HW;
+    int n_hand = 0, n_occ = 0;
+    for (int q = 0; q < HW; ++q) {
+        int t;
+        bool front = th[q] >= 0 && (to[q] < 0 || zhb[q] < zob[q] || (zhb[q] == zob[q] && th[q] < to[q]));
+        t = front ? th[q] : to[q];
+        n_hand += th[q] >= 0;
+        n_occ += (th[q] >= 0) && !front;
+        mk[q] = front;
+        dp[q] = front ? zhb[q] : 0.0f;
+        if (t < 0) continue;
+        const Tri& T = tris[t];
+        float z, w[3];
+        weights_at(T, (float)(q % W) + 0.5f, (float)(q / W) + 0.5f, z, w, false);
+        float p[3], nrm[3], attr[CA_W];
+        const int32_t* f = faces + t * 3;
+        for (int c = 0; c < 3; ++c) {
+            p[c] = (w[0] * Pb[f[0] * 3 + c] + w[1] * Pb[f[1] * 3 + c]) + w[2] * Pb[f[2] * 3 + c];
+            nrm[c] = (w[0] * Nb[f[0] * 3 + c] + w[1] * Nb[f[1] * 3 + c]) + w[2] * Nb[f[2] * 3 + c];
+        }
+        const float* ca = CA + (int64_t)t * 3 * CA_W;
+        for (int c = 0; c < CA_W; ++c) attr[c] = (w[0] * ca[c] + w[1] * ca[CA_W + c]) + w[2] * ca[2 * CA_W + c];
+        float out[3];
+        shade_point(p, nrm, mat[t], attr, ap, oa, tex, tn, out);
+        col[q] = out[0]; col[HW + q] = out[1]; col[2 * HW + q] = out[2];
+    }
+    frac[b] = (float)n_occ / (float)(n_hand < 1 ? 1 : n_hand);
+    std::copy(th.begin(), th.end(), tri_h + (int64_t)b * HW);
+}
+
+}  // namespace
+
+extern "C" void hp_mesh_render(int B, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int32_t* inc, int D,
+                               const float* P, const float* N_obj,
+                               const int32_t* faces, const int32_t* mat, const float* CA, const float* K4,
+                               const float* app, const float* objapp, const float* tex, int tn, const float* bgp,
+                               const uint8_t* pool, int n_pool, float* image, uint8_t* mask, float* depth,
+                               float* zh, float* zo, int32_t* tri_h, float* frac, int nthreads) {
+    auto work = [&](int b0, int step) {
+        std::vector<Tri> tris;
+        std::vector<float> uvz;
+        std::vector<int32_t> th, to;
+        std::vector<float> nrm_buf, fn_buf;
+        for (int b = b0; b < B; b += step)
+            render_one(b, H, W, Nv, Nt, Nvh, Nth, inc, D, P, N_obj, faces, mat, CA, K4, app, objapp, tex, tn, bgp, pool, n_pool, image,
+                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf);
+    };
+    int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
+    if (nt <= 1) { work(0, 1); return; }
+    std::vector<std::thread> pool_;
+    for (int i = 0; i < nt; ++i) pool_.emplace_back(work, i, nt);
+    for (auto& t : pool_) t.join();
+}

@@ -1,0 +1,114 @@
+"""The C++ kernel of engine v2's rasterizer (``raster_engine.cpp``), built and loaded like
+``native.py``'s: compiled once with the system's C++ compiler (same compiler, flags and cache
+folder), called through ``ctypes``. It repeats ``raster.render_pixels`` operation by operation and
+gives the same bits (``tests/test_mesh_hand.py``); without a compiler the torch code runs instead.
+The switch is ``native.py``'s (``set_native``, ``HANDPOSE_SYNTH_NATIVE``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import native
+
+SOURCE = Path(__file__).with_name("raster_engine.cpp")
+
+
+def _build() -> Path:
+    cxx = native._compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler (g++, c++, clang++ or $CXX) on the PATH")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+    flags = native._flags()
+    h = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
+        h.update(part if isinstance(part, bytes) else part.encode())
+    lib = native._cache_dir() / f"raster_engine_{h.hexdigest()[:16]}.so"
+    if lib.exists():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
+    os.close(fd)
+    try:
+        res = subprocess.run([cxx, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-2000:]}")
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return lib
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(str(_build()))
+        P, I = ctypes.c_void_p, ctypes.c_int
+        lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 7 + [I]
+        lib.hp_mesh_render.restype = None
+        return lib
+    except Exception as e:  # no compiler or a failed build: the torch code runs
+        warnings.warn(
+            f"engine v2's C++ rasterizer is not available ({type(e).__name__}: {e}); using the torch code "
+            "(same outputs, slower)",
+            stacklevel=3,
+        )
+        return None
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def use_native(device) -> bool:
+    """Whether a mesh render on ``device`` uses the kernel (``native.py``'s switch)."""
+    if native._mode() is False or torch.device(device).type != "cpu":
+        return False
+    return available()
+
+
+def _p(x: torch.Tensor) -> ctypes.c_void_p:
+    return ctypes.c_void_p(x.data_ptr())
+
+
+def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bgp, pool, H: int, W: int):
+    """``raster.render_pixels`` by the C++ kernel (CPU tensors), the same outputs bit for bit; the
+    background is drawn in the kernel from ``bgp`` (B, 12) (bg_u (5), prob, gain (3), plain (3):
+    ``render._background``'s arguments) and the pool (Np, 3, H + 16, W + 16) uint8."""
+    B, Nv, _ = P.shape
+    Nt = faces.shape[0]
+    P, N_obj = P.float().contiguous(), N_obj.float().contiguous()
+    inc32 = inc.to(torch.int32).contiguous()
+    nth = int((mat == 0).sum())
+    faces32 = faces.to(torch.int32).contiguous()
+    mat32 = mat.to(torch.int32).contiguous()
+    CA, app, objapp, tex, bgp = (x.float().contiguous() for x in (CA, app, objapp, tex, bgp))
+    pool = pool.contiguous()
+    if tex.shape[-1] & (tex.shape[-1] - 1):
+        raise ValueError(f"the detail texture side must be a power of two, got {tex.shape[-1]}")
+    K4 = torch.stack([K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2]], -1).float().contiguous()
+    image = torch.empty(B, 3, H, W)
+    mask = torch.empty(B, H, W, dtype=torch.bool)
+    depth = torch.empty(B, H, W)
+    zh = torch.empty(B, H, W)
+    zo = torch.empty(B, H, W)
+    tri = torch.empty(B, H, W, dtype=torch.int32)
+    frac = torch.empty(B)
+    _library().hp_mesh_render(
+        B, H, W, Nv, Nt, inc.shape[0], nth, _p(inc32), inc.shape[1], _p(P), _p(N_obj), _p(faces32),
+        _p(mat32), _p(CA), _p(K4), _p(app), _p(objapp), _p(tex), tex.shape[-1], _p(bgp), _p(pool),
+        pool.shape[0], _p(image), _p(mask), _p(depth), _p(zh), _p(zo), _p(tri), _p(frac),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return image, mask, depth, zh, zo, tri, frac
