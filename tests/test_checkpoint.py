@@ -220,3 +220,15 @@ def test_outputs_honour_the_umask(tmp_path, mask):
     assert f.stat().st_mode & 0o777 == 0o666 & ~mask
     assert path.stat().st_mode & 0o777 == 0o777 & ~mask
     assert (path / ck.MODEL_FILE).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_committed_model_refuses_an_edited_heatmap_size(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "models" / "book-tiny"
+    shutil.copytree(src, tmp_path / "m")
+    assert ck.load_checkpoint(tmp_path / "m").meta["model_config"]["heatmap_size"] == 64
+    _edit_sidecar(tmp_path / "m", model_config={"heatmap_size": 32})
+    with pytest.raises(ck.CheckpointError, match="heatmap_size: 32"):
+        ck.load_checkpoint(tmp_path / "m")
