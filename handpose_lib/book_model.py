@@ -74,6 +74,13 @@ def quick_recipe() -> TrainConfig:
     return tiny_recipe(n_train=2048, n_val=128, epochs=3, batch_size=32, lr=3e-3, ckpt_every_min=2.0)
 
 
+def _shown(path: str | os.PathLike) -> str:
+    """A path as the book prints it: relative to the repository when inside it (the chapters'
+    output then never shows where a build happened to put the checkout)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+
+
 def load_book_model(profile_name: str | None = None, device: str = "cpu", verbose: bool = True):
     """The model the book's chapters use: ``(model in eval mode, info dict)``.
 
@@ -88,7 +95,8 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
     say = print if verbose else (lambda *a, **k: None)
     if (BOOK_MODEL_DIR / ckpt.SIDECAR_FILE).is_file():
         model, c = load_trained(BOOK_MODEL_DIR, device=device)
-        say(f"book model: {c.path} (trained with: {c.meta.get('provenance', {}).get('command', '?')})")
+        command = c.meta.get("provenance", {}).get("command", "?")
+        say(f"book model: {_shown(c.path)} (trained with: {command})")
         return model, {
             "source": "book",
             "path": str(c.path),
@@ -111,7 +119,7 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
             )
         )
     else:
-        say(f"NOTE: the book model is missing; using the model trained earlier in {stages[-1][0]}")
+        say(f"NOTE: the book model is missing; using the model trained earlier in {_shown(stages[-1][0])}")
     c, message = train_stages(stages, progress=verbose)  # trains what is missing; loads the last once
     if c is None:
         raise RuntimeError(message)

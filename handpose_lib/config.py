@@ -51,7 +51,8 @@ class TrainConfig:
         data: ``"synthetic"`` (the procedural engine) or a real data set name (``stb``,
             ``ganerated``, ``synthhands``, ``rhd``, ``freihand``) with ``data_root``.
         n_train, n_val: number of procedural samples (train / validation; other seeds).
-        data_seed: seed of the procedural training set (validation uses ``data_seed + 1``).
+        data_seed: seed of the procedural training set (``data.cached.TRAIN_SEED``, 0); validation
+            uses ``data_seed + 1`` (``VAL_SEED``); the test set's seed is ``TEST_SEED``, 2.
         augment: rotation/scale/colour augmentation (``data.augment.Augment``) of training samples.
         rotation_deg, scale_range, flip_prob: its geometry.
     Optimisation:
@@ -193,7 +194,7 @@ def tiny_recipe(**overrides) -> TrainConfig:
 
 
 def paper_recipe(**overrides) -> TrainConfig:
-    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --config paper``."""
+    """The paper's model (ResNet-34 ResUnet, 128x128) on one GPU: ``handpose train --recipe paper``."""
     cfg = dict(
         model="paper",
         n_train=200_000,

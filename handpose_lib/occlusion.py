@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import skeleton
-from .data.cached import OCCLUSION_TEST_SEED, ArraySet, cache_dir
+from .data.cached import OCCLUSION_TEST_SEED, TRAIN_SEED, ArraySet, cache_dir
 from .data.rendered import to_uint8
 from .data.sample import VIS_OUTSIDE, VIS_VISIBLE
 from .lhr import argmax_decode
@@ -572,7 +572,7 @@ def run_variant(
     trained = variant(v.weights_of) if v.weights_of else v  # the variant whose weights v evaluates
     default_root, out_dir = variant_paths(p.name, seed)
     run_dir = Path(run_root or default_root) / trained.name
-    cfg = tiny_recipe(seed=seed, data_seed=0, loss=trained.loss_overrides(), **p.recipe_overrides())
+    cfg = tiny_recipe(seed=seed, data_seed=TRAIN_SEED, loss=trained.loss_overrides(), **p.recipe_overrides())
     t0 = time.time()
     if not (run_dir / LAST_FILE).is_file():
         if trained is not v:

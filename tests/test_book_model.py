@@ -150,7 +150,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
 @pytest.mark.skipif(not (bm.BOOK_MODEL_DIR / ck.SIDECAR_FILE).is_file(), reason="no committed book model")
 def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
     """models/book-tiny: fp16 safetensors well under 50 MB, provenance, and weights that score
-    what the sidecar records (on the benchmark's first 64 samples, within sampling noise)."""
+    what the sidecar records (on the test set's first 64 samples, within sampling noise)."""
     from safetensors import safe_open
 
     from handpose_lib import evaluate as ev

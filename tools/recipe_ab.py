@@ -39,6 +39,7 @@ from handpose_lib import train as T  # noqa: E402
 from handpose_lib.book_model import book_recipe  # noqa: E402
 from handpose_lib.checkpoint import read_metrics  # noqa: E402
 from handpose_lib.config import TrainConfig, build_for_config  # noqa: E402
+from handpose_lib.data.cached import TRAIN_SEED, VAL_SEED  # noqa: E402
 from handpose_lib.data.rendered import cached_synthetic  # noqa: E402
 from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
@@ -70,8 +71,8 @@ def main(argv=None) -> int:
         ap.error("--set: expected a JSON object of TrainConfig fields")
 
     sc = SyntheticConfig(crop_size=128)
-    train_cache = cached_synthetic(30_000, 0, sc, progress=False)
-    val_cache = cached_synthetic(512, 1, sc, progress=False)
+    train_cache = cached_synthetic(30_000, TRAIN_SEED, sc, progress=False)
+    val_cache = cached_synthetic(512, VAL_SEED, sc, progress=False)
     base = {**book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50}
     if a.overfit:
         n = a.overfit
