@@ -21,6 +21,8 @@ import dataclasses
 import functools
 import json
 import math
+import pickle
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,21 +132,70 @@ class TrainConfig:
     val_real: bool = False
 
     def __post_init__(self):
+        self._check_types()
         if self.model not in ("tiny", "paper"):
             raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
         if self.schedule not in ("onecycle", "cosine", "step", "constant"):
             raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
-        for name in ("epochs", "batch_size", "n_train"):
-            if int(getattr(self, name)) < 1:
+        for name in ("epochs", "batch_size", "n_train", "val_every", "log_every"):
+            if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.fda <= 1.0:
-            raise ConfigError(f"TrainConfig.fda is a probability (0 = off), got {self.fda}")
+        for name in ("n_val", "num_workers", "threads", "keep_last", "weight_decay", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("warmup_frac", "final_lr_frac", "flip_prob", "fda", "crop_jitter"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"TrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.lr >= 0:
+            raise ConfigError(f"TrainConfig.lr must be a learning rate >= 0 (e.g. 2e-3), got {self.lr}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(
+                f"TrainConfig.max_steps must be >= 1 (or null for no limit), got {self.max_steps}"
+            )
+        if not self.ckpt_every_min > 0:
+            raise ConfigError(f"TrainConfig.ckpt_every_min must be > 0 minutes, got {self.ckpt_every_min}")
+        for name in ("scale_range", "crop_scale_range", "fda_beta"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise ConfigError(f"TrainConfig.{name} must be [low, high] with 0 < low <= high, got {lo_hi}")
         self.scale_range = tuple(float(v) for v in self.scale_range)
         self.crop_scale_range = tuple(float(v) for v in self.crop_scale_range)
         self.fda_beta = tuple(float(v) for v in self.fda_beta)
         self.step_milestones = tuple(float(v) for v in self.step_milestones)
+
+    def _check_types(self) -> None:
+        """A YAML or sidecar value of the wrong type (``epochs: "10"``, ``lr: fast``) is named."""
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        checks = {
+            "str": (lambda v: isinstance(v, str), "a string"),
+            "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+            "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+            "int | None": (
+                lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
+                "an integer or null",
+            ),
+            "float": (number, "a finite number"),
+            "bool": (lambda v: isinstance(v, bool), "true or false"),
+            "dict": (lambda v: isinstance(v, dict), "a mapping"),
+            "tuple[float, float]": (
+                lambda v: isinstance(v, (list, tuple)) and all(map(number, v)),
+                "a list of numbers",
+            ),
+            "tuple[float, ...]": (
+                lambda v: isinstance(v, (list, tuple)) and all(map(number, v)),
+                "a list of numbers",
+            ),
+        }
+        for f in dataclasses.fields(self):
+            ok, want = checks[str(f.type)]
+            v = getattr(self, f.name)
+            if not ok(v):
+                raise ConfigError(f"TrainConfig.{f.name} must be {want}, got {v!r} ({type(v).__name__})")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -327,13 +378,16 @@ def same_recipe(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, .
     return not recipe_diff(a, b, ignore)
 
 
-def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset]:
+def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Dataset | None]:
     """Training and validation sets for ``cfg.data`` (samples cropped to the model's input size).
 
     Procedural data is rendered once into the cache (``data.rendered.cached_synthetic``, with a
     progress bar unless ``progress=False``): ``n_train`` samples of seed ``data_seed`` and
-    ``n_val`` of seed ``data_seed + 1``.
+    ``n_val`` of seed ``data_seed + 1``. A real data set validates on its test split; where that
+    split is optional (:data:`OPTIONAL_TEST_SPLIT`) and absent, the validation set is ``None``.
     """
+    from .data.common import DatasetNotFoundError
+
     size = model_config(cfg).input_size
     if cfg.data == "synthetic":
         from .data.rendered import cached_synthetic
@@ -346,9 +400,19 @@ def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Da
         )
     if cfg.data_root is None:
         raise ConfigError(f"data {cfg.data!r} needs data_root (the folder of the downloaded data set)")
-    return real_dataset(cfg.data, cfg.data_root, "train", size), real_dataset(
-        cfg.data, cfg.data_root, "test", size
-    )
+    train_set = real_dataset(cfg.data, cfg.data_root, "train", size)
+    try:
+        val_set = real_dataset(cfg.data, cfg.data_root, "test", size)
+    except DatasetNotFoundError as e:
+        if cfg.data not in OPTIONAL_TEST_SPLIT:
+            raise
+        print(
+            f"note: {cfg.data}'s test split is not there ({str(e).splitlines()[0]}); "
+            "training without validation",
+            file=sys.stderr,
+        )
+        val_set = None
+    return train_set, val_set
 
 
 # name -> (class name in handpose_lib.data, loader arguments per split "train"/"test")
@@ -361,18 +425,28 @@ REAL_DATASETS: dict[str, tuple[str, dict[str, dict]]] = {
 }
 
 
+# data sets whose layout calls the test split optional (FreiHAND's evaluation zip is separate)
+OPTIONAL_TEST_SPLIT = ("freihand",)
+
+
 def real_dataset(name: str, root: str, split: str, size: int = 128) -> Dataset:
     """A real data set (a key of :data:`REAL_DATASETS`), hand-cropped to ``size x size``.
 
     GANerated and SynthHands have no official split: both "splits" are the whole set.
     """
     from . import data
+    from .data.common import DatasetError
     from .data.crop import HandCrop
 
     if name not in REAL_DATASETS:
         raise ConfigError(f"unknown data set {name!r}; choose synthetic or one of {sorted(REAL_DATASETS)}")
     cls_name, splits = REAL_DATASETS[name]
-    return getattr(data, cls_name)(root, crop=HandCrop(size=size), **splits[split])
+    try:
+        return getattr(data, cls_name)(root, crop=HandCrop(size=size), **splits[split])
+    except (ValueError, KeyError, pickle.UnpicklingError) as e:  # labels it cannot use, a refused pickle
+        raise DatasetError(
+            f"{name} in {root}: {e}; check the folder with `handpose data check {name} {root}`"
+        ) from e
 
 
 def make_augment(cfg: TrainConfig):
