@@ -12,7 +12,8 @@
             _show_progress                       # progress bar (or a line every 2 minutes)
             _checkpoint_or_stop                  # every ckpt_every_min: a checkpoint; Ctrl-C,
                                                  # SIGTERM, max_steps: a checkpoint, then stop
-        _end_epoch                               # validate -> metrics.jsonl, checkpoint, best.json
+        _end_epoch                               # validate (+ real photos) -> metrics.jsonl,
+                                                 # checkpoint, best.json
 
 What makes it reproducible: the seed fixes the initial weights (``torch.manual_seed``), the
 data order (``DistributedSampler(seed)``, ``set_epoch``) and the augmentation, which is drawn
@@ -40,12 +41,14 @@ Layer 3: imports ``checkpoint``, ``config``, ``device``, ``losses``, ``data`` an
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +74,8 @@ from .config import (
 )
 from .data.augment import EpochSampler, TrainView
 from .data.sample import collate
-from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device
-from .evaluate import evaluate_predictions
+from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device, to_host
+from .evaluate import evaluate_predictions, real_photos_metrics
 
 BEST_METRIC = "val_epe3d_mm"  # best.json: the epoch with the lowest validation 3D EPE
 
@@ -188,6 +191,10 @@ class FitResult:
     stopped_by: str = ""
 
 
+# what fit writes into a run folder (besides last.json)
+RUN_FILES = ("config.json", "metrics.jsonl", ckpt.CKPT_SUBDIR, ckpt.BEST_FILE)
+
+
 def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig, world: int | None = None):
     """The checkpoint to resume from (``None`` for a new run); refuses to overwrite a run, to
     resume a run that has no checkpoint, or to resume with another recipe (any
@@ -195,6 +202,8 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig, world: int | No
     ``epochs`` or ``lr`` would change the schedule, so the resumed run would not be exact) or
     (``world`` given) another number of processes."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"--out {run_dir} is a file, not a run folder; choose a folder path")
     has_ckpt = (run_dir / ckpt.LAST_FILE).is_file()
     if not resume:
         if has_ckpt:
@@ -202,6 +211,13 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig, world: int | No
                 f"{run_dir} already holds a training run (last checkpoint: "
                 f"{ckpt.resolve_checkpoint(run_dir).name}); pass --resume to continue it or choose "
                 "another --out folder"
+            )
+        found = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if found:  # e.g. a copied run without its last.json: training would mix two runs
+            raise ckpt.CheckpointError(
+                f"{run_dir} holds files of another training run ({', '.join(found)}) but no "
+                f"{ckpt.LAST_FILE}; a new run would replace its config.json and mix two recipes in "
+                "one metrics.jsonl. Choose another --out folder (or move those files away)"
             )
         return None
     if not has_ckpt:
@@ -241,14 +257,6 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig, world: int | No
     return last
 
 
-def _to_host(values: Sequence[Any], device: torch.device) -> list[float]:
-    """Scalar tensors (or numbers) as Python floats, with one device-to-host copy (each
-    ``float(t)`` of a CUDA tensor would wait for the GPU again)."""
-    return torch.stack(
-        [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in values]
-    ).tolist()
-
-
 def _nonfinite_message(
     loss_value: float, parts: Mapping, step: int, epoch: int, last_path, grad_norm=None
 ) -> str:
@@ -277,7 +285,6 @@ class _Run:
     cfg: TrainConfig
     run_dir: Path
     model: torch.nn.Module  # the bare model (checkpoints, validation)
-    train_model: torch.nn.Module  # the model that trains (wrapped by DDP when distributed)
     loss_fn: Callable
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -286,6 +293,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     info: DistInfo
     steps_per_epoch: int
+    train_model: torch.nn.Module | None = None  # the model that trains: the model, or DDP's wrapper
     step: int = 0
     view: TrainView | None = None  # the training set through the augmentation
     sampler: DistributedSampler | None = None
@@ -297,6 +305,11 @@ class _Run:
     best: float | None = None  # the best BEST_METRIC so far
     last_save: float = 0.0
     last_print: float = 0.0
+    carried: dict | None = None  # a resumed epoch's running sums before the stop (epoch_progress)
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
 
     @property
     def total_steps(self) -> int:
@@ -367,25 +380,13 @@ def _start(model, train_set, val_set, cfg, run_dir: Path, loss_fn, resume: bool,
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if last is not None:
         last.restore(optimizer, scheduler, scaler, rng=True)
-    train_model = model
+    run = _Run(
+        cfg, run_dir, model, loss_fn, optimizer, scheduler, scaler, device, amp_dtype, info, steps_per_epoch
+    )
+    run.step = last.step if last is not None else 0
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    run = _Run(
-        cfg,
-        run_dir,
-        model,
-        train_model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        scaler,
-        device,
-        amp_dtype,
-        info,
-        steps_per_epoch,
-        step=last.step if last is not None else 0,
-    )
+        run.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     _make_loaders(run, train_set, val_set)
     _start_bookkeeping(run, last, init, resume, extra_meta)
     return run
@@ -442,9 +443,21 @@ def _start_bookkeeping(run: _Run, last, init, resume: bool, extra_meta) -> None:
     bare = getattr(run.model, "module", run.model)  # a model passed in DDP's wrapper
     if hasattr(bare, "config") and hasattr(bare.config, "to_dict"):
         meta.setdefault("model_config", bare.config.to_dict())
+    finished_before = last is not None and last.step >= run.total_steps
+    if last is not None and isinstance(last.meta.get("provenance"), dict):
+        # the command that started the run stays its command; a resume is recorded beside it
+        prov = dict(last.meta["provenance"])
+        new = meta.get("provenance", {}).get("command")
+        if new is not None and not finished_before:
+            prov["resumed_by"] = [*prov.get("resumed_by", []), new]
+        meta["provenance"] = prov
     run.meta = meta
-    if run.info.is_main:
+    if run.info.is_main and not finished_before:  # resuming a finished run writes nothing
         ckpt.atomic_write_json(run.run_dir / "config.json", meta)
+    if last is not None and last.step % run.steps_per_epoch:
+        # a run stopped mid-epoch saved the epoch's running loss sums: the resumed epoch's
+        # logged training loss is then the mean over all its batches, as in an unbroken run
+        run.carried = last.meta.get("epoch_progress")
     run.history = ckpt.read_metrics(run.run_dir) if resume else []
     if last is not None and any(r.get("step", 0) > last.step for r in run.history):
         # a run killed between an epoch's log row and its checkpoint redoes that epoch: drop the
@@ -497,7 +510,7 @@ def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, dict[str, fl
         # max_norm inf: no clipping, only the norm (x 1.0 leaves gradients exact)
         gnorm = torch.nn.utils.clip_grad_norm_(run.train_model.parameters(), cfg.grad_clip or float("inf"))
     head = [loss] + ([gnorm] if check_grads else [])
-    values = _to_host([*head, *parts.values()], loss.device)
+    values = to_host([*head, *parts.values()], loss.device)
     loss_value, gnorm_value = values[0], (values[1] if check_grads else None)
     part_values = dict(zip(parts, values[len(head) :]))
     bad_loss = not math.isfinite(loss_value)
@@ -535,12 +548,15 @@ def _show_progress(run: _Run, bar, ep: _Epoch, loss_value: float) -> None:
         )
 
 
-def _save(run: _Run, epoch: int, metrics: Mapping[str, Any], reason: str) -> None:
-    """A checkpoint of the current step (rank 0 writes it; every rank restarts the timer)."""
+def _save(run: _Run, epoch: int, metrics: Mapping[str, Any], reason: str, ep: _Epoch | None = None) -> None:
+    """A checkpoint of the current step (rank 0 writes it; every rank restarts the timer).
+    ``ep``: a checkpoint in the middle of an epoch keeps its running loss sums."""
     run.last_save = time.monotonic()
     if not run.info.is_main:
         return
     sidecar = {**run.meta, "epoch": epoch, "step": run.step, "reason": reason, "metrics": dict(metrics)}
+    if ep is not None:
+        sidecar["epoch_progress"] = {"sums": dict(ep.sums), "batches": ep.n_batches}
     run.last_path = ckpt.save_run_checkpoint(
         run.run_dir,
         run.step,
@@ -553,24 +569,25 @@ def _save(run: _Run, epoch: int, metrics: Mapping[str, Any], reason: str) -> Non
     )
 
 
-def _checkpoint_or_stop(run: _Run, stop_flag: StopFlag, epoch: int, loss_value: float) -> str:
+def _checkpoint_or_stop(run: _Run, stop_flag: StopFlag, ep: _Epoch, loss_value: float) -> str:
     """After a step: a checkpoint every ``ckpt_every_min``; on Ctrl-C, SIGTERM or ``max_steps`` a
     checkpoint and the reason to stop (``""``: go on). All processes decide together."""
-    cfg = run.cfg
+    cfg, epoch = run.cfg, ep.epoch
     due = (time.monotonic() - run.last_save) > 60.0 * cfg.ckpt_every_min
     at_max = cfg.max_steps is not None and run.step >= cfg.max_steps
     _, stop, save_now = _sync_flags(run, False, stop_flag.requested or at_max, due)
     if stop:
         stopped_by = stop_flag.signal_name or ("max_steps" if at_max else "another process")
-        _save(run, epoch, {"train_loss": loss_value}, f"stopped ({stopped_by})")
+        _save(run, epoch, {"train_loss": loss_value}, f"stopped ({stopped_by})", ep)
         return stopped_by
     if save_now and run.step < (epoch + 1) * run.steps_per_epoch:  # the epoch's end saves anyway
-        _save(run, epoch, {"train_loss": loss_value}, "periodic")
+        _save(run, epoch, {"train_loss": loss_value}, "periodic", ep)
     return ""
 
 
 def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
-    """Validate (every ``val_every`` epochs and after the last), log a row to ``metrics.jsonl``,
+    """Validate (every ``val_every`` epochs and after the last; on the real photos too with
+    ``cfg.val_real``), log a row to ``metrics.jsonl``,
     save a checkpoint, and point ``best.json`` at it when the validation 3D EPE improved."""
     cfg, epoch = run.cfg, ep.epoch
     dt = time.perf_counter() - ep.t_start
@@ -582,10 +599,13 @@ def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
         "img_per_s": ep.n_batches * run.world_batch / max(dt, 1e-9),
         **{f"train_{k}": v / max(1, ep.n_batches) for k, v in ep.sums.items()},
     }
-    if run.val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+    validating = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+    if run.val_loader is not None and validating:
         row.update(
             validate(run.model, run.val_loader, run.loss_fn, run.device, run.amp_dtype, cfg.channels_last)
         )
+    if cfg.val_real and validating and run.info.is_main:  # the 16 shipped photos: a few seconds
+        row.update(real_photos_metrics(run.model, run.device))
     if run.info.is_main:
         run.history.append(row)
         ckpt.append_metrics(run.run_dir, row)
@@ -660,13 +680,15 @@ def fit(
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 ep = _Epoch(epoch)
+                if run.carried and epoch == start_epoch:
+                    ep.sums, ep.n_batches = dict(run.carried["sums"]), int(run.carried["batches"])
                 for batch in _epoch_batches(run, epoch, skip_batches if epoch == start_epoch else 0):
                     loss_value, parts = _train_step(run, batch, epoch)
                     ep.add(parts, batch["image"].shape[0] * run.info.world)
                     _show_progress(run, bar, ep, loss_value)
                     if on_step is not None:
                         on_step(run.step, {"epoch": epoch, "loss": loss_value, "lr": run.lr})
-                    stopped_by = _checkpoint_or_stop(run, stop_flag, epoch, loss_value)
+                    stopped_by = _checkpoint_or_stop(run, stop_flag, ep, loss_value)
                     if stopped_by:
                         return FitResult(run.run_dir, run.last_path, run.history, run.step, False, stopped_by)
                 _end_epoch(run, ep, bar)
@@ -711,7 +733,33 @@ def train(
         from .data.synthetic import GENERATOR_VERSION
 
         meta["generator_version"] = GENERATOR_VERSION
-    return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
+    with _undone_if_failed(Path(run_dir)):
+        return fit(model, train_set, val_set, cfg, run_dir, resume=resume, progress=progress, extra_meta=meta)
+
+
+@contextlib.contextmanager
+def _undone_if_failed(run_dir: Path):
+    """A run that fails before its first checkpoint leaves nothing behind: the files and folders
+    it created are removed (never what was there before), so the same command can run again."""
+    existed = run_dir.exists()
+    top = run_dir  # the outermost folder this run creates
+    while not top.parent.exists():
+        top = top.parent
+    before = set(run_dir.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        main = int(os.environ.get("RANK", "0")) == 0
+        if main and run_dir.is_dir() and not (run_dir / ckpt.LAST_FILE).exists():
+            for p in set(run_dir.iterdir()) - before:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            d = run_dir
+            while not existed and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+                if d == top:
+                    break
+                d = d.parent
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from handpose_lib import checkpoint as ck
-from handpose_lib import skeleton
+from handpose_lib import config, skeleton
 from handpose_lib import train as tr
 from handpose_lib.config import ConfigError, TrainConfig, make_optimizer
 from handpose_lib.data.augment import TrainView
@@ -334,3 +335,88 @@ def test_train_view_augmentation_is_keyed_by_epoch_and_index():
     v = TrainView(FakeHands(4), noisy, seed=3)
     assert torch.equal(v[(1, 2)]["image"], v[(1, 2)]["image"])
     assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
+
+
+def test_val_real_logs_the_real_photo_metrics_beside_the_procedural_ones(tmp_path):
+    class Sized(StandIn):
+        config = SimpleNamespace(input_size=S)  # real_photos_metrics crops to the model's size
+
+    torch.manual_seed(0)
+    model = Sized()
+    c = cfg(epochs=1, val_real=True)
+    tr.fit(model, FakeHands(c.n_train), FakeHands(c.n_val, seed=1), c, tmp_path / "r", loss_fn=standin_loss,
+           progress=False)  # fmt: skip
+    row = ck.read_metrics(tmp_path / "r")[-1]
+    assert math.isfinite(row["val_epe2d_px"])  # the procedural validation is still there
+    from handpose_lib.evaluate import real_photos_metrics
+
+    want = real_photos_metrics(model)
+    for key in ("epe2d_px", "epe2d_image_px", "pck_0.2", "pck_0.2_freihand", "pck_0.2_panoptic"):
+        assert row["val_real_" + key] == pytest.approx(want["val_real_" + key]), key
+    assert 0 <= row["val_real_pck_0.2"] <= 1
+
+
+def test_freihand_trains_without_its_optional_evaluation_split(tmp_path, capsys):
+    from handpose_lib.data.examples import write_freihand
+
+    write_freihand(tmp_path, n_labels=2, versions=2)  # training/ only, as the training zip has it
+    cfg = TrainConfig(data="freihand", data_root=str(tmp_path))
+    train_set, val_set = config.build_datasets(cfg)
+    assert len(train_set) == 4 and val_set is None
+    assert "training without validation" in capsys.readouterr().err
+    stb = TrainConfig(data="stb", data_root=str(tmp_path))  # STB's test split is not optional
+    with pytest.raises(FileNotFoundError):
+        config.build_datasets(stb)
+
+
+def test_a_copied_run_without_last_json_or_a_file_is_not_trained_into(tmp_path):
+    import shutil
+
+    _fit(cfg(epochs=1), tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    (tmp_path / "copy" / ck.LAST_FILE).unlink()
+    config_before = (tmp_path / "copy" / "config.json").read_text()
+    with pytest.raises(ck.CheckpointError, match=r"files of another training run \(config.json, metrics"):
+        _fit(cfg(epochs=1, lr=1e-3), tmp_path / "copy")
+    assert (tmp_path / "copy" / "config.json").read_text() == config_before
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file"):
+        _fit(cfg(epochs=1), tmp_path / "f")
+
+
+def test_resuming_keeps_the_command_that_started_the_run(tmp_path):
+    run = tmp_path / "r"
+    _fit(cfg(epochs=1, max_steps=3), run, extra_meta={"provenance": {"command": "first"}})
+    _fit(cfg(epochs=1), run, resume=True, extra_meta={"provenance": {"command": "second"}})
+    prov = ck.load_checkpoint(run).meta["provenance"]
+    assert prov == {"command": "first", "resumed_by": ["second"]}
+    config_json = (run / "config.json").read_text()
+    _fit(cfg(epochs=1), run, resume=True, extra_meta={"provenance": {"command": "third"}})  # finished
+    assert (run / "config.json").read_text() == config_json
+    assert ck.load_checkpoint(run).meta["provenance"] == prov
+
+
+def test_an_interrupted_epoch_logs_the_same_training_loss(tmp_path):
+    view = TrainView(FakeHands(64), noisy, seed=0)
+    _fit(cfg(epochs=3), tmp_path / "a", view=view)
+    _fit(cfg(epochs=3, max_steps=11), tmp_path / "b", view=view)  # stops in epoch 2 (8 steps each)
+    _fit(cfg(epochs=3), tmp_path / "b", view=view, resume=True)
+    straight, resumed = ck.read_metrics(tmp_path / "a"), ck.read_metrics(tmp_path / "b")
+    keys = [k for k in straight[0] if k.startswith("train_")]
+    assert keys and [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in straight]
+
+
+def test_a_failed_run_leaves_no_folder_behind(tmp_path):
+    run = tmp_path / "runs" / "new" / "x"
+    with pytest.raises(RuntimeError), tr._undone_if_failed(run):
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.json").write_text("{}")
+        raise RuntimeError("data set missing")
+    assert not (tmp_path / "runs").exists()
+    mine = tmp_path / "mine"  # a folder the user made, with a file of theirs
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(RuntimeError), tr._undone_if_failed(mine):
+        (mine / "config.json").write_text("{}")
+        raise RuntimeError("NaN")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

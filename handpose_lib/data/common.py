@@ -43,6 +43,10 @@ class CorruptImageError(OSError):
     """An image file exists but cannot be decoded."""
 
 
+class DatasetError(ValueError):
+    """A data set's files are there but cannot be used (labels of the wrong shape, a refused pickle)."""
+
+
 # ----------------------------------------------------------------------------------------
 # files
 
@@ -52,8 +56,13 @@ def missing_layout_error(name: str, root, what: str, layout: str, url: str = "")
     msg = f"{name}: {what}\nroot given: {Path(root).expanduser()}\nexpected layout:\n{layout.rstrip()}\n"
     if url:
         msg += f"get it from: {url}\n"
-    msg += f"prepare it with: python data_scripts/get_{name.lower()}.py --root <folder>"
-    return DatasetNotFoundError(msg)
+    if name.lower() in DOWNLOAD_SCRIPTS:
+        msg += f"prepare it with: python data_scripts/get_{name.lower()}.py --root <folder>"
+    return DatasetNotFoundError(msg.rstrip("\n"))
+
+
+# the data sets that data_scripts/get_<name>.py downloads and prepares (COCO files are the user's)
+DOWNLOAD_SCRIPTS = ("stb", "rhd", "freihand", "ganerated", "synthhands")
 
 
 def read_rgb(path, verify: bool = False) -> np.ndarray:
