@@ -262,8 +262,6 @@ def build_book_model(
     each, ``None`` for the default), evaluate the final weights on the procedural test set and
     write the compact fp16 checkpoint with its provenance to ``out_dir``, with both stages'
     learning curves in one ``metrics.jsonl`` (:func:`book_history`)."""
-    import platform
-
     from . import evaluate as ev
 
     out_dir = Path(out_dir)
@@ -271,13 +269,31 @@ def build_book_model(
     final, message = train_stages(stages, progress)
     if final is None:
         return message
-    cfg, c = stages[-1][1], final
-    model = model_from_checkpoint(c).half().float()  # exactly what the fp16 checkpoint will hold
+    model = model_from_checkpoint(final).half().float()  # exactly what the fp16 checkpoint will hold
     data, name = test_set()
     rep = ev.evaluate(model, data, dataset=name, batch_size=64, device="cpu")
     hist = book_history(stages)
+    sidecar = {
+        "model_config": final.meta["model_config"],
+        "train_config": final.meta["train_config"],
+        "epoch": final.epoch,
+        "step": final.step,
+        "metrics": _headline(rep, name),
+        "provenance": _provenance(stages, final, hist),
+    }
+    ckpt.save_checkpoint(out_dir, model, sidecar, save_rng=False, weights_dtype=torch.float16)
+    ev.write_report(rep, out_dir / "benchmark.json")
+    if hist:  # the learning curves chapter 6 plots
+        ckpt.write_metrics(out_dir, hist)
+    size_mb = (out_dir / ckpt.MODEL_FILE).stat().st_size / 1e6
+    return f"book model: {out_dir} ({size_mb:.1f} MB)\n" + ev.summary(rep)
+
+
+def _headline(rep: dict, name: str) -> dict:
+    """The sidecar's ``metrics``: the test set's name (key ``benchmark``, as the committed model
+    has it) and the report's headline numbers, overall and for visible / hidden joints."""
     o = rep["overall"]
-    headline = {
+    return {
         "benchmark": name,
         "epe2d_px": o["epe2d_px"],
         "epe3d_mm": o["epe3d_mm"],
@@ -291,35 +307,28 @@ def build_book_model(
         },
         "protocol_3d": rep["protocol"]["3d"],
     }
-    sidecar = {
-        "model_config": c.meta["model_config"],
-        "train_config": c.meta["train_config"],
-        "epoch": c.epoch,
-        "step": c.step,
-        "metrics": headline,
-        "provenance": {
-            "command": "make model  (python -m handpose_lib.cli book-model)",
-            "commit": git_commit(),
-            "budget": {
-                "steps": sum(_total_steps(sc) for _, sc in stages),
-                "steps_per_stage": [_total_steps(sc) for _, sc in stages],
-                "epochs": sum(sc.epochs for _, sc in stages),
-                "samples_seen": sum(_total_steps(sc) * sc.batch_size for _, sc in stages),
-                "unique_procedural_samples": cfg.n_train,
-                "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
-            },
-            "stages": [
-                str(d.resolve().relative_to(REPO_ROOT)) if d.resolve().is_relative_to(REPO_ROOT) else str(d)
-                for d, _ in stages
-            ],
-            "last_stage_started_from": c.meta.get("init_from"),  # path, step, sha256 of stage 1's end
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
-            "weights": "float16 (trained in float32)",
+
+
+def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoint, hist: list[dict]) -> dict:
+    """The sidecar's ``provenance``: command, commit, compute budget, stage folders, machine."""
+    import platform
+
+    def shown(d: Path) -> str:
+        return str(d.resolve().relative_to(REPO_ROOT)) if d.resolve().is_relative_to(REPO_ROOT) else str(d)
+
+    return {
+        "command": "make model  (python -m handpose_lib.cli book-model)",
+        "commit": git_commit(),
+        "budget": {
+            "steps": sum(_total_steps(sc) for _, sc in stages),
+            "steps_per_stage": [_total_steps(sc) for _, sc in stages],
+            "epochs": sum(sc.epochs for _, sc in stages),
+            "samples_seen": sum(_total_steps(sc) * sc.batch_size for _, sc in stages),
+            "unique_procedural_samples": stages[-1][1].n_train,
+            "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
         },
+        "stages": [shown(d) for d, _ in stages],
+        "last_stage_started_from": final.meta.get("init_from"),  # path, step, sha256 of stage 1's end
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        "weights": "float16 (trained in float32)",
     }
-    ckpt.save_checkpoint(out_dir, model, sidecar, save_rng=False, weights_dtype=torch.float16)
-    ev.write_report(rep, out_dir / "benchmark.json")
-    if hist:  # the learning curves chapter 6 plots
-        ckpt.write_metrics(out_dir, hist)
-    size_mb = (out_dir / ckpt.MODEL_FILE).stat().st_size / 1e6
-    return f"book model: {out_dir} ({size_mb:.1f} MB)\n" + ev.summary(rep)

@@ -12,7 +12,8 @@
             _show_progress                       # progress bar (or a line every 2 minutes)
             _checkpoint_or_stop                  # every ckpt_every_min: a checkpoint; Ctrl-C,
                                                  # SIGTERM, max_steps: a checkpoint, then stop
-        _end_epoch                               # validate -> metrics.jsonl, checkpoint, best.json
+        _end_epoch                               # validate (+ real photos) -> metrics.jsonl,
+                                                 # checkpoint, best.json
 
 What makes it reproducible: the seed fixes the initial weights (``torch.manual_seed``), the
 data order (``DistributedSampler(seed)``, ``set_epoch``) and the augmentation, which is drawn
@@ -47,7 +48,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,8 @@ from .config import (
 )
 from .data.augment import EpochSampler, TrainView
 from .data.sample import collate
-from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device
-from .evaluate import evaluate_predictions
+from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device, to_host
+from .evaluate import evaluate_predictions, real_photos_metrics
 
 BEST_METRIC = "val_epe3d_mm"  # best.json: the epoch with the lowest validation 3D EPE
 
@@ -256,14 +257,6 @@ def check_run_dir(run_dir: Path, resume: bool, cfg: TrainConfig, world: int | No
     return last
 
 
-def _to_host(values: Sequence[Any], device: torch.device) -> list[float]:
-    """Scalar tensors (or numbers) as Python floats, with one device-to-host copy (each
-    ``float(t)`` of a CUDA tensor would wait for the GPU again)."""
-    return torch.stack(
-        [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in values]
-    ).tolist()
-
-
 def _nonfinite_message(
     loss_value: float, parts: Mapping, step: int, epoch: int, last_path, grad_norm=None
 ) -> str:
@@ -292,7 +285,6 @@ class _Run:
     cfg: TrainConfig
     run_dir: Path
     model: torch.nn.Module  # the bare model (checkpoints, validation)
-    train_model: torch.nn.Module  # the model that trains (wrapped by DDP when distributed)
     loss_fn: Callable
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -301,6 +293,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     info: DistInfo
     steps_per_epoch: int
+    train_model: torch.nn.Module | None = None  # the model that trains: the model, or DDP's wrapper
     step: int = 0
     view: TrainView | None = None  # the training set through the augmentation
     sampler: DistributedSampler | None = None
@@ -313,6 +306,10 @@ class _Run:
     last_save: float = 0.0
     last_print: float = 0.0
     carried: dict | None = None  # a resumed epoch's running sums before the stop (epoch_progress)
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
 
     @property
     def total_steps(self) -> int:
@@ -383,25 +380,13 @@ def _start(model, train_set, val_set, cfg, run_dir: Path, loss_fn, resume: bool,
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     if last is not None:
         last.restore(optimizer, scheduler, scaler, rng=True)
-    train_model = model
+    run = _Run(
+        cfg, run_dir, model, loss_fn, optimizer, scheduler, scaler, device, amp_dtype, info, steps_per_epoch
+    )
+    run.step = last.step if last is not None else 0
     if info.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    run = _Run(
-        cfg,
-        run_dir,
-        model,
-        train_model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        scaler,
-        device,
-        amp_dtype,
-        info,
-        steps_per_epoch,
-        step=last.step if last is not None else 0,
-    )
+        run.train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     _make_loaders(run, train_set, val_set)
     _start_bookkeeping(run, last, init, resume, extra_meta)
     return run
@@ -525,7 +510,7 @@ def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, dict[str, fl
         # max_norm inf: no clipping, only the norm (x 1.0 leaves gradients exact)
         gnorm = torch.nn.utils.clip_grad_norm_(run.train_model.parameters(), cfg.grad_clip or float("inf"))
     head = [loss] + ([gnorm] if check_grads else [])
-    values = _to_host([*head, *parts.values()], loss.device)
+    values = to_host([*head, *parts.values()], loss.device)
     loss_value, gnorm_value = values[0], (values[1] if check_grads else None)
     part_values = dict(zip(parts, values[len(head) :]))
     bad_loss = not math.isfinite(loss_value)
@@ -601,7 +586,8 @@ def _checkpoint_or_stop(run: _Run, stop_flag: StopFlag, ep: _Epoch, loss_value: 
 
 
 def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
-    """Validate (every ``val_every`` epochs and after the last), log a row to ``metrics.jsonl``,
+    """Validate (every ``val_every`` epochs and after the last; on the real photos too with
+    ``cfg.val_real``), log a row to ``metrics.jsonl``,
     save a checkpoint, and point ``best.json`` at it when the validation 3D EPE improved."""
     cfg, epoch = run.cfg, ep.epoch
     dt = time.perf_counter() - ep.t_start
@@ -613,10 +599,13 @@ def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
         "img_per_s": ep.n_batches * run.world_batch / max(dt, 1e-9),
         **{f"train_{k}": v / max(1, ep.n_batches) for k, v in ep.sums.items()},
     }
-    if run.val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+    validating = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+    if run.val_loader is not None and validating:
         row.update(
             validate(run.model, run.val_loader, run.loss_fn, run.device, run.amp_dtype, cfg.channels_last)
         )
+    if cfg.val_real and validating and run.info.is_main:  # the 16 shipped photos: a few seconds
+        row.update(real_photos_metrics(run.model, run.device))
     if run.info.is_main:
         run.history.append(row)
         ckpt.append_metrics(run.run_dir, row)

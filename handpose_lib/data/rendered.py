@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,19 +72,30 @@ def cached_synthetic(
     if is_complete(folder):
         return ArraySet.load(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ds = SyntheticHands(n, seed=seed, config=config)
     workers = max(1, min(8, os.cpu_count() or 2)) if workers is None else workers
-    size = config.crop_size
+    labels = _render_into(folder, SyntheticHands(n, seed=seed, config=config), workers, progress)
+    meta = {
+        "name": f"synthetic-{seed}",
+        "dataset": "synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "config": cdict,
+    }
+    write_labels(folder, labels, meta)  # meta.json last: marks the set complete
+    return ArraySet.load(folder)
+
+
+def _render_into(folder: Path, ds: SyntheticHands, workers: int, progress: bool) -> dict[str, np.ndarray]:
+    """Render every sample of ``ds`` (chunks of :data:`RENDER_CHUNK`, in DataLoader workers) into
+    ``folder/images.npy`` (written through a memory map); returns the labels (with ``scene``)."""
+    n, size = len(ds), ds.config.crop_size
     images = np.lib.format.open_memmap(
         folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3)
     )
     labels: dict[str, np.ndarray] = {"scene": np.arange(n, dtype=np.int64)}
+    chunks = _RenderChunks(ds, n, RENDER_CHUNK)
     loader = DataLoader(
-        _RenderChunks(ds, n, RENDER_CHUNK),
-        batch_size=None,
-        num_workers=workers,
-        worker_init_fn=_one_thread,
-        collate_fn=_identity,
+        chunks, batch_size=None, num_workers=workers, worker_init_fn=_one_thread, collate_fn=_identity
     )
     bar = None
     if progress:
@@ -102,16 +114,7 @@ def cached_synthetic(
     if bar is not None:
         bar.close()
     images.flush()
-    del images
-    meta = {
-        "name": f"synthetic-{seed}",
-        "dataset": "synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "seed": seed,
-        "config": cdict,
-    }
-    write_labels(folder, labels, meta)  # meta.json last: marks the set complete
-    return ArraySet.load(folder)
+    return labels
 
 
 def test_set(n: int = TEST_N, image_size: int = 128) -> tuple[ArraySet, str]:
