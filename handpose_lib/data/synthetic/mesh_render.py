@@ -198,8 +198,8 @@ def sample_mesh_params(seed: int, idx: torch.Tensor, skin: torch.Tensor, key_lig
     lift = torch.tensor([0.95, 0.78, 0.68], device=dev) * (0.95 + 0.1 * u[:, 1:2])
     put("palm_tone", skin + (lift - skin) * 0.55)
     put("red", 0.3 + 0.7 * u[:, 2])
-    put("pores", 0.05 + 0.10 * u[:, 3])
-    put("blotch", 0.04 + 0.10 * u[:, 4])
+    put("pores", 0.01 + 0.03 * u[:, 3])
+    put("blotch", 0.03 + 0.06 * u[:, 4])
     put("crease", 0.15 + 0.25 * u[:, 5])
     natural = skin + (torch.tensor([0.93, 0.80, 0.78], device=dev) - skin) * 0.5
     painted = hsv_to_rgb(u[:, 6], 0.5 + 0.4 * u[:, 7], 0.3 + 0.6 * u[:, 8])

@@ -30,6 +30,8 @@ const float NEAR = 1.0f;
 const int PAD = 16, BG_W = 12;
 const int APP_W = 48, CA_W = 8, OBJ_W = 8, NUM_OBJ = 6, NUM_LIGHTS = 3;
 const float PORE_SCALE = 1024.0f, BLOTCH_SCALE = 160.0f;
+const float AO_STEP = (float)0.06;
+const int AO_OFF[8][2] = {{-3, 0}, {3, 0}, {0, -3}, {0, 3}, {-2, -2}, {-2, 2}, {2, -2}, {2, 2}};
 enum {
     A_SKIN = 0, A_PALM_MIX = 3, A_PALM_TONE = 4, A_RED = 7, A_PORES = 8, A_BLOTCH = 9, A_CREASE = 10,
     A_NAIL = 11, A_SLEEVE_START = 14, A_SLEEVE = 15, A_SLEEVE_PERIOD = 18, A_SLEEVE_STRIPE = 19,
@@ -53,9 +55,10 @@ inline float tex_at(const float* tex, int n, int c, float s, float t) {
 }
 
 struct Surf {  // surface points of one image, one array per quantity (see light_points)
-    std::vector<float> nx, ny, nz, rx, ry, rz, ndv, a0, a1, a2, wrap, sss, spec_k, rimw;
+    std::vector<float> nx, ny, nz, rx, ry, rz, ndv, a0, a1, a2, wrap, sss, spec_k, rimw, ao;
     void resize(size_t n) {
-        for (auto* v : {&nx, &ny, &nz, &rx, &ry, &rz, &ndv, &a0, &a1, &a2, &wrap, &sss, &spec_k, &rimw}) v->resize(n);
+        for (auto* v : {&nx, &ny, &nz, &rx, &ry, &rz, &ndv, &a0, &a1, &a2, &wrap, &sss, &spec_k, &rimw, &ao})
+            v->resize(n);
     }
 };
 
@@ -181,7 +184,7 @@ void light_points(Surf& S, int n, const float* app, float* out) {
     const float* nx = S.nx.data(); const float* ny = S.ny.data(); const float* nz = S.nz.data();
     const float* rx = S.rx.data(); const float* ry = S.ry.data(); const float* rz = S.rz.data();
     const float* ndvp = S.ndv.data(); const float* wr = S.wrap.data(); const float* ss = S.sss.data();
-    const float* sp = S.spec_k.data(); const float* rw = S.rimw.data();
+    const float* sp = S.spec_k.data(); const float* rw = S.rimw.data(); const float* aop = S.ao.data();
     const float* a0 = S.a0.data(); const float* a1 = S.a1.data(); const float* a2 = S.a2.data();
     float* __restrict o0 = out;
     float* __restrict o1 = out + n;
@@ -196,10 +199,10 @@ void light_points(Surf& S, int n, const float* app, float* out) {
         float f = 1.0f - t_clamp(-ndvp[i], 0.0f, 1.0f);
         float f2 = f * f;
         float rim = (((f2 * f2) * f) * rim_a) * rw[i];
-        float sss = ss[i];
-        o0[i] = t_clamp((a0[i] * (l0 + c0 * (sss * tint[0])) + p0) + (l0 * rim) * 0.5f, 0.0f, 1.0f);
-        o1[i] = t_clamp((a1[i] * (l1 + c1 * (sss * tint[1])) + p1) + (l1 * rim) * 0.5f, 0.0f, 1.0f);
-        o2[i] = t_clamp((a2[i] * (l2 + c2 * (sss * tint[2])) + p2) + (l2 * rim) * 0.5f, 0.0f, 1.0f);
+        float sss = ss[i], o = aop[i];
+        o0[i] = t_clamp((a0[i] * (l0 * o + c0 * (sss * tint[0])) + p0 * o) + (l0 * rim) * 0.5f, 0.0f, 1.0f);
+        o1[i] = t_clamp((a1[i] * (l1 * o + c1 * (sss * tint[1])) + p1 * o) + (l1 * rim) * 0.5f, 0.0f, 1.0f);
+        o2[i] = t_clamp((a2[i] * (l2 * o + c2 * (sss * tint[2])) + p2 * o) + (l2 * rim) * 0.5f, 0.0f, 1.0f);
     }
 }
 
@@ -377,6 +380,17 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
         const float* ca = CA + (int64_t)t * 3 * CA_W;
         for (int c = 0; c < CA_W; ++c) attr[c] = (w[0] * ca[c] + w[1] * ca[CA_W + c]) + w[2] * ca[2 * CA_W + c];
         surface_point(p, nrm, mat[t], attr, ap, oa, tex, tn, surf, n_hit);
+        // raster.ambient_occlusion
+        float zq = front ? zhb[q] : zob[q], count = 0.0f;
+        int qy = q / W, qx = q % W;
+        for (int k = 0; k < 8; ++k) {
+            int yy = qy + AO_OFF[k][0], xx = qx + AO_OFF[k][1];
+            if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+            int qq = yy * W + xx;
+            float nb = zhb[qq] < zob[qq] ? zhb[qq] : zob[qq];
+            count = count + (((nb < zq - 4.0f) && (nb > zq - 60.0f)) ? 1.0f : 0.0f);
+        }
+        surf.ao[n_hit] = 1.0f - AO_STEP * count;
         hit_q[n_hit++] = q;
     }
     lit.resize((size_t)3 * n_hit);
