@@ -2,7 +2,8 @@
 
 Layers (imports only go down; ``tests/test_layers.py`` checks it): 1 ``skeleton``; 2 ``data``,
 ``metrics``, ``checkpoint``, ``lhr``, ``losses``, ``model``, ``config``, ``device``; 3 ``train``,
-``evaluate``, ``viz``, ``inference``; 4 ``book_model``, ``occlusion``; 5 ``cli``.
+``evaluate``, ``viz``, ``inference``, ``detect``, ``detector_train``; 4 ``book_model``,
+``occlusion``, ``pipeline``; 5 ``cli``.
 
 Submodules load on first use (``hp.model``, ``hp.train``, ...), so ``import handpose_lib``
 and the ``handpose`` command start fast; ``import handpose_lib.model`` works as usual.
@@ -24,9 +25,13 @@ _SUBMODULES = (
     "device",
     "train",
     "evaluate",
+    "book_model",
     "occlusion",
     "viz",
     "inference",
+    "detect",
+    "detector_train",
+    "pipeline",
     "cli",
 )
 __all__ = [*_SUBMODULES, "__version__"]

@@ -335,15 +335,18 @@ class HandDetector:
 
 def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
     """A :class:`HandDetector` from a checkpoint folder written by ``detector_train`` (weights
-    in safetensors, config in the JSON sidecar; no pickle). ``kw`` go to :class:`HandDetector`."""
+    in safetensors, config and score threshold in the JSON sidecar; no pickle). ``kw`` go to
+    :class:`HandDetector`."""
     from .checkpoint import CheckpointError, load_checkpoint, load_weights
 
     c = load_checkpoint(path)
-    cfg = c.meta.get("detector_config")
-    if cfg is None:
+    cfg = c.meta.get("detector_config") or (c.meta.get("train_config") or {}).get("detector")  # model / run
+    if not isinstance(cfg, dict):
         raise CheckpointError(
             f"{c.path}: not a hand detector checkpoint (its sidecar has no detector_config)"
         )
     net = HandDetectorNet(DetectorConfig.from_dict(cfg))
     load_weights(net, c)
+    if "score_thresh" in c.meta:  # the threshold chosen on validation frames
+        kw.setdefault("score_thresh", float(c.meta["score_thresh"]))
     return HandDetector(net.to(device), **kw)

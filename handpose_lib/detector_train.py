@@ -12,7 +12,8 @@ Metrics (:func:`evaluate_frames`, :func:`evaluate_real_photos`):
 
 - on held-out procedural frames (hand seed and frame seed ``TEST_SEED`` = 2; training uses 0):
   AP at IoU 0.5 (all-point interpolated, VOC 2010+), recall and precision at the score
-  threshold, handedness accuracy of the matched hands;
+  threshold (the best F1 on validation frames of seed ``VAL_SEED`` = 1, stored in the sidecar
+  as the detector's default), handedness accuracy of the matched hands;
 - on the 16 shipped real photos (``handpose_lib/assets/real_hands``): hands found (a detection
   above the threshold with IoU >= 0.5 with the box of the annotated keypoints), handedness
   where the side is known (Panoptic's ``_l``/``_r``, FreiHAND's right hands).
@@ -35,7 +36,9 @@ from . import checkpoint as ckpt
 from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
 
-TRAIN_SEED, TEST_SEED = 0, 2
+TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
+# the recipe's fields that change the trained weights (a run resumes only with the same ones)
+TRAINING_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "detector", "frames")
 # a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
 # windows of them (real photos come in every aspect)
 SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
@@ -50,8 +53,10 @@ class DetectorTrainConfig:
         batch_size: frames per step.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay to 1%.
         checkpoint_every: resumable checkpoint interval (steps).
-        n_test: held-out procedural frames for the metrics.
-        score_thresh: detections below are not reported (recall/precision/hands found).
+        n_val: procedural frames (seed ``VAL_SEED``) on which the score threshold is chosen.
+        n_test: held-out procedural frames (seed ``TEST_SEED``) for the metrics.
+        score_thresh: detections below are not reported (recall/precision/hands found);
+            ``None``: the threshold with the best F1 on the validation frames.
         eval_long_side: input long side for the evaluation (the photos' default).
         threads: torch CPU threads.
         detector, frames: the network and the frames.
@@ -63,8 +68,9 @@ class DetectorTrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 100
     checkpoint_every: int = 100
+    n_val: int = 150
     n_test: int = 300
-    score_thresh: float = 0.3
+    score_thresh: float | None = None
     eval_long_side: int = 320
     threads: int = 1
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -181,6 +187,36 @@ def evaluate_frames(detector: HandDetector, frames: list[dict], score_thresh: fl
     }
 
 
+def _scored(detector: HandDetector, frames: list[dict]) -> tuple[np.ndarray, np.ndarray, int]:
+    scores, tps, n_gt = [], [], 0
+    for f in frames:
+        dets = detector(f["image"])
+        d_of, _ = match(dets, f["boxes"])
+        n_gt += len(f["boxes"])
+        scores += [d.score for d in dets]
+        tps += [g >= 0 for g in d_of]
+    return np.array(scores), np.array(tps, bool), n_gt
+
+
+def best_threshold(detector: HandDetector, frames: list[dict]) -> float:
+    """The score threshold in 0.05..0.6 (steps of 0.025) with the best F1 on ``frames`` (the
+    detector's own threshold must be lower)."""
+    scores, tps, n_gt = _scored(detector, frames)
+    best, best_f1 = 0.3, -1.0
+    for t in np.arange(0.05, 0.6001, 0.025):
+        keep = scores >= t
+        tp = int(tps[keep].sum())
+        f1 = 2 * tp / max(int(keep.sum()) + n_gt, 1)
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = round(float(t), 3), f1
+    return best
+
+
+def _frames(seed: int, n: int, cfg: DetectorTrainConfig, renderer) -> list[dict]:
+    hf = HandFrames(seed, cfg.frames, renderer)
+    return [f for i in range(0, n, 16) for f in hf.batch(range(i, min(n, i + 16)))]
+
+
 def real_photos() -> list[dict]:
     """The 16 shipped photos: ``{"path", "image" (H, W, 3) uint8, "box" (4,) of the annotated
     keypoints, "side" ("left", "right" or "unknown")}``."""
@@ -266,16 +302,17 @@ def train_detector(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
     )
-    start, history = 0, []
+    start, history, seconds = 0, [], 0.0
     if (run / ckpt.LAST_FILE).is_file():
         c = ckpt.load_checkpoint(run)
-        if c.meta.get("train_config") != json.loads(json.dumps(cfg.to_dict())):
+        old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
+        if any(old.get(k) != new[k] for k in TRAINING_FIELDS):
             raise ckpt.CheckpointError(
                 f"{run}: holds a run of another detector recipe; use another --run folder"
             )
         ckpt.load_weights(net, c)
         c.restore(optimizer=opt)
-        start, history = c.step, c.meta.get("history", [])
+        start, history, seconds = c.step, c.meta.get("history", []), float(c.meta.get("train_seconds", 0.0))
         log(f"resuming {run} at step {start}")
     frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
     t0 = time.time()
@@ -300,18 +337,21 @@ def train_detector(
             log(f"step {step + 1}/{cfg.steps} {row} {(time.time() - t0) / (step + 1 - start):.2f} s/step")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             side = {"train_config": cfg.to_dict(), "step": step + 1, "history": history}
+            side["train_seconds"] = round(seconds + time.time() - t0, 1)
             ckpt.save_run_checkpoint(run, step + 1, net, side, optimizer=opt)
-    train_seconds = time.time() - t0
+    seconds += time.time() - t0
     net.eval()
     det = HandDetector(net, long_side=cfg.eval_long_side, score_thresh=0.05, max_hands=20)
-    test = HandFrames(TEST_SEED, cfg.frames, renderer)
-    test_frames = [f for i in range(0, cfg.n_test, 16) for f in test.batch(range(i, min(cfg.n_test, i + 16)))]
-    metrics = {"test_frames": evaluate_frames(det, test_frames, cfg.score_thresh)}
-    det.score_thresh = cfg.score_thresh
+    thresh = cfg.score_thresh
+    if thresh is None:
+        thresh = best_threshold(det, _frames(VAL_SEED, cfg.n_val, cfg, renderer))
+    metrics = {"test_frames": evaluate_frames(det, _frames(TEST_SEED, cfg.n_test, cfg, renderer), thresh)}
+    det.score_thresh, det.max_hands = thresh, 8
     metrics["real_photos"] = evaluate_real_photos(det)
     log(f"metrics: {json.dumps(summary(metrics))}")
     sidecar = {
         "detector_config": cfg.detector.to_dict(),
+        "score_thresh": thresh,
         "train_config": cfg.to_dict(),
         "step": cfg.steps,
         "metrics": metrics,
@@ -319,8 +359,9 @@ def train_detector(
         "provenance": {
             "renderer": getattr(renderer, "config", repr(renderer)),
             "train_frames": f"HandFrames seed {TRAIN_SEED}, {cfg.steps * cfg.batch_size} frames",
+            "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
-            "train_seconds_this_session": round(train_seconds, 1),
+            "train_seconds": round(seconds, 1),
             "threads": cfg.threads,
             "git_commit": _git_commit(),
             "torch": torch.__version__,

@@ -18,10 +18,11 @@ What is measured, and how (stated in every report under ``"protocol"``):
   the hand), hidden by an object, hidden by the hand. Joints outside the image are left out of
   the visible/hidden splits but counted in ``all``.
 
-Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report) and
-the sample codes; it draws nothing (the figures of a report are in :mod:`handpose_lib.viz`).
-The model is any callable that maps ``(B, 3, H, W)`` images in [0, 1] to an object with
-``coords2d`` (B, 21, 2) px and ``joints3d`` (B, 21, 3) in reference-bone units.
+Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report),
+the sample codes and ``data.common`` (its unreadable-image error); it draws nothing (the
+figures of a report are in :mod:`handpose_lib.viz`). The model is any callable that maps
+``(B, 3, H, W)`` images in [0, 1] to an object with ``coords2d`` (B, 21, 2) px and ``joints3d``
+(B, 21, 3) in reference-bone units.
 """
 
 from __future__ import annotations

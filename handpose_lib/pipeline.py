@@ -237,10 +237,10 @@ class HandPipeline:
             return self.estimate(image, boxes, sides, scores)
         boxes = [tuple(float(v) for v in b) for b in boxes]
         if sides is None:
-            sides = [self._guess_side(image, b) for b in boxes]
+            sides = [self.guess_side(image, b) for b in boxes]
         return self.estimate(image, boxes, _broadcast(sides, len(boxes)))
 
-    def _guess_side(self, image: np.ndarray, box) -> str:
+    def guess_side(self, image: np.ndarray, box) -> str:
         """The detector's side for a given box (its best detection overlapping it), else right."""
         if self.detector is None:
             return "right"
@@ -258,6 +258,19 @@ class HandPipeline:
             return 1.0
         x, _ = self.crop(image, box, side)
         return self.detector.presence(x)
+
+
+def load_pipeline(
+    model="models/book-tiny", detector="models/detector", device: str = "cpu", **kw
+) -> HandPipeline:
+    """A :class:`HandPipeline` from a pose model checkpoint and a detector folder (``None``: no
+    detector, boxes must be given). ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
+    from .detect import load_detector
+    from .inference import load_trained
+
+    net, _ = load_trained(model, device=device)
+    det = None if detector is None else load_detector(detector, device=device)
+    return HandPipeline(net, det, **kw)
 
 
 def _broadcast(sides, n: int) -> list[str]:
@@ -327,6 +340,8 @@ class HandTracker:
         max_hands: hands tracked at most.
         keep_thresh: presence score below which a tracked hand is lost.
         min_cutoff, beta: One-Euro parameters for the joints (2D in px, 3D in mm).
+        box, side: a fixed box (x0, y0, x1, y1) for every frame (no detector, no tracking) and a
+            forced side ("left"/"right"; detected hands keep the detector's otherwise).
     """
 
     def __init__(
@@ -336,32 +351,39 @@ class HandTracker:
         keep_thresh: float = 0.2,
         min_cutoff: float = 1.0,
         beta: float = 0.05,
+        box=None,
+        side: str | None = None,
     ):
         self.pipeline = pipeline
         self.max_hands = max_hands
         self.keep_thresh = keep_thresh
         self.min_cutoff, self.beta = min_cutoff, beta
+        self.box, self.side = box, side
         self.tracks: list[_Track] = []
         self.detector_runs = 0
 
+    def _track(self, box, side: str, score: float) -> _Track:
+        return _Track(
+            tuple(box),
+            self.side or side,
+            score,
+            OneEuroFilter(self.min_cutoff, self.beta),
+            OneEuroFilter(self.min_cutoff, self.beta),
+        )
+
     def _new_tracks(self, image) -> None:
         self.detector_runs += 1
-        dets = self.pipeline.detect(image)[: self.max_hands]
         self.tracks = [
-            _Track(
-                d.box,
-                d.side,
-                d.score,
-                OneEuroFilter(self.min_cutoff, self.beta),
-                OneEuroFilter(self.min_cutoff, self.beta),
-            )
-            for d in dets
+            self._track(d.box, d.side, d.score) for d in self.pipeline.detect(image)[: self.max_hands]
         ]
 
     def step(self, image: np.ndarray, t: float) -> list[Hand]:
         """The hands of one frame (uint8 RGB) at time ``t`` seconds, joints smoothed."""
         p = self.pipeline
-        if self.tracks:
+        if self.box is not None:
+            if not self.tracks:
+                self.tracks = [self._track(self.box, self.side or p.guess_side(image, self.box), 1.0)]
+        elif self.tracks:
             for tr in self.tracks:
                 tr.score = p.presence(image, tr.box, tr.side)
             if any(tr.score < self.keep_thresh for tr in self.tracks):  # a hand was lost: look again now
@@ -378,7 +400,8 @@ class HandTracker:
             h.joints2d = tr.f2d(h.joints2d, t)
             cam = tr.f3d(h.joints3d_cam_mm, t)
             h.joints3d_cam_mm, h.joints3d_rel_mm = cam, cam - cam[:1]
-            tr.box = joints_box(h.joints2d)  # the next frame's box
+            if self.box is None:
+                tr.box = joints_box(h.joints2d)  # the next frame's box
         return hands
 
 
@@ -465,3 +488,88 @@ def run_video(tracker: HandTracker, path, out_path=None) -> dict:
         "frames": per_frame,
         "detector_runs": tracker.detector_runs,
     }
+
+
+# ----------------------------------------------------------------------------------------
+# files: images, folders, videos (what `handpose predict` runs)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def expand_inputs(paths) -> list[Path]:
+    """Files and folders -> files: a folder gives its images and videos (sorted, not recursive);
+    a file is kept whatever its suffix (a missing or unreadable one is reported when it is read)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def _units(pipe: HandPipeline) -> dict:
+    return {
+        "box": "x0, y0, x1, y1 in pixels of the input (continuous: pixel i spans [i, i + 1))",
+        "joints2d_px": "21 x (u, v) pixels of the input, joint order of joint_names",
+        "joints3d_rel_mm": f"root-relative (wrist = 0) mm in camera axes, for a {pipe.ref_bone_mm} mm "
+        "middle MCP->PIP bone (one image does not give the hand's size)",
+        "joints3d_cam_mm": "camera frame mm (x right, y down, z forward); depth from the same size prior",
+        "score": "the detector's score (1 for a given --box)",
+    }
+
+
+def _targets(path: Path, out_dir: Path, video: bool, overwrite: bool) -> tuple[Path, Path]:
+    overlay = out_dir / (path.stem + ("_pred.mp4" if video else "_pred.png"))
+    js = out_dir / (path.stem + "_hands.json")
+    for t in (overlay, js):
+        if t.exists() and not overwrite:
+            raise FileExistsError(f"{t} exists: choose another output folder or allow overwriting")
+    return overlay, js
+
+
+def predict_files(
+    pipe: HandPipeline, inputs, out_dir, box=None, side=None, overwrite: bool = False, log=print
+) -> dict:
+    """Run the pipeline on images and videos; per input an overlay (``NAME_pred.png`` /
+    ``NAME_pred.mp4``) and ``NAME_hands.json`` in ``out_dir``.
+
+    ``box`` (x0, y0, x1, y1) skips the detector (every image, every frame); ``side`` forces
+    "left"/"right". An image without a hand is reported, not an error; an unreadable input is
+    recorded in ``errors`` and the others still run. Returns ``{"inputs": [...], "errors": [...]}``.
+    """
+    from .checkpoint import atomic_write_json
+    from .data.common import read_rgb
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, errors = [], []
+    for path in expand_inputs(inputs):
+        video = path.suffix.lower() in VIDEO_SUFFIXES
+        try:
+            overlay, js = _targets(path, out_dir, video, overwrite)
+            if video:
+                tracker = HandTracker(pipe, box=box, side=side)
+                res = run_video(tracker, path, overlay)
+                info = {"input": str(path), "overlay": str(overlay), **res}
+                n = sum(len(f) for f in res["frames"])
+                msg = f"{len(res['frames'])} frames, {n} hands, {res['fps_pipeline']:.1f} frames/s"
+            else:
+                img = read_rgb(path)
+                hands = pipe(img, boxes=None if box is None else [box], sides=side)
+                cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(img, hands), cv2.COLOR_RGB2BGR))
+                info = {"input": str(path), "overlay": str(overlay), "size": [img.shape[1], img.shape[0]]}
+                info["K"] = np.round(pipe.camera(img), 3).tolist()
+                info["hands"] = [h.to_dict() for h in hands]
+                msg = f"{len(hands)} hand(s)" if hands else "no hand found"
+        except (OSError, ValueError) as e:  # missing, corrupt, not an image/video, would overwrite
+            errors.append({"input": str(path), "error": str(e)})
+            log(f"{path}: error: {e}")
+            continue
+        info["units"] = _units(pipe)
+        info["joint_names"] = list(skeleton.JOINT_NAMES)
+        atomic_write_json(js, info)
+        done.append({"input": str(path), "overlay": str(overlay), "json": str(js)})
+        log(f"{path}: {msg} -> {overlay}, {js}")
+    return {"inputs": done, "errors": errors}

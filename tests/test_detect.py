@@ -153,11 +153,13 @@ def test_frames_take_any_hand_renderer_and_mirror_left_hands(left_prob):
 
 
 def test_train_detector_smoke(tmp_path):
-    cfg = DetectorTrainConfig(steps=2, batch_size=2, n_test=4, checkpoint_every=1, warmup_steps=1)
+    cfg = DetectorTrainConfig(steps=2, batch_size=2, n_val=4, n_test=4, checkpoint_every=1, warmup_steps=1)
     m = train_detector(cfg, tmp_path / "model", tmp_path / "run", log=lambda *_: None)
     assert m["test_frames"]["frames"] == 4 and m["real_photos"]["photos"] == 16
     det = detect.load_detector(tmp_path / "model")
     assert isinstance(det(np.zeros((100, 80, 3), np.uint8)), list)
+    assert 0.05 <= det.score_thresh <= 0.6  # chosen on the validation frames, kept in the sidecar
+    assert detect.load_detector(tmp_path / "model", score_thresh=0.9).score_thresh == 0.9
     # resume: a finished run trains no further step and gives the same weights
     train_detector(cfg, tmp_path / "model2", tmp_path / "run", log=lambda *_: None)
     w1 = detect.load_detector(tmp_path / "model").net.state_dict()

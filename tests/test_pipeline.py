@@ -210,3 +210,59 @@ def test_read_video_bad_inputs(tmp_path):
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.raises(ValueError, match="corrupt or not a video"):
         read_video(bad)
+
+
+class _BoxDetector(_FakeDetector):
+    """Finds the hand only in images of the procedural frame's size."""
+
+    def __call__(self, image):
+        self.calls += 1
+        return [Detection(self.box, "left", 0.8, 0.9)] if image.shape[:2] == (480, 640) else []
+
+
+def test_predict_files_images_folders_videos_and_bad_inputs(model, procedural_frame, tmp_path):
+    import json
+
+    import cv2
+
+    from handpose_lib.pipeline import predict_files
+
+    img, uv, _, _ = procedural_frame
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "hand.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src / "tiny.png"), np.zeros((1, 1, 3), np.uint8))  # 1x1: no hand, no error
+    rgba = np.concatenate([img[..., ::-1], np.full((480, 640, 1), 255, np.uint8)], -1)
+    cv2.imwrite(str(src / "rgba.png"), rgba)
+    cv2.imwrite(str(src / "deep.png"), (img[..., ::-1].astype(np.uint16) * 257))  # 16-bit
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    frames, _ = _clip(img, uv, n=4)
+    write_video(src / "clip.mp4", frames, 10.0)
+    det = _BoxDetector(joints_box(uv))
+    pipe = HandPipeline(model, det)
+    out = tmp_path / "out"
+    logs = []
+    res = predict_files(pipe, [src, tmp_path / "missing.jpg"], out, log=logs.append)
+    names = sorted(Path(d["input"]).name for d in res["inputs"])
+    assert names == ["clip.mp4", "deep.png", "hand.png", "rgba.png", "tiny.png"]
+    assert sorted(Path(e["input"]).name for e in res["errors"]) == ["broken.jpg", "missing.jpg"]
+    assert any("missing.jpg" in e["error"] for e in res["errors"])
+    hand = json.loads((out / "hand_hands.json").read_text())
+    (h,) = hand["hands"]
+    assert h["side"] == "left" and len(h["joints2d_px"]) == 21 and h["root_depth_mm"] > 0
+    assert json.loads((out / "tiny_hands.json").read_text())["hands"] == []
+    assert any("no hand found" in m for m in logs)
+    for name in ("rgba", "deep"):
+        assert len(json.loads((out / f"{name}_hands.json").read_text())["hands"]) == 1
+    assert (out / "hand_pred.png").is_file() and (out / "clip_pred.mp4").is_file()
+    clip = json.loads((out / "clip_hands.json").read_text())
+    assert len(clip["frames"]) == 4 and clip["fps_pipeline"] > 0
+    # nothing is overwritten: a second run reports every existing output as an error
+    res2 = predict_files(pipe, [src / "hand.png"], out, log=logs.append)
+    assert res2["inputs"] == [] and "exists" in res2["errors"][0]["error"]
+    # --box and --side override the detector
+    res3 = predict_files(
+        pipe, [src / "tiny.png"], tmp_path / "o3", box=(0, 0, 1, 1), side="right", log=logs.append
+    )
+    (h,) = json.loads(Path(res3["inputs"][0]["json"]).read_text())["hands"]
+    assert h["side"] == "right" and h["score"] == 1.0

@@ -2,7 +2,7 @@
 
     python tools/recipe_ab.py NAME --steps 400 [--set JSON] [--init-from CKPT] [--overfit N]
 
-Each run trains the book recipe (``train.book_recipe()``) changed by ``--set`` (a JSON object of
+Each run trains the book recipe (``book_model.book_recipe()``) changed by ``--set`` (a JSON object of
 ``TrainConfig`` fields, e.g. ``'{"loss": {"latent": 1.0}}'`` or
 ``'{"model_overrides": {"decoder_widths": [128, 64, 32, 16]}}'``) for ``--steps`` optimiser
 steps of batch 32 with its own one-cycle schedule, into ``runs/ab/NAME``, and prints one
@@ -36,7 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from handpose_lib import train as T  # noqa: E402
+from handpose_lib.book_model import book_recipe  # noqa: E402
+from handpose_lib.checkpoint import read_metrics  # noqa: E402
 from handpose_lib.config import TrainConfig, build_for_config  # noqa: E402
+from handpose_lib.data.cached import TRAIN_SEED, VAL_SEED  # noqa: E402
+from handpose_lib.data.rendered import cached_synthetic  # noqa: E402
 from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 
@@ -67,9 +71,9 @@ def main(argv=None) -> int:
         ap.error("--set: expected a JSON object of TrainConfig fields")
 
     sc = SyntheticConfig(crop_size=128)
-    train_cache = T.cached_synthetic(30_000, 0, sc, progress=False)
-    val_cache = T.cached_synthetic(512, 1, sc, progress=False)
-    base = {**T.book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50}
+    train_cache = cached_synthetic(30_000, TRAIN_SEED, sc, progress=False)
+    val_cache = cached_synthetic(512, VAL_SEED, sc, progress=False)
+    base = {**book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50}
     if a.overfit:
         n = a.overfit
         run = {"n_train": n, "epochs": max(1, a.steps * 32 // n), "augment": False}
@@ -83,7 +87,7 @@ def main(argv=None) -> int:
     model = build_for_config(cfg)
     t0 = time.time()
     T.fit(model, data, None if a.overfit else val_cache, cfg, a.out / a.name, progress=False)
-    result: dict = {"steps": T.read_metrics(a.out / a.name)[-1]["step"], "changes": changes}
+    result: dict = {"steps": read_metrics(a.out / a.name)[-1]["step"], "changes": changes}
     if a.overfit:
         model.eval()
         errs = []
@@ -92,7 +96,7 @@ def main(argv=None) -> int:
                 errs.append((model(b["image"]).coords2d - b["joints2d"]).norm(dim=-1).mean(-1))
         result["train_set_epe2d_px"] = round(torch.cat(errs).mean().item(), 3)
     else:
-        m = T.read_metrics(a.out / a.name)[-1]
+        m = read_metrics(a.out / a.name)[-1]
         result.update({k: round(m[k], 3) for k in VAL_KEYS if k in m})
     result["wall_s"] = round(time.time() - t0)
     print("RESULT", a.name, json.dumps(result), flush=True)

@@ -11,17 +11,25 @@ so 2D joints, 3D joints and ``K`` stay consistent (``joints2d == project(joints3
 Colour uses ``torchvision.transforms.v2.functional`` (brightness, contrast, saturation) and
 OpenCV's HSV conversion (hue, :func:`adjust_hue`), with factors drawn from the given numpy
 ``Generator`` (reproducible per sample).
+
+Training draws a new augmentation of every sample each epoch: :class:`TrainView` seeds it by
+``(seed, epoch, index)`` and :class:`EpochSampler` yields those ``(epoch, index)`` pairs in a
+``DistributedSampler``'s order, so an augmented sample does not depend on the DataLoader worker
+that loads it nor on where a run was resumed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from torch.utils.data import Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
 from .common import MIRROR_3D, mirror_matrix, warp_sample
 
@@ -126,3 +134,43 @@ class Augment:
         if self.brightness or self.contrast or self.saturation or self.hue:
             sample = color_jitter(sample, rng, self.brightness, self.contrast, self.saturation, self.hue)
         return sample
+
+
+class TrainView(Dataset):
+    """A data set seen through per-sample augmentation keyed by ``(epoch, index)``.
+
+    Indexed by ``(epoch, i)`` pairs (what :class:`EpochSampler` yields). The augmentation's
+    random numbers come from ``numpy.random.default_rng([seed, epoch, i])``, so a sample looks
+    the same whichever worker loads it and whether or not the run was resumed.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable | None = None, seed: int = 0):
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        sample = self.base[i]
+        if self.transform is not None:
+            sample = self.transform(sample, np.random.default_rng([self.seed, epoch, i]))
+        return sample
+
+
+class EpochSampler(Sampler):
+    """This process's shard of one epoch (``DistributedSampler`` order), from batch ``skip`` on.
+
+    Yields ``(epoch, index)`` pairs for :class:`TrainView`.
+    """
+
+    def __init__(self, dist_sampler: DistributedSampler, epoch: int, skip_samples: int = 0):
+        self.ds, self.epoch, self.skip = dist_sampler, epoch, skip_samples
+
+    def __iter__(self):
+        self.ds.set_epoch(self.epoch)
+        for i in list(self.ds)[self.skip :]:
+            yield (self.epoch, int(i))
+
+    def __len__(self) -> int:
+        return max(0, len(self.ds) - self.skip)
