@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..cached import cache_dir
 from . import native
 
 SOURCE = Path(__file__).with_name("raster_engine.cpp")
@@ -33,7 +34,7 @@ def _build() -> Path:
     h = hashlib.sha256()
     for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
         h.update(part if isinstance(part, bytes) else part.encode())
-    lib = native._cache_dir() / f"raster_engine_{h.hexdigest()[:16]}.so"
+    lib = cache_dir("native") / f"raster_engine_{h.hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
