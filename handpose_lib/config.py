@@ -55,6 +55,16 @@ class TrainConfig:
             uses ``data_seed + 1`` (``VAL_SEED``); the test set's seed is ``TEST_SEED``, 2.
         augment: rotation/scale/colour augmentation (``data.augment.Augment``) of training samples.
         rotation_deg, scale_range, flip_prob: its geometry.
+        recrop: first crop each (already cropped) sample again by the evaluation's rule (the
+            joints' box plus 20 % per side, ``data.crop.HandCrop``) with its centre moved by up
+            to ``crop_jitter`` of the side and its side scaled by ``U(crop_scale_range)``, the
+            way a hand detector's box misses the hand's.
+        fda: probability of Fourier domain adaptation (``data.fda.FDA``: the low-frequency
+            amplitude of one of the engine's background photographs, half-band
+            ``U(fda_beta) * 128`` frequencies); 0 = off.
+        camera: a random camera per sample (``data.camera_effects.CameraEffects``: exposure,
+            white balance, gamma, vignetting, defocus / motion blur, sensor noise, JPEG).
+        All four are off by default: a recipe without them trains as before.
     Optimisation:
         epochs, batch_size (per process), lr (peak), weight_decay (AdamW, not on norms/biases),
         schedule: ``"onecycle"`` (linear warm-up then cosine to ``lr * final_lr_frac``),
@@ -74,7 +84,9 @@ class TrainConfig:
     Bookkeeping:
         seed, ckpt_every_min (minutes between checkpoints), keep_last (checkpoints kept),
         val_every (epochs), log_every (steps between progress-bar updates),
-        max_steps: stop (with a checkpoint) after this global step, the schedule unchanged.
+        max_steps: stop (with a checkpoint) after this global step, the schedule unchanged,
+        val_real: also validate on the 16 shipped real photos (``evaluate.real_photos_metrics``:
+        ground-truth-box crops, 2D EPE and PCK@0.2) and log them as ``val_real_*``.
     """
 
     model: str = "tiny"
@@ -88,6 +100,12 @@ class TrainConfig:
     rotation_deg: float = 20.0
     scale_range: tuple[float, float] = (0.95, 1.05)
     flip_prob: float = 0.0
+    recrop: bool = False
+    crop_jitter: float = 0.08
+    crop_scale_range: tuple[float, float] = (0.9, 1.1)
+    fda: float = 0.0
+    fda_beta: tuple[float, float] = (0.01, 0.05)
+    camera: bool = False
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3
@@ -111,6 +129,7 @@ class TrainConfig:
     val_every: int = 1
     log_every: int = 5
     max_steps: int | None = None
+    val_real: bool = False
 
     def __post_init__(self):
         self._check_types()
@@ -126,7 +145,7 @@ class TrainConfig:
         for name in ("n_val", "num_workers", "threads", "keep_last", "weight_decay", "grad_clip"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("warmup_frac", "final_lr_frac", "flip_prob"):
+        for name in ("warmup_frac", "final_lr_frac", "flip_prob", "fda", "crop_jitter"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"TrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.lr >= 0:
@@ -137,11 +156,13 @@ class TrainConfig:
             )
         if not self.ckpt_every_min > 0:
             raise ConfigError(f"TrainConfig.ckpt_every_min must be > 0 minutes, got {self.ckpt_every_min}")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ConfigError(
-                f"TrainConfig.scale_range must be [low, high] with 0 < low <= high, got {self.scale_range}"
-            )
+        for name in ("scale_range", "crop_scale_range", "fda_beta"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise ConfigError(f"TrainConfig.{name} must be [low, high] with 0 < low <= high, got {lo_hi}")
         self.scale_range = tuple(float(v) for v in self.scale_range)
+        self.crop_scale_range = tuple(float(v) for v in self.crop_scale_range)
+        self.fda_beta = tuple(float(v) for v in self.fda_beta)
         self.step_milestones = tuple(float(v) for v in self.step_milestones)
 
     def _check_types(self) -> None:
@@ -321,7 +342,16 @@ def default_loss_fn(cfg: TrainConfig) -> Callable:
 
 
 # fields that do not change what a run computes (where it runs, how often it saves or logs)
-BOOKKEEPING = ("device", "num_workers", "threads", "ckpt_every_min", "keep_last", "log_every", "max_steps")
+BOOKKEEPING = (
+    "device",
+    "num_workers",
+    "threads",
+    "ckpt_every_min",
+    "keep_last",
+    "log_every",
+    "max_steps",
+    "val_real",
+)
 # ... and those a resumed run may change besides: where the data lies, and init_from (only a new
 # run reads those weights; a resumed one reads its own checkpoint)
 RESUME_MAY_CHANGE = ("data_root", "init_from")
@@ -329,10 +359,13 @@ RESUME_MAY_CHANGE = ("data_root", "init_from")
 
 def recipe_diff(a: Mapping[str, Any], b: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
     """The fields in which two ``TrainConfig.to_dict()`` dicts (or their JSON) differ, ignoring
-    :data:`BOOKKEEPING` fields and those in ``ignore``."""
+    :data:`BOOKKEEPING` fields and those in ``ignore``. A field one of them lacks (a recipe saved
+    before the field existed) counts as its default, which is what that run trained with."""
     skip = set(BOOKKEEPING) | set(ignore)
+    defaults = TrainConfig().to_dict()
 
     def norm(d):
+        d = {**defaults, **d}
         return json.loads(json.dumps(ckpt.to_jsonable({k: v for k, v in d.items() if k not in skip})))
 
     na, nb = norm(a), norm(b)
@@ -421,5 +454,19 @@ def make_augment(cfg: TrainConfig):
     if not cfg.augment:
         return None
     from .data.augment import Augment
+    from .data.camera_effects import CameraEffects
+    from .data.crop import HandCrop
+    from .data.fda import FDA
 
-    return Augment(rotation_deg=cfg.rotation_deg, scale_range=cfg.scale_range, flip_prob=cfg.flip_prob)
+    recrop = None
+    if cfg.recrop:
+        size = model_config(cfg).input_size
+        recrop = HandCrop(size=size, margin=0.2, jitter=cfg.crop_jitter, scale_range=cfg.crop_scale_range)
+    return Augment(
+        rotation_deg=cfg.rotation_deg,
+        scale_range=cfg.scale_range,
+        flip_prob=cfg.flip_prob,
+        recrop=recrop,
+        fda=FDA(prob=cfg.fda, beta_range=cfg.fda_beta) if cfg.fda else None,
+        camera=CameraEffects() if cfg.camera else None,
+    )

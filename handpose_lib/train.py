@@ -12,7 +12,8 @@
             _show_progress                       # progress bar (or a line every 2 minutes)
             _checkpoint_or_stop                  # every ckpt_every_min: a checkpoint; Ctrl-C,
                                                  # SIGTERM, max_steps: a checkpoint, then stop
-        _end_epoch                               # validate -> metrics.jsonl, checkpoint, best.json
+        _end_epoch                               # validate (+ real photos) -> metrics.jsonl,
+                                                 # checkpoint, best.json
 
 What makes it reproducible: the seed fixes the initial weights (``torch.manual_seed``), the
 data order (``DistributedSampler(seed)``, ``set_epoch``) and the augmentation, which is drawn
@@ -74,7 +75,7 @@ from .config import (
 from .data.augment import EpochSampler, TrainView
 from .data.sample import collate
 from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device, to_host
-from .evaluate import evaluate_predictions
+from .evaluate import evaluate_predictions, real_photos_metrics
 
 BEST_METRIC = "val_epe3d_mm"  # best.json: the epoch with the lowest validation 3D EPE
 
@@ -585,7 +586,8 @@ def _checkpoint_or_stop(run: _Run, stop_flag: StopFlag, ep: _Epoch, loss_value: 
 
 
 def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
-    """Validate (every ``val_every`` epochs and after the last), log a row to ``metrics.jsonl``,
+    """Validate (every ``val_every`` epochs and after the last; on the real photos too with
+    ``cfg.val_real``), log a row to ``metrics.jsonl``,
     save a checkpoint, and point ``best.json`` at it when the validation 3D EPE improved."""
     cfg, epoch = run.cfg, ep.epoch
     dt = time.perf_counter() - ep.t_start
@@ -597,10 +599,13 @@ def _end_epoch(run: _Run, ep: _Epoch, bar) -> None:
         "img_per_s": ep.n_batches * run.world_batch / max(dt, 1e-9),
         **{f"train_{k}": v / max(1, ep.n_batches) for k, v in ep.sums.items()},
     }
-    if run.val_loader is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+    validating = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+    if run.val_loader is not None and validating:
         row.update(
             validate(run.model, run.val_loader, run.loss_fn, run.device, run.amp_dtype, cfg.channels_last)
         )
+    if cfg.val_real and validating and run.info.is_main:  # the 16 shipped photos: a few seconds
+        row.update(real_photos_metrics(run.model, run.device))
     if run.info.is_main:
         run.history.append(row)
         ckpt.append_metrics(run.run_dir, row)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -334,6 +335,25 @@ def test_train_view_augmentation_is_keyed_by_epoch_and_index():
     v = TrainView(FakeHands(4), noisy, seed=3)
     assert torch.equal(v[(1, 2)]["image"], v[(1, 2)]["image"])
     assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
+
+
+def test_val_real_logs_the_real_photo_metrics_beside_the_procedural_ones(tmp_path):
+    class Sized(StandIn):
+        config = SimpleNamespace(input_size=S)  # real_photos_metrics crops to the model's size
+
+    torch.manual_seed(0)
+    model = Sized()
+    c = cfg(epochs=1, val_real=True)
+    tr.fit(model, FakeHands(c.n_train), FakeHands(c.n_val, seed=1), c, tmp_path / "r", loss_fn=standin_loss,
+           progress=False)  # fmt: skip
+    row = ck.read_metrics(tmp_path / "r")[-1]
+    assert math.isfinite(row["val_epe2d_px"])  # the procedural validation is still there
+    from handpose_lib.evaluate import real_photos_metrics
+
+    want = real_photos_metrics(model)
+    for key in ("epe2d_px", "epe2d_image_px", "pck_0.2", "pck_0.2_freihand", "pck_0.2_panoptic"):
+        assert row["val_real_" + key] == pytest.approx(want["val_real_" + key]), key
+    assert 0 <= row["val_real_pck_0.2"] <= 1
 
 
 def test_freihand_trains_without_its_optional_evaluation_split(tmp_path, capsys):
