@@ -468,3 +468,59 @@ def test_handpose_debug_environment_variable_shows_the_traceback(model_dir, tmp_
     monkeypatch.setenv("HANDPOSE_DEBUG", "1")
     with pytest.raises(ck.CheckpointError):
         cli.main(["eval", "--checkpoint", str(tmp_path / "nope")])
+
+
+def test_train_failures_are_one_line_and_leave_no_run_folder(tmp_path, capsys):
+    import pickle
+
+    from handpose_lib.data.examples import write_rhd
+
+    root = tmp_path / "rhd"
+    write_rhd(root, split="training")
+    write_rhd(root, split="evaluation")
+    out = tmp_path / "runs" / "x"
+    # 3 training samples, a batch of 64: fit fails after creating the run folder
+    argv = [
+        "train",
+        "--data",
+        "rhd",
+        "--data-root",
+        root,
+        "--batch-size",
+        "64",
+        "--out",
+        out,
+        "--no-progress",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == cli.EXIT_USAGE and "fewer than one batch" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (root / "training" / "anno_training.pickle").write_bytes(pickle.dumps({0: Evil()}))
+    code, stdout, err = run(argv, capsys)
+    assert code == cli.EXIT_USAGE and "refusing to load builtins.print" in err and "Traceback" not in err
+    assert "pwned" not in stdout and not (tmp_path / "runs").exists()
+
+
+def test_export_and_eval_never_replace_an_existing_file(model_dir, tmp_path, capsys):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_text("my model")
+    code, _, err = run(["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check"], capsys)
+    assert code == cli.EXIT_USAGE and "already exists" in err and "--overwrite" in err
+    assert onnx.read_text() == "my model"
+    code, _, err = run(
+        ["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check", "--overwrite"], capsys
+    )
+    assert code == 0 and onnx.stat().st_size > 1000
+    rep = tmp_path / "r.json"
+    rep.write_text("{}")
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "pck3d.html").write_text("mine")
+    for extra in (["--json", rep], ["--figures", tmp_path / "figs"]):
+        code, _, err = run(["eval", "--checkpoint", model_dir, "--data", "real-hands", *extra], capsys)
+        assert code == cli.EXIT_USAGE and "already exists" in err
+    assert rep.read_text() == "{}" and (tmp_path / "figs" / "pck3d.html").read_text() == "mine"
