@@ -6,10 +6,16 @@
 
 What it measures, all in one run so the numbers share the machine's state:
 
-1. the roofline: GFLOP/s of a 2048^3 float32 matmul (and bfloat16 where the CPU has native
-   bf16), at the start and at the end; the best is the peak used in the ratios;
+1. the roofline: the CPU's theoretical float32 FMA peak (cores x clock x SIMD lanes x 2 x 2 FMA
+   units, ``common.fma_peak_gflops``) is the denominator of ``roofline``; a 2048^3 float32
+   matmul (and bfloat16 where the CPU has native bf16) and a large 3x3 convolution are measured
+   at the start and at the end, and ``of_measured`` divides by the best of those four
+   measurements (the fallback denominator where the clock is unknown). A ratio above 1 means
+   the work counted was not all done: oneDNN computes many 3x3 convolutions with Winograd's
+   algorithm, which needs fewer multiplications than the direct formula the FLOP counter uses
+   (or the clock boosted above the one Linux reports);
 2. for each config and backend: batch-1 latency (median ms) and batched throughput (img/s),
-   achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and the roofline ratio.
+   achieved GFLOP/s (FLOPs counted by ``torch.utils.flop_counter``) and the roofline ratios.
    Backends: ``eager`` (the baseline: ``model.eval()`` under ``torch.no_grad``, NCHW),
    ``eager-fast`` (``inference.prepare_for_inference``: inference mode, BN folded, channels_last),
    ``eager-fast-bf16`` (bf16 autocast, CPUs with native bf16 only), ``compile`` (Inductor on
@@ -50,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_info, matmul_peak_gflops, print_table  # noqa: E402
+from common import fma_peak_gflops, machine_info, matmul_peak_gflops, print_table  # noqa: E402
 
 from handpose_lib import inference  # noqa: E402
 from handpose_lib import model as hm  # noqa: E402
@@ -113,7 +119,7 @@ def gflops_per_image(model: torch.nn.Module, size: int) -> float:
 def load_tiny_weights(model: torch.nn.Module) -> str:
     """Load the book model's weights into ``model`` when the checkpoint exists; returns the source."""
     from handpose_lib import checkpoint as ckpt
-    from handpose_lib.train import BOOK_MODEL_DIR
+    from handpose_lib.book_model import BOOK_MODEL_DIR
 
     if not (BOOK_MODEL_DIR / ckpt.SIDECAR_FILE).is_file():
         return "random init (no book model in models/book-tiny)"
@@ -222,9 +228,6 @@ def bench_model(name: str, device: str, args, peak: dict, tmp: Path) -> tuple[li
                     row["batch"] = b
                     row["img_s"] = 1000.0 * b / ms
                     row["gflop_s"] = gf * row["img_s"]
-                    pk = peak["bf16"] if backend.endswith("bf16") and peak.get("bf16") else peak["fp32"]
-                    row["roofline"] = row["gflop_s"] / peak["fp32"]
-                    row["roofline_same_dtype"] = row["gflop_s"] / pk
             row["bench_s"] = round(time.perf_counter() - t0, 1)
         except Exception as e:  # a backend that cannot run here is reported, not fatal
             row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
@@ -234,8 +237,7 @@ def bench_model(name: str, device: str, args, peak: dict, tmp: Path) -> tuple[li
             print(
                 f"  {name:5s} {device} {backend:16s} b1 {row['b1_ms']:7.2f} ms  "
                 f"b{row.get('batch', '?')} {row.get('img_s', float('nan')):7.1f} img/s  "
-                f"{row.get('gflop_s', float('nan')):6.1f} GFLOP/s  "
-                f"roofline {row.get('roofline', float('nan')):.2f}",
+                f"{row.get('gflop_s', float('nan')):6.1f} GFLOP/s",
                 flush=True,
             )
     return rows, {"model": model, "weights": weights, "runners": runners}
@@ -420,17 +422,21 @@ def main(argv=None) -> int:
     if info["cpu_bf16"]:
         peak["bf16_end"] = matmul_peak_gflops(dtype=torch.bfloat16)
     print(f"matmul peak (end): fp32 {peak['fp32_end']:.1f}, bf16 {peak.get('bf16_end')}", flush=True)
-    # the roofline is the best peak seen in this run (a busy moment only lowers it)
+    # the roofline: the theoretical FMA peak (stable); the best measured peak of this run as a
+    # second reference (a busy moment only lowers a measurement, so the best of four is kept)
     best_fp32 = max(peak["fp32_start"], peak["fp32_end"])
     best_bf16 = max(peak.get("bf16_start") or 0, peak.get("bf16_end") or 0) or None
     best_conv = max(peak["conv_fp32_start"], peak["conv_fp32_end"])
     peak["conv_fp32"] = best_conv
+    peak["measured_fp32"] = max(best_fp32, best_conv)
+    peak["fma_fp32"] = fma_peak_gflops(args.threads)
+    theory = peak["fma_fp32"]["gflops"] or peak["measured_fp32"]
     for r in rows:
         if r["device"] == "cpu" and "gflop_s" in r:
-            r["roofline_conv"] = r["gflop_s"] / best_conv
-            r["roofline"] = r["gflop_s"] / best_fp32
-            same = best_bf16 if r["backend"].endswith("bf16") and best_bf16 else best_fp32
-            r["roofline_same_dtype"] = r["gflop_s"] / same
+            r["roofline"] = r["gflop_s"] / theory
+            r["of_measured"] = r["gflop_s"] / peak["measured_fp32"]
+            if r["backend"].endswith("bf16") and best_bf16:
+                r["of_measured_bf16"] = r["gflop_s"] / best_bf16
     peak["fp32"], peak["bf16"] = best_fp32, best_bf16
 
     cols = [
@@ -443,14 +449,15 @@ def main(argv=None) -> int:
         "img_s",
         "gflop_s",
         "roofline",
-        "roofline_same_dtype",
-        "roofline_conv",
+        "of_measured",
     ]
     if any("compile_s_b1" in r for r in rows):
         cols.append("compile_s_b1")
     print(
-        f"\n## Our model (threads={args.threads}, fp32 matmul peak {best_fp32:.0f} GFLOP/s"
-        + (f", bf16 {best_bf16:.0f}" if best_bf16 else "")
+        f"\n## Our model (threads={args.threads}, roofline {theory:.0f} GFLOP/s "
+        + ("(theoretical FMA peak)" if peak["fma_fp32"]["gflops"] else "(best measured peak)")
+        + f", best measured fp32 peak {peak['measured_fp32']:.0f} GFLOP/s"
+        + (f", bf16 matmul {best_bf16:.0f}" if best_bf16 else "")
         + ")\n",
         flush=True,
     )
@@ -566,10 +573,11 @@ def main(argv=None) -> int:
     if best_paper:
         goals.append(
             {
-                "goal": "paper on CPU: >= 60% of the fp32 matmul roofline, batched",
+                "goal": "paper on CPU: >= 60% of the roofline, batched",
                 "measured": f"{100 * best_paper['roofline']:.0f}% ({best_paper['backend']}, "
-                f"{best_paper['gflop_s']:.1f} of {best_fp32:.0f} GFLOP/s); "
-                f"{100 * best_paper['roofline_conv']:.0f}% of the conv peak ({best_conv:.0f} GFLOP/s)",
+                f"{best_paper['gflop_s']:.1f} of {theory:.0f} GFLOP/s); "
+                f"{100 * best_paper['of_measured']:.0f}% of the best measured peak "
+                f"({peak['measured_fp32']:.0f} GFLOP/s)",
                 "target": ">= 60%",
                 "met": best_paper["roofline"] >= 0.6,
             }

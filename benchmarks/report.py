@@ -41,11 +41,13 @@ gives the eager model's outputs.
 
 **Reading the numbers.** `b1_ms` is the median latency at batch 1, `b1_best_ms` the fastest run
 (on a shared machine the median is pulled up by other work). `roofline` = achieved GFLOP/s / the
-float32 GFLOP/s of a 2048^3 matmul measured in the same run with the same thread count (2);
-`roofline_same_dtype` uses the bf16 matmul for bf16 rows, `roofline_conv` the float32
-GFLOP/s of a large 3x3 convolution (oneDNN, channels_last). On this CPU oneDNN's convolutions run
-well above `torch.matmul`'s 2048^3 GEMM, so ratios above 1 against the matmul are real, not an
-error: the conv roofline is the stricter one.
+CPU's theoretical float32 FMA peak (cores x clock x SIMD lanes x 2 FLOPs per FMA x 2 FMA units,
+`common.fma_peak_gflops`; results from before it was recorded use the best measured peak);
+`of_measured` divides by the best of the run's four peak measurements (a 2048^3 float32 matmul and
+a large 3x3 oneDNN convolution, at the start and at the end). A ratio above 1 does not mean the
+cores beat their peak: oneDNN computes many 3x3 convolutions with Winograd's algorithm, which does
+fewer multiplications than the direct formula the FLOP counter counts (or the clock boosted above
+the one Linux reports).
 """
 
 NOTES = """\
@@ -72,7 +74,7 @@ NOTES = """\
   one-thread DataLoader workers gave about 370 crops/s and one compiled thread 254. Batch 1 is
   slow (about 80 crops/s) because of the scene sampler's small torch operations, not the
   renderer. Training never waits for the engine because `fit` renders a pool once
-  (`train.cached_synthetic`) and then reads it: the input pipeline row shows the tiny CPU run
+  (`data.rendered.cached_synthetic`) and then reads it: the input pipeline row shows the tiny CPU run
   waiting 2 % of its time for data.
 - **MediaPipe is not doing the same job.** Its full pipeline finds the hand (palm detector) and
   then the landmarks; ours is given a crop around the ground-truth box. The fair latency

@@ -4,6 +4,7 @@ objects, noise, blur).
     python benchmarks/synthetic_bench.py [--threads 2] [--batch 256] [--batches 8] [--repeats 3]
                                          [--device cpu|cuda] [--occlusion default] [--profile]
                                          [--compile auto|on|off] [--native auto|on|off] [--check]
+                                         [--hand-model capsule|mesh]
 
 Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
 renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
@@ -12,6 +13,8 @@ built once, 1.5-3 s, cached on disk; ``auto`` uses it when it builds). ``--compi
 code's ``torch.compile``-d kernels (``handpose_lib.data.synthetic.compiled``; used where the C++
 kernel is not; the first batch pays the compile, cached on disk). ``--check`` also renders the
 first batch with the eager torch reference code and asserts the outputs are identical bit for bit.
+``--hand-model mesh``: engine v2 (the rigged mesh hand, ``mesh_render.py``; its C++ kernel is
+``raster_engine.cpp``, switched by ``--native`` too).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="compiled kernels")
     ap.add_argument("--native", default="auto", choices=["auto", "on", "off"], help="C++ kernel (CPU)")
     ap.add_argument("--check", action="store_true", help="assert fast path == eager torch on the first batch")
+    ap.add_argument("--hand-model", default="capsule", choices=["capsule", "mesh"], help="engine v1 or v2")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     compiled.set_compile({"auto": "auto", "on": True, "off": False}[a.compile])
@@ -48,7 +52,7 @@ def main(argv=None) -> int:
         built = f"built in {native.BUILD_SECONDS:.1f} s" if native.BUILD_SECONDS else "cached build"
         print(f"C++ kernel: loaded and checked in {time.perf_counter() - t0:.1f} s ({built})")
     occ = a.occlusion if a.occlusion in ("none", "light", "default", "heavy") else float(a.occlusion)
-    cfg = SyntheticConfig(occlusion=occ, full_frame=a.full_frame)
+    cfg = SyntheticConfig(occlusion=occ, full_frame=a.full_frame, hand_model=a.hand_model)
     ds = SyntheticHands(10**9, seed=0, config=cfg, device=a.device)
 
     def sync():
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
         dev += ", compiled kernels" if compiled.use_compiled(torch.device(a.device), a.batch) else ", eager"
     runs = ", ".join(f"{r:.0f}" for r in rates)
     print(
-        f"synthetic hands: {what}/s on {dev}, occlusion={a.occlusion}, batch {a.batch}: "
+        f"synthetic hands ({a.hand_model}): {what}/s on {dev}, occlusion={a.occlusion}, batch {a.batch}: "
         f"best {max(rates):.0f}, median {statistics.median(rates):.0f} (runs: {runs})"
     )
     return 0

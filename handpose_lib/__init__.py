@@ -25,6 +25,7 @@ _SUBMODULES = (
     "device",
     "train",
     "evaluate",
+    "book_model",
     "occlusion",
     "viz",
     "inference",

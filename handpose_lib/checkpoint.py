@@ -10,12 +10,16 @@ A checkpoint is a folder::
                                   metrics, provenance, sha256 of the tensor files
 
 A training run folder keeps its checkpoints under ``checkpoints/`` and names the newest
-complete one in ``last.json`` (and the best one in ``best.json``)::
+complete one in ``last.json``, and the best one (training: the epoch with the lowest validation
+3D EPE) in ``best.json``; pruning keeps both::
 
     RUN_DIR/
         checkpoints/step-00000500/ ...
         checkpoints/step-00001000/ ...
         last.json                 {"path": "checkpoints/step-00001000", "step": 1000, ...}
+        best.json                 {"path": "checkpoints/step-00000500", "metric": "val_epe3d_mm",
+                                   "value": 12.3, "step": 500, "epoch": 1}
+        metrics.jsonl             one row of metrics per epoch (:func:`read_metrics`)
 
 **Atomicity.** Every file is written to a temporary name in the same folder, flushed to disk and
 renamed into place (``os.replace`` is atomic on POSIX and Windows). A checkpoint folder is first
@@ -34,7 +38,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.safetensors"
 SIDECAR_FILE = "checkpoint.json"
 LAST_FILE = "last.json"
+METRICS_FILE = "metrics.jsonl"
 BEST_FILE = "best.json"
 CKPT_SUBDIR = "checkpoints"
 
@@ -77,6 +82,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask (Linux: read from /proc, so it is never changed, even briefly)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
@@ -87,6 +105,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600; a plain open() would honour the umask
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -270,6 +290,7 @@ def save_checkpoint(
     meta["files"] = {name: {"sha256": _sha256(b), "bytes": len(b)} for name, b in files.items()}
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}.", suffix=".tmp", dir=ckpt_dir.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a plain mkdir would honour the umask
     try:
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)
@@ -307,10 +328,40 @@ def save_run_checkpoint(
 
 
 def mark_best(run_dir: str | os.PathLike, ckpt_path: str | os.PathLike, info: Mapping[str, Any]) -> None:
-    """Point ``RUN_DIR/best.json`` at a saved checkpoint (kept by :func:`prune_checkpoints`)."""
+    """Point ``RUN_DIR/best.json`` at a saved checkpoint (kept by :func:`prune_checkpoints`);
+    ``info`` says why (training writes ``metric``, ``value``, ``step``, ``epoch``)."""
     run_dir = Path(run_dir)
     rel = Path(ckpt_path).resolve().relative_to(run_dir.resolve()).as_posix()
     atomic_write_json(run_dir / BEST_FILE, {"path": rel, **to_jsonable(dict(info))})
+
+
+def read_best(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The content of ``RUN_DIR/best.json`` (``None`` when there is none or it is unreadable)."""
+    p = Path(run_dir) / BEST_FILE
+    try:
+        return json.loads(p.read_text()) if p.is_file() else None
+    except ValueError:
+        return None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch rows of ``RUN_DIR/metrics.jsonl`` (``[]`` when there is none)."""
+    p = Path(run_dir) / METRICS_FILE
+    if not p.is_file():
+        return []
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def append_metrics(run_dir: str | os.PathLike, row: Mapping[str, Any]) -> None:
+    """Add one row (an epoch's metrics) to ``RUN_DIR/metrics.jsonl``."""
+    with open(Path(run_dir) / METRICS_FILE, "a") as f:
+        f.write(json.dumps(to_jsonable(dict(row))) + "\n")
+
+
+def write_metrics(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Replace ``RUN_DIR/metrics.jsonl`` with ``rows``, atomically."""
+    text = "".join(json.dumps(to_jsonable(dict(r))) + "\n" for r in rows)
+    atomic_write_bytes(Path(run_dir) / METRICS_FILE, text.encode())
 
 
 def _pointer(run_dir: Path, name: str) -> Path | None:

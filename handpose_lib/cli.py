@@ -5,8 +5,11 @@ call the library.
 Every sub-command has ``--help`` with an example. Heavy modules (torch models, data sets) are
 imported inside the sub-commands, so ``handpose --help`` stays fast. Expected problems (a
 missing checkpoint, a wrong config, an unreadable image, a missing data set) print one
-``handpose: error: ...`` line and exit with status 2; a NaN loss exits with 3; a run stopped by
-Ctrl-C/SIGTERM saves a checkpoint and exits with 130.
+``handpose: error: ...`` line and exit with status 2, as does a file that cannot be read or
+written (``OSError``); ``--debug`` (anywhere on the line) or ``HANDPOSE_DEBUG=1`` shows the
+traceback instead. A NaN loss exits with 3; a run stopped by Ctrl-C/SIGTERM saves a checkpoint
+and exits with 130; a batch command (predict, eval) whose inputs were partly unreadable does the
+rest and exits with 1.
 
 Layer 5: imports everything below it.
 """
@@ -33,41 +36,69 @@ def _fmt(text: str) -> str:
     return text.strip("\n")
 
 
+def _number(text: str, kind, ok, want: str):
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+    if not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {want}, got {text}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "an integer >= 1")
+
+
+def _non_negative_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    return _number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+
+
 # ----------------------------------------------------------------------------------------
 # handpose train
 
 
 TRAIN_HELP = """
 examples:
-  handpose train --config tiny --data synthetic --out runs/x            # minutes on a laptop CPU
-  handpose train --config tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
-  handpose train --config paper --data synthetic --out runs/paper       # the paper's model, one GPU
-  handpose train --config my.yaml --data stb --data-root ~/data/STB --out runs/stb
-  handpose train --config tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
-  torchrun --nproc_per_node 4 -m handpose_lib.cli train --config paper --data synthetic --out runs/p
+  handpose train --recipe tiny --data synthetic --out runs/x            # minutes on a laptop CPU
+  handpose train --recipe tiny --data synthetic --out runs/x --resume   # continue after Ctrl-C
+  handpose train --recipe paper --data synthetic --out runs/paper       # the paper's model, one GPU
+  handpose train --recipe my.yaml --data stb --data-root ~/data/STB --out runs/stb
+  handpose train --recipe tiny --data stb --data-root ~/data/STB --init-from models/book-tiny --out runs/ft
+  torchrun --nproc_per_node 4 -m handpose_lib.cli train --recipe paper --data synthetic --out runs/p
 
 Ctrl-C (or SIGTERM) saves a checkpoint and stops; --resume continues exactly where it stopped,
 with the settings the run started with (another --epochs or --lr is refused; to train a finished
 run longer, start a new run from its weights: --init-from RUN_DIR --out NEW_DIR).
-RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, metrics.jsonl and config.json.
+A recipe is a named one (tiny, paper) or a YAML file of TrainConfig fields, optionally on top
+of a named one (base: tiny); the flags below override single fields.
+RUN_DIR receives checkpoints/ (safetensors + JSON), last.json, best.json (the epoch with the
+lowest validation 3D EPE; handpose eval --which best), metrics.jsonl and config.json.
 """
 
 
 def _add_train(sub):
     p = sub.add_parser(
         "train",
-        help="train a model (tiny or paper config) into a run folder",
+        help="train a model (tiny or paper recipe) into a run folder",
         description="Train a ResUnet; writes checkpoints and per-epoch metrics into --out.",
         epilog=_fmt(TRAIN_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default="tiny", help="tiny | paper | a YAML file of TrainConfig fields")
+    p.add_argument("--recipe", default="tiny", help="tiny | paper | a YAML file of TrainConfig fields")
+    p.add_argument("--config", dest="recipe", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
     p.add_argument(
         "--data", default="synthetic", help="synthetic | stb | ganerated | synthhands | rhd | freihand"
     )
     p.add_argument("--data-root", default=None, help="folder of a real data set (not for synthetic)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the config)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (overrides the recipe)")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in RUN_DIR exactly where it stopped"
     )
@@ -112,20 +143,22 @@ def _train_config(a):
         }.items()
         if v is not None
     }
-    return load_config(a.config, **overrides)
+    return load_config(a.recipe, **overrides)
 
 
 def cmd_train(a) -> int:
     from . import train as tr
+    from .book_model import git_commit
+    from .config import REAL_DATASETS
 
     cfg = _train_config(a)
-    if cfg.data != "synthetic" and cfg.data not in tr.REAL_DATASETS:
+    if cfg.data != "synthetic" and cfg.data not in REAL_DATASETS:
         raise CLIError(
-            f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(tr.REAL_DATASETS)}"
+            f"--data: unknown data set {cfg.data!r}; choose synthetic or one of {sorted(REAL_DATASETS)}"
         )
     prov = {
         "command": "handpose " + " ".join(shlex.quote(x) for x in a.argv),
-        "commit": tr.git_commit(),
+        "commit": git_commit(),
     }
     t0 = time.time()
     res = tr.train(cfg, a.out, resume=a.resume, progress=not a.no_progress, extra_meta={"provenance": prov})
@@ -150,12 +183,12 @@ def cmd_train(a) -> int:
 
 EVAL_HELP = """
 examples:
-  handpose eval --checkpoint runs/x                                   # the procedural benchmark
+  handpose eval --checkpoint runs/x                                   # the procedural test set
   handpose eval --checkpoint models/book-tiny --json book.json --figures figs/
   handpose eval --checkpoint runs/stb --data stb --data-root ~/data/STB --alignment hand3d
   handpose eval --checkpoint runs/x --data real-hands     # 2D EPE on the 16 shipped real photos
 
-The procedural benchmark: 2000 samples of the synthetic engine (default occluders) with a fixed
+The procedural test set: 2000 samples of the synthetic engine (default occluders) with a fixed
 seed; its name includes the generator version, so numbers from different versions are never mixed.
 3D metrics are root-relative and scale-aligned by the reference bone (the report states how).
 """
@@ -170,35 +203,55 @@ def _add_eval(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
-    p.add_argument("--which", default="last", choices=["last", "best"], help="checkpoint of a run folder")
+    p.add_argument(
+        "--which",
+        default="last",
+        choices=["last", "best"],
+        help="checkpoint of a run folder: the last, or the best (lowest validation 3D EPE, best.json)",
+    )
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic (the benchmark) | real-hands (the 16 photos) | stb | rhd | ...",
+        help="synthetic (the test set) | real-hands (the 16 photos) | stb | rhd | ...",
     )
     p.add_argument("--data-root", default=None, help="folder of a real data set")
     p.add_argument(
-        "--n", type=int, default=None, help="number of samples (default: all / 2000 for synthetic)"
+        "--n", type=_positive_int, default=None, help="number of samples (default: all / 2000 for synthetic)"
     )
     p.add_argument("--alignment", default="gt_ref", choices=["gt_ref", "hand3d"], help="3D scale alignment")
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the full report here")
     p.add_argument("--figures", default=None, metavar="DIR", help="write PCK figures (HTML) here")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json report or figures")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--workers", type=_non_negative_int, default=0)
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(a) -> int:
     from . import evaluate as ev
-    from . import train as tr
+    from .config import REAL_DATASETS, real_dataset
+    from .data.rendered import TEST_N, test_set
     from .device import pick_device
     from .inference import load_trained
 
+    if a.data not in ("synthetic", "real-hands", *REAL_DATASETS):
+        raise CLIError(
+            f"--data: unknown data set {a.data!r}; choose synthetic, real-hands or one of "
+            f"{sorted(REAL_DATASETS)}"
+        )
+    for flag, path in (("--json", a.json), ("--figures", a.figures)):
+        if path and Path(path).is_dir() == (flag == "--json") and Path(path).exists():
+            want = "a file path" if flag == "--json" else "a folder path"
+            raise CLIError(f"{flag} {path}: expected {want}")
+    if a.json:
+        _refuse_to_replace([Path(a.json)], a.overwrite, "--json")
+    if a.figures:
+        _refuse_to_replace([Path(a.figures) / f for f in FIGURE_FILES], a.overwrite, "--figures")
     model, c = load_trained(a.checkpoint, which=a.which, device=str(pick_device(a.device)))
     size = model.config.input_size
     if a.data == "synthetic":
-        data, name = tr.benchmark_dataset(n=a.n or tr.BENCHMARK_N, image_size=size)
+        data, name = test_set(n=a.n or TEST_N, image_size=size)
     elif a.data == "real-hands":  # the 16 shipped photos: 2D labels only, cropped around them
         from .data import real_hands_sample
         from .data.crop import HandCrop
@@ -207,7 +260,7 @@ def cmd_eval(a) -> int:
     else:
         if a.data_root is None:
             raise CLIError(f"--data {a.data} needs --data-root (the data set's folder)")
-        data, name = tr.real_dataset(a.data, a.data_root, "test", size), a.data
+        data, name = real_dataset(a.data, a.data_root, "test", size), a.data
         if a.n:
             import torch
 
@@ -231,6 +284,10 @@ def cmd_eval(a) -> int:
 
         for p in write_figures(rep, a.figures):
             print(f"figure: {p}")
+    skipped = rep["samples"]["skipped"]
+    if skipped:
+        print(f"handpose: {skipped} unreadable samples were skipped (listed in the report)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -246,8 +303,10 @@ examples:
 Each image is cropped to a square and resized to the model's input (128x128): around --box
 (the hand's box X0 Y0 X1 Y1 in pixels, enlarged by 20% on each side like the training crops),
 or, without --box, the largest centred square. Writes IMAGE_pred.png (the 2D skeleton drawn on
-the photo) and predictions.json (2D joints in photo pixels; 3D joints root-relative in units of
-the reference bone and in mm for an assumed hand size, --ref-bone-mm).
+the photo; IMAGE-2_pred.png ... where two images share a name) and predictions.json (2D joints
+in photo pixels; 3D joints root-relative in units of the reference bone and in mm for an assumed
+hand size, --ref-bone-mm). Files already in DIR are never replaced without --overwrite. An image
+that cannot be read or written is reported and skipped; the exit status is then 1.
 """
 
 
@@ -266,31 +325,83 @@ def _add_predict(sub):
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="hand box (all images)"
     )
     p.add_argument("--margin", type=float, default=0.2, help="space added around --box, per side")
-    p.add_argument("--ref-bone-mm", type=float, default=None, help="assumed middle MCP->PIP length (mm)")
+    p.add_argument(
+        "--ref-bone-mm", type=_positive_float, default=None, help="assumed middle MCP->PIP length (mm)"
+    )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     p.set_defaults(func=cmd_predict)
+
+
+def _refuse_to_replace(paths: list[Path], overwrite: bool, flag: str) -> None:
+    """Stop before any work when an output would replace an existing file (unless --overwrite)."""
+    there = [str(p) for p in paths if p.exists()]
+    if there and not overwrite:
+        raise CLIError(
+            f"{flag}: {', '.join(there[:3])} already exists; nothing was written. "
+            "Choose another path or pass --overwrite to replace it"
+        )
+
+
+# what viz.write_figures writes into eval's --figures folder
+FIGURE_FILES = ("pck3d.html", "pck2d.html", "epe3d_per_joint.html", "plotly.min.js")
+
+
+def _overlay_names(images: list[str]) -> list[str]:
+    """``STEM_pred.png`` per image, ``STEM-2_pred.png``... where stems repeat (a/x.jpg, b/x.jpg)."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in images:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}_pred.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}_pred.png")
+    return names
+
+
+def _output_dir(path: str, files: list[str], overwrite: bool) -> Path:
+    """``--out`` as a folder to write ``files`` into, refusing to replace what is there."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a folder; choose a folder path")
+    there = [f for f in files if (out / f).exists()]
+    if there and not overwrite:
+        raise CLIError(
+            f"--out {out} already holds {', '.join(there[:3])}{' ...' if len(there) > 3 else ''}; "
+            "nothing was written. Choose another folder or pass --overwrite to replace them"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def cmd_predict(a) -> int:
     from . import skeleton
     from .checkpoint import atomic_write_json
     from .data.common import read_rgb
+    from .device import pick_device
     from .inference import load_trained, predict_image
 
-    if a.box is not None and not (a.box[2] > a.box[0] and a.box[3] > a.box[1]):
-        raise CLIError(f"--box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {a.box}")
-    model, c = load_trained(a.checkpoint, device=a.device)
+    names = _overlay_names(a.images)
+    out_dir = _output_dir(a.out, [*names, "predictions.json"], a.overwrite)
+    model, c = load_trained(a.checkpoint, device=str(pick_device(a.device)))
     ref_mm = a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM
-    out_dir = Path(a.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for path in a.images:
+    rows, failed = [], []
+    for path, name in zip(a.images, names):
         try:
-            img = read_rgb(path)
+            img = read_rgb(path, verify=True)
         except (FileNotFoundError, OSError) as e:
-            raise CLIError(f"cannot read image {path}: {e}") from e
-        pred = predict_image(model, img, a.box, a.margin)
-        png = _write_overlay(img, pred, out_dir / (Path(path).stem + "_pred.png"))
+            failed.append({"image": str(path), "error": f"cannot read: {e}"})
+            print(f"handpose: skipping {path}: cannot read it ({e})", file=sys.stderr)
+            continue
+        try:
+            pred = predict_image(model, img, a.box, a.margin)
+        except ValueError as e:  # a --box or --margin that crops nothing
+            raise CLIError(f"--{e}") from e
+        try:
+            png = _write_overlay(img, pred, out_dir / name)
+        except OSError as e:
+            failed.append({"image": str(path), "error": f"cannot write {out_dir / name}: {e}"})
+            print(f"handpose: skipping {path}: cannot write {out_dir / name} ({e})", file=sys.stderr)
+            continue
         rows.append(_prediction_row(path, png, pred, ref_mm))
         print(f"{path} -> {png}")
     info = {
@@ -303,8 +414,15 @@ def cmd_predict(a) -> int:
             "one RGB image does not give the hand's absolute size)",
         },
         "predictions": rows,
+        "failed": failed,
     }
     print(f"predictions: {atomic_write_json(out_dir / 'predictions.json', info)}")
+    if failed:
+        print(
+            f"handpose: {len(failed)} of {len(a.images)} images failed (listed in predictions.json)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -312,6 +430,7 @@ def _write_overlay(img, pred, png: Path) -> Path:
     """The 2D skeleton and the crop's square drawn on the photo (enlarged to about 512 px)."""
     import cv2
 
+    from .checkpoint import atomic_write_bytes
     from .viz import overlay_2d
 
     longest = max(img.shape[:2])
@@ -325,7 +444,10 @@ def _write_overlay(img, pred, png: Path) -> Path:
     )
     x0, y0, side = (pred.crop[k] * scale for k in ("x0", "y0", "side"))
     cv2.rectangle(over, (round(x0), round(y0)), (round(x0 + side), round(y0 + side)), (255, 255, 255), 1)
-    cv2.imwrite(str(png), cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+    if not ok:  # cv2.imwrite only returns False: an unwritable path must be an error
+        raise OSError(f"OpenCV could not encode the overlay for {png}")
+    atomic_write_bytes(png, data.tobytes())
     return png
 
 
@@ -369,14 +491,16 @@ def _add_export(sub):
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
     p.add_argument("--onnx", required=True, metavar="MODEL.onnx", help="output file")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.onnx")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a) -> int:
     from .inference import export_onnx, load_trained, onnx_max_diff
 
-    model, _ = load_trained(a.checkpoint, device="cpu")
     out = Path(a.onnx)
+    _refuse_to_replace([out], a.overwrite, "--onnx")
+    model, _ = load_trained(a.checkpoint, device="cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
@@ -399,7 +523,7 @@ example:
 
 Trains the tiny config on procedural data in two stages, runs/book-tiny-v2 (10 epochs) then
 runs/book-tiny-v3 (7 more from its weights), resuming a stopped run and reusing a finished one;
-evaluates the result on the procedural benchmark, and writes models/book-tiny/ (fp16
+evaluates the result on the procedural test set, and writes models/book-tiny/ (fp16
 safetensors and a JSON sidecar with the command, commit, budget and metrics).
 """
 
@@ -420,10 +544,10 @@ def _add_book(sub):
 
 
 def cmd_book_model(a) -> int:
-    from . import train as tr
+    from . import book_model
 
-    out = Path(a.out) if a.out else tr.BOOK_MODEL_DIR
-    report = tr.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
+    out = Path(a.out) if a.out else book_model.BOOK_MODEL_DIR
+    report = book_model.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
     print(report)
     return 0
 
@@ -650,7 +774,7 @@ def cmd_occlusion(a) -> int:
 
 MAIN_HELP = """
 quick start:
-  handpose train --config tiny --data synthetic --out runs/x
+  handpose train --recipe tiny --data synthetic --out runs/x
   handpose eval --checkpoint runs/x
   handpose predict --checkpoint runs/x handpose_lib/assets/real_hands/freihand/*.jpg --out pred/
 
@@ -680,6 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"handpose {__version__}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks (also HANDPOSE_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for add in SUBCOMMANDS:
         add(sub)
@@ -692,7 +817,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     mods = {
         "handpose_lib.checkpoint": ("CheckpointError",),
         "handpose_lib.config": ("ConfigError",),
-        "handpose_lib.data.common": ("DatasetNotFoundError", "CorruptImageError"),
+        "handpose_lib.data.common": ("DatasetNotFoundError", "CorruptImageError", "DatasetError"),
         "handpose_lib.model": ("PretrainedWeightsUnavailable",),
         "handpose_lib.device": ("DeviceUnavailableError",),
     }
@@ -706,6 +831,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``handpose`` command (``[project.scripts]`` in pyproject.toml)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HANDPOSE_DEBUG", "") not in ("", "0")
+    argv = [x for x in argv if x != "--debug"]
     parser = build_parser()
     try:
         a = parser.parse_args(argv)
@@ -714,8 +841,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         return a.func(a)
-    except _expected_errors() as e:
+    except (*_expected_errors(), OSError) as e:
+        if debug:
+            raise
         msg = str(e).strip() or type(e).__name__
+        if isinstance(e, OSError) and e.strerror and e.filename:  # e.g. [Errno 13] Permission denied: 'x'
+            msg = f"cannot use {e.filename}: {e.strerror}"
         print(f"handpose: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -3,6 +3,8 @@
 - :func:`pick_device`: ``"auto"`` (CUDA, else Apple MPS, else CPU) or a named device that must
   exist (:class:`DeviceUnavailableError` at once, not a failure mid-run).
 - :func:`autocast_dtype`: the autocast dtype a recipe's ``amp`` field means on a device.
+- :func:`autocast` (that dtype's ``torch.autocast`` context), :func:`to_device` (a batch) and
+  :func:`to_host` (scalars back as floats, one copy).
 - :func:`cpu_bf16_supported`: whether this CPU has native bfloat16 kernels.
 - :func:`setup_distributed`: joins the process group ``torchrun`` describes (:class:`DistInfo`).
 
@@ -12,7 +14,9 @@ Layer 2: imports only torch and ``config`` (for :class:`~handpose_lib.config.Con
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -75,6 +79,31 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":  # auto
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    """``torch.autocast`` to ``amp_dtype`` on ``device`` (off when ``amp_dtype`` is ``None``)."""
+    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    """A batch's tensors on ``device`` (non-blocking; ``image`` in channels-last layout on request)."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if k == "image" and channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+def to_host(values: Sequence[Any], device: torch.device) -> list[float]:
+    """Scalar tensors (or numbers) as Python floats, with one device-to-host copy (each
+    ``float(t)`` of a CUDA tensor would wait for the GPU again)."""
+    return torch.stack(
+        [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in values]
+    ).tolist()
 
 
 def cpu_bf16_supported() -> bool:

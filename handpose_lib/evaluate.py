@@ -17,11 +17,18 @@ What is measured, and how (stated in every report under ``"protocol"``):
   (``visibility`` codes of :mod:`handpose_lib.data.sample`): visible, hidden (by an object or by
   the hand), hidden by an object, hidden by the hand. Joints outside the image are left out of
   the visible/hidden splits but counted in ``all``.
+- **The 16 shipped real photos** (:func:`real_photos_metrics`, what training logs per epoch with
+  ``TrainConfig.val_real``): crops around the ground-truth joints' box (``HandCrop``, margin
+  0.2, as ``handpose eval --data real-hands``), 2D EPE in crop pixels (that command's number),
+  2D EPE in the photos' pixels and PCK@0.2 of the box's longer side (``benchmarks/inference.py``'s
+  numbers, there with the ground-truth box standing in for a detector), PCK per source.
 
-Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report) and
-the sample codes; it draws nothing (the figures of a report are in :mod:`handpose_lib.viz`).
-The model is any callable that maps ``(B, 3, H, W)`` images in [0, 1] to an object with
-``coords2d`` (B, 21, 2) px and ``joints3d`` (B, 21, 3) in reference-bone units.
+Layer 3: imports ``skeleton``, ``metrics``, ``device``, ``checkpoint`` (to write the report),
+the sample codes, ``data.common`` (its unreadable-image error) and, for the real photos,
+``data.coco`` and ``data.crop``; it draws nothing (the
+figures of a report are in :mod:`handpose_lib.viz`). The model is any callable that maps
+``(B, 3, H, W)`` images in [0, 1] to an object with ``coords2d`` (B, 21, 2) px and ``joints3d``
+(B, 21, 3) in reference-bone units.
 """
 
 from __future__ import annotations
@@ -372,6 +379,48 @@ def evaluate(
         "skipped_samples": p["skipped"],
     }
     return report
+
+
+PCK_REAL_THRESHOLD = 0.2  # fraction of the hand box's longer side (mmpose's PCK for hands)
+
+
+@torch.no_grad()
+def real_photos_metrics(model, device: str | torch.device | None = "cpu", prefix: str = "val_real_") -> dict:
+    """2D accuracy on the 16 real photos shipped with the library, cropped around their
+    ground-truth boxes (see the module doc); a few seconds on a CPU.
+
+    Returns ``{prefix + key: value}`` with keys ``epe2d_px`` (crop pixels, the overall 2D EPE
+    of ``handpose eval --data real-hands``), ``epe2d_image_px`` (photo pixels, mean over all
+    annotated joints as mmpose's EPE), ``pck_0.2`` (fraction of annotated joints within 0.2 of
+    the box's longer side) and ``pck_0.2_<source>`` for freihand, onehand10k and panoptic.
+    """
+    from .data.coco import real_hands_sample
+    from .data.crop import HandCrop, uncrop_points
+
+    size = model.config.input_size
+    data = real_hands_sample(crop=HandCrop(size=size))
+    samples = [data[i] for i in range(len(data))]
+    batch = collate(samples)
+    one = torch.utils.data.DataLoader(samples, batch_size=len(samples), collate_fn=collate)
+    p = predict_dataset(model, one, device=device)  # in eval mode; training mode restored after
+    pred, gt = p["pred2d"].astype(np.float64), p["gt2d"].astype(np.float64)
+    report = evaluate_predictions(pred, gt, p["pred3d"], p["gt3d"], p["visibility"])
+    mask = batch["visible"].numpy() & np.isfinite(gt).all(-1)
+    box = metrics.bbox_size(np.nan_to_num(gt), mask)
+    correct = np.linalg.norm(pred - np.nan_to_num(gt), axis=-1) < PCK_REAL_THRESHOLD * box[:, None]
+    crops = [m["crop"] for m in batch["meta"]]
+    crop = {k: np.array([c[k] for c in crops], dtype=np.float64) for k in ("x0", "y0", "side", "size")}
+    pred_img, gt_img = uncrop_points(pred, crop), uncrop_points(np.nan_to_num(gt), crop)
+    out = {
+        "epe2d_px": report["overall"]["epe2d_px"],
+        "epe2d_image_px": metrics.mmpose_epe(pred_img, gt_img, mask),
+        "pck_0.2": float(correct[mask].mean()),
+    }
+    sources = np.array([m["dataset"] for m in batch["meta"]])
+    for src in sorted(set(sources)):
+        m = mask & (sources == src)[:, None]
+        out[f"pck_0.2_{src}"] = float(correct[m].mean())
+    return {prefix + k: v for k, v in out.items()}
 
 
 def summary(report: Mapping[str, Any]) -> str:

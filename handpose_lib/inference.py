@@ -73,14 +73,20 @@ def model_from_checkpoint(c: ckpt.Checkpoint, device: str = "cpu") -> torch.nn.M
     from .model import ModelConfig, build_model
 
     mc = c.meta.get("model_config")
-    if mc is None:
-        tc = c.meta.get("train_config")
-        if tc is None:
-            raise ckpt.CheckpointError(f"{c.path}: the sidecar names no model_config or train_config")
-        model = build_for_config(TrainConfig.from_dict(tc))
-    else:
-        mc = dict(mc, pretrained=False, pretrained_path=None)
-        model = build_model(ModelConfig.from_dict(mc))
+    try:
+        if mc is None:
+            tc = c.meta.get("train_config")
+            if tc is None:
+                raise ckpt.CheckpointError(f"{c.path}: the sidecar names no model_config or train_config")
+            model = build_for_config(TrainConfig.from_dict(tc))
+        else:
+            mc = dict(mc, pretrained=False, pretrained_path=None)
+            model = build_model(ModelConfig.from_dict(mc))
+    except (TypeError, ValueError) as e:  # an edited or damaged sidecar: a message, not a traceback
+        raise ckpt.CheckpointError(
+            f"{c.path / ckpt.SIDECAR_FILE}: its config cannot build a model ({e}); "
+            "restore the sidecar from the run folder or a copy"
+        ) from e
     ckpt.load_weights(model, c)
     return model.to(device).eval()
 

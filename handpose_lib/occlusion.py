@@ -5,13 +5,17 @@ procedural sets, a pure function of the generator version and the arguments:
 
 - *levels*: samples whose fraction of hidden hand pixels (the engine's exact
   ``occlusion_fraction``) falls in a bin around 0, 10, 20, 40 and 60 % (:data:`LEVEL_BINS`).
-  Candidates are scenes ``0, 1, 2, ...`` of seed :data:`BENCH_SEED`, each rendered at the
+  Candidates are scenes ``0, 1, 2, ...`` of seed ``data.cached.OCCLUSION_TEST_SEED``, each rendered at the
   engine's occlusion settings ``0, 0.3, 0.5, 0.9, 1.0`` (the same hand, camera and background:
   only the objects change); every bin takes the first ``n`` candidates (scene order, then
   setting order) that land in it, at most one version of each scene per bin.
 - *targeted*: the object-free version of scenes with a pasted soft-edged disc or bar
   (``data.occlude``) over one fingertip (the index tip), one finger (index MCP to tip), the
   palm (wrist and the four MCPs) or the thumb; visibility updated by the occluder's alpha.
+
+The sets are stored in the library's one rendered-set format (``data.cached.ArraySet``: one
+folder per set) under ``cache_dir("sets")`` (:func:`benchmark_dir`), with ``info.json`` naming each
+set's folder, size and :func:`fingerprint`.
 
 **Metrics** (:func:`evaluate_benchmark`): ``evaluate.evaluate_predictions`` on every set, which
 splits 2D EPE, 3D EPE and AUC by visibility reason (visible / hidden by object / hidden by the
@@ -43,12 +47,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from . import skeleton
-from .data.sample import VIS_OUTSIDE, VIS_VISIBLE, make_sample
+from .data.cached import OCCLUSION_TEST_SEED, TRAIN_SEED, ArraySet, cache_dir
+from .data.rendered import to_uint8
+from .data.sample import VIS_OUTSIDE, VIS_VISIBLE
 from .lhr import argmax_decode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "results" / "occlusion"
-BENCH_SEED = 80  # procedural seeds: 0 train, 1 val, 2 benchmark, 7 tests; 80 the occlusion benchmark
+SET_DATASET = "occlusion-benchmark"  # the samples' meta["dataset"]
 ENGINE_SETTINGS = (0.0, 0.3, 0.5, 0.9, 1.0)
 # level name -> [lo, hi) of the hidden fraction of hand pixels
 LEVEL_BINS: dict[str, tuple[float, float]] = {
@@ -70,41 +76,13 @@ PALM_JOINTS = (WRIST, *(skeleton.FINGERS[f][0] for f in ("index", "middle", "rin
 # the benchmark
 
 
-class ArraySet(Dataset):
-    """Samples held in arrays: ``images`` (N, H, W, 3) uint8 and labels (the benchmark's sets)."""
-
-    def __init__(self, name: str, images: np.ndarray, labels: dict[str, np.ndarray]):
-        self.name, self.images, self.labels = name, images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict:
-        lab = self.labels
-        s = make_sample(
-            self.images[i],
-            lab["joints2d"][i],
-            lab["joints3d"][i],
-            lab["K"][i],
-            dataset="occlusion-benchmark",
-            sample_id=f"{self.name}-{int(lab['scene'][i])}",
-            visibility=lab["visibility"][i],
-        )
-        s["occlusion_fraction"] = float(lab["occlusion_fraction"][i])
-        return s
-
-
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    return (img.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def _render(seed: int, idx: list[int], level: float, size: int) -> dict[str, np.ndarray]:
     from .data.synthetic import SyntheticConfig, SyntheticHands
 
     ds = SyntheticHands(max(idx) + 1, seed=seed, config=SyntheticConfig(crop_size=size, occlusion=level))
     b = ds.render_batch(idx)
     out = {k: b[k].cpu().numpy() for k in ("joints2d", "joints3d", "K", "visibility", "occlusion_fraction")}
-    out["image"] = _to_uint8(b["image"])
+    out["image"] = to_uint8(b["image"])
     return out
 
 
@@ -158,7 +136,7 @@ def build_benchmark(
     t0 = time.time()
     while start < max_scenes and any(len(b["scene"]) < n for b in bins.values()):
         idx = list(range(start, min(max_scenes, start + chunk)))
-        rendered = {lv: _render(BENCH_SEED, idx, lv, size) for lv in ENGINE_SETTINGS}
+        rendered = {lv: _render(OCCLUSION_TEST_SEED, idx, lv, size) for lv in ENGINE_SETTINGS}
         for k, scene in enumerate(idx):
             for lv in ENGINE_SETTINGS:
                 frac = float(rendered[lv]["occlusion_fraction"][k])
@@ -182,7 +160,7 @@ def build_benchmark(
             raise RuntimeError(f"occlusion benchmark: no scene fell into level {name}; raise max_scenes")
         labels = {k: np.stack(b[k]) for k in keys if k != "image"}
         labels["scene"] = np.asarray(b["scene"], np.int64)
-        sets[name] = ArraySet(name, np.stack(b["image"]), labels)
+        sets[name] = ArraySet(np.stack(b["image"]), labels, {"name": name, "dataset": SET_DATASET})
     # targeted cases: the object-free scenes of the 0% set with one pasted occluder
     clean = sets["0%"]
     for t_i, target in enumerate(TARGETS):
@@ -192,41 +170,44 @@ def build_benchmark(
         )
         for i in range(len(clean)):
             s = clean[i]
-            rng = np.random.default_rng([BENCH_SEED, t_i, int(clean.labels["scene"][i])])
+            rng = np.random.default_rng([OCCLUSION_TEST_SEED, t_i, int(clean.labels["scene"][i])])
             occ = target_occluder(target, s["joints2d"].numpy(), rng)
             p = paste(s, occ, rng)
-            imgs.append(_to_uint8(p["image"][None])[0])
+            imgs.append(to_uint8(p["image"][None])[0])
             for k in ("joints2d", "joints3d", "K", "visibility"):
                 labs[k].append(p[k].numpy())
             labs["occlusion_fraction"].append(np.nan)  # unknown for pasted occluders (no hand mask)
             labs["scene"].append(int(clean.labels["scene"][i]))
-        sets[target] = ArraySet(target, np.stack(imgs), {k: np.stack(v) for k, v in labs.items()})
+        labels = {k: np.stack(v) for k, v in labs.items()}
+        sets[target] = ArraySet(np.stack(imgs), labels, {"name": target, "dataset": SET_DATASET})
     return sets
 
 
 def benchmark_dir(n: int = 200, size: int = 128) -> Path:
+    """Where :func:`cached_benchmark` keeps the occlusion test sets: ``cache_dir("sets")``."""
     from .data.synthetic import GENERATOR_VERSION
 
-    root = Path(os.environ.get("HANDPOSE_CACHE") or REPO_ROOT / "runs" / "cache")
-    return root / f"occlusion-benchmark-v{GENERATOR_VERSION}-n{n}-s{size}"
+    return cache_dir("sets") / f"occlusion-test-v{GENERATOR_VERSION}-n{n}-s{size}"
 
 
 def save_benchmark(sets: dict[str, ArraySet], folder: str | os.PathLike) -> Path:
-    """Write the sets as ``<name>.npz`` (uint8 images + labels) and ``info.json`` with hashes."""
+    """Write each set as an :class:`~handpose_lib.data.cached.ArraySet` folder ``set_<k>`` and
+    ``info.json`` (each set's folder, size and :func:`fingerprint`), last: it marks ``folder``
+    complete."""
     from .checkpoint import atomic_write_json
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     info = {"sets": {}}
     for name, s in sets.items():
-        fn = folder / f"set_{SET_NAMES.index(name)}.npz"
-        np.savez(fn, images=s.images, **s.labels)
-        info["sets"][name] = {"file": fn.name, "n": len(s), "sha256": fingerprint(s)}
-    atomic_write_json(folder / "info.json", info)  # last: marks the folder complete
+        sub = f"set_{SET_NAMES.index(name)}"
+        s.save(folder / sub)
+        info["sets"][name] = {"folder": sub, "n": len(s), "sha256": fingerprint(s)}
+    atomic_write_json(folder / "info.json", info)
     return folder
 
 
 def load_benchmark(folder: str | os.PathLike) -> dict[str, ArraySet]:
+    """The sets :func:`save_benchmark` wrote (images memory-mapped)."""
     folder = Path(folder)
     if not (folder / "info.json").is_file():
         raise FileNotFoundError(
@@ -234,13 +215,12 @@ def load_benchmark(folder: str | os.PathLike) -> dict[str, ArraySet]:
             f"create it with `handpose occlusion-benchmark --out {folder}`"
         )
     info = json.loads((folder / "info.json").read_text())
-    sets = {}
-    for name, d in info["sets"].items():
-        with np.load(folder / d["file"], allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        images = arrays.pop("images")
-        sets[name] = ArraySet(name, images, arrays)
-    return sets
+    if any("folder" not in d for d in info["sets"].values()):  # set_<k>.npz files: the old format
+        raise FileNotFoundError(
+            f"{folder}: occlusion test sets in an older format (one .npz per set); delete the folder "
+            f"and create them again with `handpose occlusion-benchmark --out {folder}`"
+        )
+    return {name: ArraySet.load(folder / d["folder"]) for name, d in info["sets"].items()}
 
 
 def cached_benchmark(
@@ -531,8 +511,9 @@ def _train_variant(v: Variant, cfg, run_dir: Path) -> None:
     """Train variant ``v`` with recipe ``cfg`` into ``run_dir``."""
     from .config import build_for_config, model_config
     from .data.occlude import PasteOccluders
+    from .data.rendered import cached_synthetic
     from .data.synthetic import SyntheticConfig
-    from .train import cached_synthetic, fit
+    from .train import fit
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -584,15 +565,14 @@ def run_variant(
     samples stay those of data seed 0). Writes ``<results folder>/<name>.json`` (see
     :func:`variant_paths`) and returns its content.
     """
-    from .checkpoint import LAST_FILE, atomic_write_json
+    from .checkpoint import LAST_FILE, atomic_write_json, read_metrics
     from .config import model_config, tiny_recipe
-    from .train import read_metrics
 
     v, p = variant(name), study_profile(profile)
     trained = variant(v.weights_of) if v.weights_of else v  # the variant whose weights v evaluates
     default_root, out_dir = variant_paths(p.name, seed)
     run_dir = Path(run_root or default_root) / trained.name
-    cfg = tiny_recipe(seed=seed, data_seed=0, loss=trained.loss_overrides(), **p.recipe_overrides())
+    cfg = tiny_recipe(seed=seed, data_seed=TRAIN_SEED, loss=trained.loss_overrides(), **p.recipe_overrides())
     t0 = time.time()
     if not (run_dir / LAST_FILE).is_file():
         if trained is not v:

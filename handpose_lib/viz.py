@@ -648,7 +648,7 @@ def _report_curves(label: str, report: Mapping, kind: str) -> list[tuple]:
 
 
 def _stb_comparison(fig: go.Figure, reports: Mapping[str, Mapping]) -> None:
-    """The published STB curves (grey) in panel 1 and a bar panel 2 of the published STB
+    """The published STB curves (grey) in panel 1 and a bar panel 2 (below it) of the published STB
     AUC(20-50 mm) values (:data:`handpose_lib.metrics.PUBLISHED_STB_AUC`) next to the reports'."""
     greys = ("#bdbdbd", "#9e9e9e", "#616161")
     for (name, (x, y)), grey in zip(metrics.PUBLISHED_STB_CURVES.items(), greys):
@@ -681,8 +681,8 @@ def _stb_comparison(fig: go.Figure, reports: Mapping[str, Mapping]) -> None:
         textposition="auto",
         showlegend=False,
     )
-    fig.add_trace(bars, row=1, col=2)
-    fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.0, 1.0], row=1, col=2)
+    fig.add_trace(bars, row=2, col=1)
+    fig.update_xaxes(title_text="AUC(20-50 mm)", range=[0.0, 1.0], row=2, col=1)
 
 
 def pck_figure(
@@ -717,7 +717,10 @@ def pck_figure(
     with_bars = compare_stb and kind == "3d"
     if with_bars:
         titles = ("3D PCK (root-relative, scale-aligned)", "AUC(20-50 mm): published on STB vs ours")
-        fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], subplot_titles=titles)
+        # the bar panel below the curves: its long names need the page's whole width
+        fig = make_subplots(
+            rows=2, cols=1, row_heights=[0.55, 0.45], vertical_spacing=0.14, subplot_titles=titles
+        )
     else:
         fig = go.Figure()
     kw = {"row": 1, "col": 1} if with_bars else {}
@@ -746,8 +749,10 @@ def pck_figure(
     fig.update_layout(
         title=title or f"{kind.upper()} PCK",
         template="plotly_white",
-        legend={"x": 0.01, "y": 0.02},
-        height=height,
+        # the legend below the axes, where it hides no curve
+        legend={"orientation": "h", "x": 0, "y": -0.08 if with_bars else -0.2, "yanchor": "top"},
+        height=(2 * height if with_bars else height) + 20 * len(fig.data) // 2,
+        margin={"t": 90 if with_bars else 60, "r": 10, "b": 30 + 20 * len(fig.data) // 2},
     )
     return fig
 

@@ -192,3 +192,43 @@ def test_sidecar_types_and_format_are_checked(tmp_path, changes, match):
     _edit_sidecar(path, **changes)
     with pytest.raises(ck.CheckpointError, match=match):
         ck.load_checkpoint(path)
+
+
+def test_a_damaged_config_in_an_old_sidecar_is_a_checkpoint_error(tmp_path):
+    from handpose_lib.inference import model_from_checkpoint
+    from handpose_lib.model import build_model, tiny_config
+
+    cfg = tiny_config()
+    path = ck.save_checkpoint(tmp_path / "c", build_model(cfg), {"step": 1})  # no config in the weights
+    _edit_sidecar(path, model_config={**cfg.to_dict(), "heatmap_size": "64"})
+    with pytest.raises(ck.CheckpointError, match="heatmap_size must be an integer"):
+        model_from_checkpoint(ck.load_checkpoint(path))
+    _edit_sidecar(path, model_config={**cfg.to_dict(), "depth": 3})
+    with pytest.raises(ck.CheckpointError, match="unknown keys"):
+        model_from_checkpoint(ck.load_checkpoint(path))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_honour_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        f = ck.atomic_write_json(tmp_path / "a.json", {"x": 1})
+        path = ck.save_checkpoint(tmp_path / "c", torch.nn.Linear(2, 2), {"step": 1})
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert path.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert (path / ck.MODEL_FILE).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_committed_model_refuses_an_edited_heatmap_size(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "models" / "book-tiny"
+    shutil.copytree(src, tmp_path / "m")
+    assert ck.load_checkpoint(tmp_path / "m").meta["model_config"]["heatmap_size"] == 64
+    _edit_sidecar(tmp_path / "m", model_config={"heatmap_size": 32})
+    with pytest.raises(ck.CheckpointError, match="heatmap_size: 32"):
+        ck.load_checkpoint(tmp_path / "m")

@@ -55,6 +55,7 @@ def test_every_command_has_help_with_an_example(cmd, capsys):
     out = capsys.readouterr().out
     assert "example" in out
     assert f"handpose {cmd} " in out or (cmd == "book-model" and "make model" in out)
+    assert "--config" not in out and "preset" not in out  # one word: recipe (--config is a hidden alias)
 
 
 def test_main_help_lists_every_subcommand(capsys):
@@ -87,7 +88,7 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
     conf.write_text("base: tiny\naugment: false\nthreads: 1\nn_val: 8\nnum_workers: 0\n")
     args = [
         "train",
-        "--config",
+        "--recipe",
         conf,
         "--data",
         "synthetic",
@@ -139,11 +140,13 @@ def test_train_then_resume_then_eval(tmp_path, capsys):
 
 
 def test_train_errors(tmp_path, capsys):
-    code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)
+    code, _, err = run(["train", "--recipe", "huge", "--out", tmp_path / "a"], capsys)
+    assert code == cli.EXIT_USAGE and "neither a recipe name" in err
+    code, _, err = run(["train", "--config", "huge", "--out", tmp_path / "a"], capsys)  # the old name
     assert code == cli.EXIT_USAGE and "neither a recipe name" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 3\nlearnin_rate: 1\n")
-    code, _, err = run(["train", "--config", bad, "--out", tmp_path / "a"], capsys)
+    code, _, err = run(["train", "--recipe", bad, "--out", tmp_path / "a"], capsys)
     assert code == cli.EXIT_USAGE and "learnin_rate" in err
     code, _, err = run(["train", "--out", tmp_path / "a", "--resume"], capsys)
     assert code == cli.EXIT_USAGE and "no checkpoint to resume" in err
@@ -156,7 +159,7 @@ def test_train_errors(tmp_path, capsys):
 
 
 def test_train_stops_on_a_nan_loss_with_its_own_exit_code(tmp_path, capsys):
-    args = ["train", "--config", "tiny", "--data", "synthetic", "--n-train", "16", "--n-val", "8"]
+    args = ["train", "--recipe", "tiny", "--data", "synthetic", "--n-train", "16", "--n-val", "8"]
     args += ["--batch-size", "8", "--epochs", "2", "--workers", "0", "--no-progress", "--lr", "1e30"]
     code, _, err = run([*args, "--out", tmp_path / "nan"], capsys)  # AdamW steps of 1e30: overflow
     assert code == cli.EXIT_NAN, err
@@ -175,7 +178,7 @@ def test_train_on_a_missing_gpu_is_a_clear_error(tmp_path, capsys):
 def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
     """Ctrl-C in a terminal reaches the whole process group (the DataLoader worker too)."""
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "handpose_lib.cli", "train", "--config", "tiny", "--data", "synthetic"]
+    args = [sys.executable, "-m", "handpose_lib.cli", "train", "--recipe", "tiny", "--data", "synthetic"]
     args += ["--n-train", "16", "--n-val", "8", "--batch-size", "8", "--epochs", "50", "--workers", "1"]
     args += ["--no-progress", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -241,18 +244,20 @@ def test_predict_errors(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
     code, _, err = run(["predict", "--checkpoint", model_dir, broken, "--out", tmp_path / "p"], capsys)
-    assert code == cli.EXIT_USAGE and "cannot read image" in err and "broken.png" in err
+    assert code == 1 and "cannot read" in err and "broken.png" in err  # reported, skipped
     code, _, err = run(
-        ["predict", "--checkpoint", model_dir, tmp_path / "missing.jpg", "--out", tmp_path / "p"], capsys
+        ["predict", "--checkpoint", model_dir, tmp_path / "missing.jpg", "--out", tmp_path / "p2"], capsys
     )
-    assert code == cli.EXIT_USAGE and "missing.jpg" in err
+    assert code == 1 and "missing.jpg" in err
     photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
     code, _, err = run(
-        ["predict", "--checkpoint", model_dir, photo, "--box", 50, 50, 10, 10, "--out", tmp_path / "p"],
+        ["predict", "--checkpoint", model_dir, photo, "--box", 50, 50, 10, 10, "--out", tmp_path / "p3"],
         capsys,
     )
     assert code == cli.EXIT_USAGE and "--box" in err
-    code, _, err = run(["predict", "--checkpoint", tmp_path / "nope", photo, "--out", tmp_path / "p"], capsys)
+    code, _, err = run(
+        ["predict", "--checkpoint", tmp_path / "nope", photo, "--out", tmp_path / "p4"], capsys
+    )
     assert code == cli.EXIT_USAGE and "checkpoint not found" in err
 
 
@@ -331,3 +336,191 @@ def test_render_into_a_folder_with_files_is_refused(tmp_path, capsys):
     code, _, err = run(["render", "--out", tmp_path, "--n", "1", "--quiet"], capsys)
     assert code == cli.EXIT_USAGE and "not empty" in err and "--overwrite" in err and "Traceback" not in err
     assert (tmp_path / "images" / "000000.png").read_bytes() == b"mine"
+
+
+def test_predict_never_overwrites_and_gives_each_image_its_overlay(model_dir, tmp_path, capsys):
+    photos = sorted((ASSETS / "freihand").glob("*.jpg"))[:2]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(photos[0], tmp_path / "a" / "x.jpg")
+    shutil.copy(photos[1], tmp_path / "b" / "x.jpg")
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a" / "x.png"), cv2.imread(str(photos[0])))
+    images = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a" / "x.png"]
+    out = tmp_path / "out"
+    code, _, err = run(["predict", "--checkpoint", model_dir, *images, "--out", out], capsys)
+    assert code == 0, err
+    pred = json.loads((out / "predictions.json").read_text())["predictions"]
+    overlays = [p["overlay"] for p in pred]
+    assert len(set(overlays)) == 3 and all(Path(o).is_file() for o in overlays)
+    assert [Path(o).name for o in overlays] == ["x_pred.png", "x-2_pred.png", "x-3_pred.png"]
+    before = (out / "x_pred.png").read_bytes()
+    code, _, err = run(["predict", "--checkpoint", model_dir, images[1], "--out", out], capsys)
+    assert code == cli.EXIT_USAGE and "already holds x_pred.png" in err and "--overwrite" in err
+    assert (out / "x_pred.png").read_bytes() == before
+    code, _, err = run(["predict", "--checkpoint", model_dir, images[1], "--out", out, "--overwrite"], capsys)
+    assert code == 0 and (out / "x_pred.png").read_bytes() != before
+
+
+def test_predict_reports_and_skips_bad_images_and_exits_1(model_dir, tmp_path, capsys):
+    photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo.read_bytes()[: photo.stat().st_size // 3])  # opencv decodes it, grey below
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    out = tmp_path / "out"
+    (out / "blocked_pred.png").mkdir(parents=True)  # the overlay cannot be written there
+    shutil.copy(photo, tmp_path / "blocked.jpg")
+    images = [broken, photo, cut, tmp_path / "blocked.jpg"]
+    code, stdout, err = run(
+        ["predict", "--checkpoint", model_dir, *images, "--out", out, "--overwrite"], capsys
+    )
+    assert code == 1 and "Traceback" not in err
+    info = json.loads((out / "predictions.json").read_text())
+    assert [p["image"] for p in info["predictions"]] == [str(photo)]
+    failed = {Path(f["image"]).name: f["error"] for f in info["failed"]}
+    assert set(failed) == {"broken.png", "cut.jpg", "blocked.jpg"}
+    assert "truncated" in failed["cut.jpg"] and "cannot write" in failed["blocked.jpg"]
+    assert "blocked_pred.png" not in stdout  # no path printed for an overlay that was not written
+    assert "3 of 4 images failed" in err
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--box", 1000, 1000, 1100, 1100], "wholly outside"),
+        (["--box", -300, -300, -100, -100], "wholly outside"),
+        (["--box", 0, 0, "inf", 100], "finite"),
+        (["--box", 40, 40, 160, 180, "--margin", -0.6], "margin"),
+        (["--box", 40, 40, 160, 180, "--margin", -0.5], "margin"),
+        (["--ref-bone-mm", 0], "--ref-bone-mm"),
+    ],
+)
+def test_predict_refuses_boxes_and_margins_that_crop_nothing(model_dir, tmp_path, capsys, args, match):
+    photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
+    code, _, err = run(["predict", "--checkpoint", model_dir, photo, "--out", tmp_path / "o", *args], capsys)
+    assert code == cli.EXIT_USAGE and match in err and "Traceback" not in err
+
+
+def test_user_errors_are_one_line_not_a_traceback(model_dir, tmp_path, capsys):
+    photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    cases = [
+        (["predict", "--checkpoint", model_dir, photo, "--out", a_file], "is a file"),
+        (["train", "--out", a_file, "--epochs", "1"], "is a file"),
+        (["train", "--out", tmp_path / "r", "--lr", "-1"], "lr must be a learning rate >= 0"),
+        (["eval", "--checkpoint", model_dir, "--n", "-1"], "integer >= 1"),
+        (["eval", "--checkpoint", model_dir, "--n", "0"], "integer >= 1"),
+        (["eval", "--checkpoint", model_dir, "--batch-size", "0"], "integer >= 1"),
+        (["eval", "--checkpoint", model_dir, "--data", "nosuchset"], "unknown data set 'nosuchset'"),
+        (
+            ["eval", "--checkpoint", model_dir, "--data", "real-hands", "--json", tmp_path],
+            "expected a file path",
+        ),
+        (
+            ["eval", "--checkpoint", model_dir, "--data", "real-hands", "--json", a_file / "r.json"],
+            "cannot use",
+        ),
+        (["export", "--checkpoint", model_dir, "--onnx", a_file / "m.onnx", "--no-check"], "cannot use"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(
+            (
+                ["predict", "--checkpoint", model_dir, photo, "--out", tmp_path / "c", "--device", "cuda"],
+                "CUDA",
+            )
+        )
+    y = tmp_path / "bad.yaml"
+    y.write_text("epochs: ten\n")
+    cases.append((["train", "--config", y, "--out", tmp_path / "y"], "epochs must be an integer"))
+    for argv, match in cases:
+        code, _, err = run(argv, capsys)
+        assert code == cli.EXIT_USAGE and match in err and "Traceback" not in err, (argv, err)
+    assert a_file.read_text() == "mine"
+    with pytest.raises(cli.CLIError):  # --debug shows the traceback
+        cli.main(["--debug", "predict", "--checkpoint", str(model_dir), str(photo), "--out", str(a_file)])
+
+
+def test_eval_on_a_refused_pickle_is_a_message(model_dir, tmp_path, capsys):
+    import pickle
+
+    from handpose_lib.data.examples import write_rhd
+
+    write_rhd(tmp_path, split="evaluation")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evaluation" / "anno_evaluation.pickle").write_bytes(pickle.dumps({0: Evil()}))
+    code, out, err = run(
+        ["eval", "--checkpoint", model_dir, "--data", "rhd", "--data-root", tmp_path], capsys
+    )
+    assert (
+        code == cli.EXIT_USAGE and "refusing to load builtins.print" in err and "handpose data check" in err
+    )
+    assert "pwned" not in out and "Traceback" not in err
+
+
+def test_handpose_debug_environment_variable_shows_the_traceback(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HANDPOSE_DEBUG", "1")
+    with pytest.raises(ck.CheckpointError):
+        cli.main(["eval", "--checkpoint", str(tmp_path / "nope")])
+
+
+def test_train_failures_are_one_line_and_leave_no_run_folder(tmp_path, capsys):
+    import pickle
+
+    from handpose_lib.data.examples import write_rhd
+
+    root = tmp_path / "rhd"
+    write_rhd(root, split="training")
+    write_rhd(root, split="evaluation")
+    out = tmp_path / "runs" / "x"
+    # 3 training samples, a batch of 64: fit fails after creating the run folder
+    argv = [
+        "train",
+        "--data",
+        "rhd",
+        "--data-root",
+        root,
+        "--batch-size",
+        "64",
+        "--out",
+        out,
+        "--no-progress",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == cli.EXIT_USAGE and "fewer than one batch" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (root / "training" / "anno_training.pickle").write_bytes(pickle.dumps({0: Evil()}))
+    code, stdout, err = run(argv, capsys)
+    assert code == cli.EXIT_USAGE and "refusing to load builtins.print" in err and "Traceback" not in err
+    assert "pwned" not in stdout and not (tmp_path / "runs").exists()
+
+
+def test_export_and_eval_never_replace_an_existing_file(model_dir, tmp_path, capsys):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_text("my model")
+    code, _, err = run(["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check"], capsys)
+    assert code == cli.EXIT_USAGE and "already exists" in err and "--overwrite" in err
+    assert onnx.read_text() == "my model"
+    code, _, err = run(
+        ["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check", "--overwrite"], capsys
+    )
+    assert code == 0 and onnx.stat().st_size > 1000
+    rep = tmp_path / "r.json"
+    rep.write_text("{}")
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "pck3d.html").write_text("mine")
+    for extra in (["--json", rep], ["--figures", tmp_path / "figs"]):
+        code, _, err = run(["eval", "--checkpoint", model_dir, "--data", "real-hands", *extra], capsys)
+        assert code == cli.EXIT_USAGE and "already exists" in err
+    assert rep.read_text() == "{}" and (tmp_path / "figs" / "pck3d.html").read_text() == "mine"

@@ -33,3 +33,23 @@ def test_configs(tmp_path):
         config.load_config("huge")
     with pytest.raises(config.ConfigError, match="schedule"):
         config.TrainConfig(schedule="linear")
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ('epochs: "10"', "epochs must be an integer, got '10'"),
+        ("lr: fast", "lr must be a finite number, got 'fast'"),
+        ("lr: -1", "lr must be a learning rate >= 0"),
+        ("batch_size: 0.5", "batch_size must be an integer"),
+        ("augment: maybe", "augment must be true or false"),
+        ("scale_range: [1.2, 0.8]", "scale_range must be"),
+        ("loss: 3", "loss must be a mapping"),
+        ("num_workers: -2", "num_workers must be >= 0"),
+    ],
+)
+def test_yaml_values_of_the_wrong_type_or_range_are_named(tmp_path, text, match):
+    y = tmp_path / "c.yaml"
+    y.write_text(text + "\n")
+    with pytest.raises(config.ConfigError, match=match):
+        config.load_config(str(y))

@@ -232,11 +232,26 @@ def test_real_hands_through_the_coco_reader():
 
 
 def test_coco_reader_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+    with pytest.raises(FileNotFoundError, match="annotation file not found") as e:
         COCOHands(tmp_path / "missing.json")
+    assert "data_scripts" not in str(e.value)  # there is no get_coco.py
     (tmp_path / "bad.json").write_text(json.dumps({"images": []}))
     with pytest.raises(ValueError, match="not a COCO keypoints file"):
         COCOHands(tmp_path / "bad.json")
+
+
+def test_layout_errors_name_only_scripts_that_exist():
+    from pathlib import Path
+
+    from handpose_lib.data.common import DOWNLOAD_SCRIPTS, missing_layout_error
+
+    scripts = Path(__file__).resolve().parents[1] / "data_scripts"
+    assert sorted(p.stem.removeprefix("get_") for p in scripts.glob("get_*.py")) == sorted(DOWNLOAD_SCRIPTS)
+    for name in ("STB", "FreiHAND", "COCO"):
+        msg = str(missing_layout_error(name, "/nowhere", "missing", "layout"))
+        named = [w for w in msg.split() if w.startswith("data_scripts/")]
+        assert all((scripts.parent / w).is_file() for w in named), msg
+        assert bool(named) == (name != "COCO")
 
 
 # ----------------------------------------------------------------------------------------

@@ -8,11 +8,14 @@ statement in it, at module level or inside a function, becomes an edge to the mo
   skeleton; the data, model, losses and metrics modules; training, evaluation and figures; the
   book model and the occlusion study; the command line);
 - no cycle: following the imports from any module never leads back to it.
+
+The README's module map lists every module with this layer.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import handpose_lib
@@ -162,3 +165,20 @@ def test_relative_imports_resolve_to_modules():
 def test_no_import_cycle():
     cycle = find_cycle(GRAPH)
     assert cycle is None, "import cycle (module level or in functions): " + " -> ".join(cycle)
+
+
+def test_readme_module_map_lists_every_module_with_its_layer():
+    readme = (ROOT.parent / "README.md").read_text()
+    rows = {path: layer for layer, path in re.findall(r"^\| (\d) \| `([\w/]+\.py)` \|", readme, flags=re.M)}
+    assert rows, "README.md has no module map (rows '| LAYER | `path.py` | what |')"
+    wrong = []
+    for m, path in MODULES.items():
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name in ("__init__.py", "__main__.py") and rel != "data/synthetic/__init__.py":
+            continue
+        if rel not in rows:
+            wrong.append(f"{rel}: not in the README's module map")
+        elif int(rows[rel]) != layer_of(m):
+            wrong.append(f"{rel}: layer {rows[rel]} in the README, {layer_of(m)} here")
+    wrong += [f"{r}: no such module" for r in rows if not (ROOT / r).exists()]
+    assert not wrong, "README module map: " + "; ".join(wrong)

@@ -303,3 +303,92 @@ def test_toc_docnames_reads_parts_and_sections(tmp_path):
         "      - file: book/a\n        sections:\n          - file: book/a1.md\n      - file: book/b\n"
     )
     assert toc_docnames(toc) == ["book/intro", "book/a", "book/a1", "book/b"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what the executed chapters print: no temporary paths, no tracebacks; every glued value defined
+
+TEMP_PATH = re.compile(r"(?<![\w.~])/tmp/|/var/folders/|\\AppData\\Local\\Temp\\")
+TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|-{40,}\s*(?:<[^>]*>\s*)*\w{0,40}(?:Error|Exception)\b"
+)
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`:]+)(?::[^`]*)?`")
+GLUE_DIRECTIVE = re.compile(r"^```\{glue(?::[a-z]+)?\}\s+(\S+)", re.M)
+JUPYTER_EXECUTE = SITE.parent / "jupyter_execute"
+
+
+def printed_problems(html: str) -> list[str]:
+    """Temporary paths and tracebacks in the outputs a page shows (its cells' sources excluded)."""
+    chunks = html.split('<div class="cell_output docutils container">')[1:]
+    text = "\n".join(re.split(r'<div class="cell docutils container|</section>', c)[0] for c in chunks)
+    text = re.sub(r"<script.*?</script>", "", text, flags=re.S)  # plotly/widget data, not printed text
+    found = [
+        f"temporary path: ...{m.group(0)}{text[m.end() : m.end() + 40]}" for m in TEMP_PATH.finditer(text)
+    ]
+    found += [f"traceback: {m.group(0)[:80]}" for m in TRACEBACK.finditer(text)]
+    return found
+
+
+def glue_keys_used(markdown: str) -> set[str]:
+    """Names pasted with myst-nb's {glue} roles and directives in a chapter's source."""
+    return set(GLUE_ROLE.findall(markdown)) | set(GLUE_DIRECTIVE.findall(markdown))
+
+
+def glue_keys_defined(notebook: dict) -> set[str]:
+    """Names glued (``myst_nb.glue``) by the outputs of an executed notebook."""
+    names = set()
+    for cell in notebook.get("cells", []):
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                names.add(name)
+    return names
+
+
+def test_pages_print_no_temporary_paths_or_tracebacks(site):
+    bad = {d: p for d in toc_docnames() if (p := printed_problems((site / f"{d}.html").read_text()))}
+    assert not bad, "pages print temporary paths or tracebacks:\n" + "\n".join(
+        f"{d}: {p[:3]}" for d, p in bad.items()
+    )
+
+
+def test_every_glued_value_is_defined(site):
+    import json
+
+    problems = []
+    for doc in toc_docnames():
+        used = glue_keys_used((ROOT / f"{doc}.md").read_text(encoding="utf-8"))
+        if not used:
+            continue
+        # myst-nb writes the glued values of <doc>.ipynb into <doc>.glue.json beside it
+        glued = JUPYTER_EXECUTE / f"{doc}.glue.json"
+        executed = JUPYTER_EXECUTE / f"{doc}.ipynb"
+        if glued.is_file():
+            defined = set(json.loads(glued.read_text(encoding="utf-8")))
+        elif executed.is_file():
+            defined = glue_keys_defined(json.loads(executed.read_text(encoding="utf-8")))
+        else:
+            problems.append(f"{doc}: pastes {sorted(used)} but the build wrote no {executed.name}")
+            continue
+        missing = used - defined
+        if missing:
+            problems.append(f"{doc}: glue keys pasted but never glued: {sorted(missing)}")
+        if "{glue" in re.sub(
+            r"<pre.*?</pre>|<code.*?</code>", "", (site / f"{doc}.html").read_text(), flags=re.S
+        ):
+            problems.append(f"{doc}: a {{glue}} role is shown as text")
+    assert not problems, "\n".join(problems)
+
+
+def test_printed_problem_and_glue_detectors():
+    out = '<div class="cell_output docutils container">{}</div></div>'
+    out += '<div class="cell docutils container">x</div>'
+    assert printed_problems(out.format("<pre>checkpoint: /tmp/tmpab12/run</pre>"))
+    assert printed_problems(out.format("<pre>Traceback (most recent call last):\n  File x</pre>"))
+    assert printed_problems(out.format("<pre>" + "-" * 75 + "\nValueError Traceback</pre>"))
+    assert not printed_problems(out.format("<pre>data set: stb   root: ~/data/stb</pre>"))
+    assert not printed_problems('<div class="cell_input"><pre>tmp = Path("/tmp/x")</pre></div>')
+    md = "a {glue:text}`n_tiny:.1f` M and {glue:md}`name`, {glue}`plain`\n```{glue:figure} fig\n```"
+    assert glue_keys_used(md) == {"n_tiny", "name", "plain", "fig"}
+    nb = {"cells": [{"outputs": [{"metadata": {"scrapbook": {"name": "n_tiny"}}}, {"metadata": {}}]}]}
+    assert glue_keys_defined(nb) == {"n_tiny"}

@@ -458,3 +458,11 @@ def test_smaller_rerender_with_overwrite_leaves_no_stale_images(tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="notes.txt is not part of a rendered data set"):
         render_to_disk(out, 1, seed=3, progress=False, overwrite=True)
+
+
+def test_render_fails_loudly_when_an_image_cannot_be_written(tmp_path, monkeypatch):
+    import handpose_lib.data.synthetic.io as sio
+
+    monkeypatch.setattr(sio.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
+    with pytest.raises(OSError, match="cannot write .*000000.png"):
+        render_to_disk(tmp_path / "ds", 1, seed=1, progress=False)

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,9 +15,10 @@ import torch
 from torch import nn
 
 from handpose_lib import checkpoint as ck
-from handpose_lib import skeleton
+from handpose_lib import config, skeleton
 from handpose_lib import train as tr
-from handpose_lib.config import ConfigError, TrainConfig, same_recipe
+from handpose_lib.config import ConfigError, TrainConfig, make_optimizer
+from handpose_lib.data.augment import TrainView
 from handpose_lib.data.sample import make_sample
 
 S = 32  # image side
@@ -117,7 +119,7 @@ def _weights(model):
 def test_fit_logs_metrics_and_checkpoints(tmp_path):
     model, res = _fit(cfg(), tmp_path / "run")
     assert res.finished and res.step == 16
-    rows = tr.read_metrics(tmp_path / "run")
+    rows = ck.read_metrics(tmp_path / "run")
     assert [r["epoch"] for r in rows] == [1, 2]
     for key in (
         "train_total",
@@ -138,9 +140,28 @@ def test_fit_logs_metrics_and_checkpoints(tmp_path):
     assert (tmp_path / "run" / "config.json").is_file()
 
 
+def test_best_json_names_the_epoch_with_the_lowest_validation_3d_epe(tmp_path, monkeypatch):
+    """best.json follows the validation 3D EPE (scripted here: 5, 3, 4 mm), survives pruning
+    (keep_last=1) and a resume, and is what `--which best` loads."""
+    scripted = iter([5.0, 3.0, 4.0])
+    monkeypatch.setattr(tr, "validate", lambda *a, **k: {"val_epe3d_mm": next(scripted)})
+    run = tmp_path / "run"
+    _, part = _fit(cfg(epochs=3, keep_last=1, max_steps=20), run)  # stops in epoch 3 (8 steps each)
+    assert part.step == 20 and json.loads((run / ck.BEST_FILE).read_text())["step"] == 16
+    _, res = _fit(cfg(epochs=3, keep_last=1), run, resume=True)  # epoch 3's 4 mm is no better
+    assert res.finished and [r["val_epe3d_mm"] for r in res.history] == [5.0, 3.0, 4.0]
+    best = json.loads((run / ck.BEST_FILE).read_text())
+    assert (
+        best["metric"] == "val_epe3d_mm" and best["value"] == 3.0 and (best["epoch"], best["step"]) == (2, 16)
+    )
+    assert ck.load_checkpoint(run, which="best").step == 16 and ck.load_checkpoint(run).step == 24
+    kept = sorted(p.name for p in (run / ck.CKPT_SUBDIR).iterdir())
+    assert kept == ["step-00000016", "step-00000024"]
+
+
 def test_resume_is_exact(tmp_path):
     c = cfg(epochs=3)
-    view = tr.TrainView(FakeHands(64), noisy, seed=0)
+    view = TrainView(FakeHands(64), noisy, seed=0)
     straight, _ = _fit(c, tmp_path / "a", view=view)
     # stop mid-epoch (step 11 of 24), resume with DataLoader workers this time
     _, part = _fit(cfg(epochs=3, max_steps=11), tmp_path / "b", view=view)
@@ -278,11 +299,11 @@ def test_resume_drops_the_log_row_of_an_epoch_that_has_no_checkpoint(tmp_path):
     epoch 2, and the curve holds it once."""
     run = tmp_path / "k"
     _fit(cfg(keep_last=3), run)
-    assert [r["step"] for r in tr.read_metrics(run)] == [8, 16]
+    assert [r["step"] for r in ck.read_metrics(run)] == [8, 16]
     ck.atomic_write_json(run / ck.LAST_FILE, {"path": "checkpoints/step-00000008", "step": 8})
     _, res = _fit(cfg(keep_last=3), run, resume=True)
     assert res.finished and res.step == 16
-    rows = tr.read_metrics(run)
+    rows = ck.read_metrics(run)
     assert [(r["epoch"], r["step"]) for r in rows] == [(1, 8), (2, 16)]
     assert [r["epoch"] for r in res.history] == [1, 2]
 
@@ -299,7 +320,7 @@ def test_weight_decay_only_on_conv_and_linear_weights():
     from handpose_lib import model as hm
 
     m = hm.build_model(hm.tiny_config())
-    opt = tr.make_optimizer(m, cfg(weight_decay=1e-4))
+    opt = make_optimizer(m, cfg(weight_decay=1e-4))
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in m.named_parameters()}
@@ -311,174 +332,91 @@ def test_weight_decay_only_on_conv_and_linear_weights():
 
 
 def test_train_view_augmentation_is_keyed_by_epoch_and_index():
-    v = tr.TrainView(FakeHands(4), noisy, seed=3)
+    v = TrainView(FakeHands(4), noisy, seed=3)
     assert torch.equal(v[(1, 2)]["image"], v[(1, 2)]["image"])
     assert not torch.equal(v[(1, 2)]["image"], v[(2, 2)]["image"])
 
 
-def _finished_run(run, cfg, m, **meta):
-    """A stand-in for a finished run of ``cfg`` (its final checkpoint, no training)."""
-    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
-    meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total, **meta}
-    ck.save_run_checkpoint(run, total, m, meta)
-    return ck.load_checkpoint(run)
+def test_val_real_logs_the_real_photo_metrics_beside_the_procedural_ones(tmp_path):
+    class Sized(StandIn):
+        config = SimpleNamespace(input_size=S)  # real_photos_metrics crops to the model's size
+
+    torch.manual_seed(0)
+    model = Sized()
+    c = cfg(epochs=1, val_real=True)
+    tr.fit(model, FakeHands(c.n_train), FakeHands(c.n_val, seed=1), c, tmp_path / "r", loss_fn=standin_loss,
+           progress=False)  # fmt: skip
+    row = ck.read_metrics(tmp_path / "r")[-1]
+    assert math.isfinite(row["val_epe2d_px"])  # the procedural validation is still there
+    from handpose_lib.evaluate import real_photos_metrics
+
+    want = real_photos_metrics(model)
+    for key in ("epe2d_px", "epe2d_image_px", "pck_0.2", "pck_0.2_freihand", "pck_0.2_panoptic"):
+        assert row["val_real_" + key] == pytest.approx(want["val_real_" + key]), key
+    assert 0 <= row["val_real_pck_0.2"] <= 1
 
 
-def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatch, capsys):
-    from types import SimpleNamespace
+def test_freihand_trains_without_its_optional_evaluation_split(tmp_path, capsys):
+    from handpose_lib.data.examples import write_freihand
 
-    from handpose_lib.model import build_model, tiny_config
-
-    m = build_model(tiny_config())
-    meta = {"model_config": m.config.to_dict(), "provenance": {"command": "make model"}}
-    book, quick = tmp_path / "models" / "book-tiny", tmp_path / "runs" / "quick-book"
-    monkeypatch.setattr(tr, "BOOK_MODEL_DIR", book)
-    monkeypatch.setattr(tr, "QUICK_RUN_DIR", quick)
-    monkeypatch.setattr(tr, "REPO_ROOT", tmp_path)
-    calls = []
-
-    def fake_train(cfg, run, resume=False, progress=None):  # stands in for a few minutes of training
-        calls.append(run)
-        c = _finished_run(run, cfg, m, provenance={"command": "quick"})
-        return SimpleNamespace(finished=True, step=c.step)
-
-    monkeypatch.setattr(tr, "train", fake_train)
-    _, info = tr.load_book_model("quick")
-    assert info["source"] == "quick" and calls == [quick]
-    assert "NOTE: the book model" in capsys.readouterr().out
-    _, info = tr.load_book_model("quick")  # reused, not retrained
-    assert info["source"] == "quick" and len(calls) == 1
-    ck.save_checkpoint(book, m, {**meta, "step": 1}, save_rng=False, weights_dtype=torch.float16)
-    model, info = tr.load_book_model()
-    assert info["source"] == "book" and not model.training and len(calls) == 1
-    with pytest.raises(ConfigError, match="HANDPOSE_PROFILE"):
-        tr.load_book_model("fast")
+    write_freihand(tmp_path, n_labels=2, versions=2)  # training/ only, as the training zip has it
+    cfg = TrainConfig(data="freihand", data_root=str(tmp_path))
+    train_set, val_set = config.build_datasets(cfg)
+    assert len(train_set) == 4 and val_set is None
+    assert "training without validation" in capsys.readouterr().err
+    stb = TrainConfig(data="stb", data_root=str(tmp_path))  # STB's test split is not optional
+    with pytest.raises(FileNotFoundError):
+        config.build_datasets(stb)
 
 
-def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
-    a = tr.book_recipe().to_dict()
-    assert same_recipe(a, json.loads(json.dumps(a)))  # tuples vs JSON lists
-    assert same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
-    assert not same_recipe(a, {**a, "loss": {}})
-    assert not same_recipe(a, {**a, "epochs": 13})
-    assert not same_recipe(a, {**a, "init_from": "x"})
-    assert same_recipe(a, {**a, "init_from": "x"}, ignore=("init_from",))
+def test_a_copied_run_without_last_json_or_a_file_is_not_trained_into(tmp_path):
+    import shutil
+
+    _fit(cfg(epochs=1), tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    (tmp_path / "copy" / ck.LAST_FILE).unlink()
+    config_before = (tmp_path / "copy" / "config.json").read_text()
+    with pytest.raises(ck.CheckpointError, match=r"files of another training run \(config.json, metrics"):
+        _fit(cfg(epochs=1, lr=1e-3), tmp_path / "copy")
+    assert (tmp_path / "copy" / "config.json").read_text() == config_before
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file"):
+        _fit(cfg(epochs=1), tmp_path / "f")
 
 
-def test_book_stages_continue_from_stage_one(tmp_path):
-    (one, c1), (two, c2) = tr.book_stages(tmp_path / "a", tmp_path / "b")
-    assert (one, two) == (tmp_path / "a", tmp_path / "b")
-    assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
-    assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
-    assert same_recipe(
-        c1.to_dict(),
-        c2.to_dict() | {k: c1.to_dict()[k] for k in ("epochs", "lr", "warmup_frac", "seed", "init_from")},
-    )
-    assert tr.book_stages()[0][0] == tr.BOOK_RUN_DIR and tr.book_stages()[1][0] == tr.BOOK_STAGE2_DIR
+def test_resuming_keeps_the_command_that_started_the_run(tmp_path):
+    run = tmp_path / "r"
+    _fit(cfg(epochs=1, max_steps=3), run, extra_meta={"provenance": {"command": "first"}})
+    _fit(cfg(epochs=1), run, resume=True, extra_meta={"provenance": {"command": "second"}})
+    prov = ck.load_checkpoint(run).meta["provenance"]
+    assert prov == {"command": "first", "resumed_by": ["second"]}
+    config_json = (run / "config.json").read_text()
+    _fit(cfg(epochs=1), run, resume=True, extra_meta={"provenance": {"command": "third"}})  # finished
+    assert (run / "config.json").read_text() == config_json
+    assert ck.load_checkpoint(run).meta["provenance"] == prov
 
 
-def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
-    from handpose_lib.model import build_model, tiny_config
-
-    m = build_model(tiny_config())
-    old = tr.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
-    meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
-    ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
-    with pytest.raises(ConfigError, match=r"another recipe .* \(1 of 2\)"):
-        tr.build_book_model(tmp_path / "out", (tmp_path / "run", tmp_path / "run2"), progress=False)
-    assert not (tmp_path / "out").exists() and not (tmp_path / "run2").exists()
+def test_an_interrupted_epoch_logs_the_same_training_loss(tmp_path):
+    view = TrainView(FakeHands(64), noisy, seed=0)
+    _fit(cfg(epochs=3), tmp_path / "a", view=view)
+    _fit(cfg(epochs=3, max_steps=11), tmp_path / "b", view=view)  # stops in epoch 2 (8 steps each)
+    _fit(cfg(epochs=3), tmp_path / "b", view=view, resume=True)
+    straight, resumed = ck.read_metrics(tmp_path / "a"), ck.read_metrics(tmp_path / "b")
+    keys = [k for k in straight[0] if k.startswith("train_")]
+    assert keys and [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in straight]
 
 
-def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monkeypatch):
-    from handpose_lib.model import build_model, tiny_config
-
-    m = build_model(tiny_config())
-    (one, c1), (two, c2) = tr.book_stages(tmp_path / "s1", tmp_path / "s2")
-    _finished_run(one, c1, m)
-    _finished_run(two, c2, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
-    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("nothing may be retrained"))
-    with pytest.raises(ConfigError, match="did not start from the final weights of stage 1"):
-        tr.build_book_model(tmp_path / "out", (one, two), progress=False)
-    assert not (tmp_path / "out").exists()
-
-
-def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_path, monkeypatch):
-    from handpose_lib.model import build_model, tiny_config
-
-    class Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
-        def __getitem__(self, i):
-            s = super().__getitem__(i)
-            f = 64 // S
-            img = s["image"].repeat_interleave(f, 1).repeat_interleave(f, 2)
-            return {**s, "image": img, "joints2d": s["joints2d"] * f}
-
-    m = build_model(tiny_config(input_size=64, heatmap_size=32))
-    (one, c1), (two, c2) = tr.book_stages(tmp_path / "s1", tmp_path / "s2")
-    first = _finished_run(one, c1, m)
-    moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": first.weights_sha256}
-    _finished_run(two, c2, m, init_from=moved)  # stage 1 has moved since: its weights count, not its path
-    n1, n2 = first.step, c2.epochs * (c2.n_train // c2.batch_size)
-    for run, rows in (
-        (one, [{"epoch": 10, "step": n1, "time_s": 2.0, "val_epe2d_px": 9.0}]),
-        (
-            two,
-            [
-                {"epoch": 1, "step": 900, "time_s": 3.0, "val_epe2d_px": 8.0},
-                {"epoch": 7, "step": n2, "time_s": 1.0, "val_epe2d_px": 7.0},
-            ],
-        ),
-    ):
-        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(tr, "benchmark_dataset", lambda: (Fake64(3), "fake-n3"))
-    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
-    report = tr.build_book_model(tmp_path / "out", (one, two), progress=False)
-    assert "book model" in report
-    c = ck.load_checkpoint(tmp_path / "out")
-    budget = c.meta["provenance"]["budget"]
-    assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
-    assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
-    assert budget["train_wall_time_s"] == 6.0
-    assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == first.weights_sha256
-    curve = tr.read_metrics(tmp_path / "out")
-    assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
-        (1, 10, n1),
-        (2, 11, n1 + 900),
-        (2, 17, n1 + n2),
-    ]
-    assert [r["val_epe2d_px"] for r in curve] == [9.0, 8.0, 7.0]
-    assert (tmp_path / "out" / "benchmark.json").is_file()
-
-
-@pytest.mark.skipif(not (tr.BOOK_MODEL_DIR / ck.SIDECAR_FILE).is_file(), reason="no committed book model")
-def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
-    """models/book-tiny: fp16 safetensors well under 50 MB, provenance, and weights that score
-    what the sidecar records (on the benchmark's first 64 samples, within sampling noise)."""
-    from safetensors import safe_open
-
-    from handpose_lib import evaluate as ev
-
-    d = tr.BOOK_MODEL_DIR
-    weights = d / ck.MODEL_FILE
-    assert weights.stat().st_size < 50e6
-    with safe_open(str(weights), "pt") as f:
-        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
-    assert dtypes <= {"F16", "I64"} and "F16" in dtypes
-    model, info = tr.load_book_model(verbose=False)  # verifies the sha256 of the weights
-    meta = info["meta"]
-    assert info["source"] == "book" and not model.training
-    prov = meta["provenance"]
-    assert prov["command"].startswith("make model") and len(prov["commit"]) == 40
-    steps = prov["budget"]["steps_per_stage"]
-    assert prov["budget"]["steps"] == sum(steps) and meta["step"] == steps[-1]  # the last stage's
-    bench = json.loads((d / "benchmark.json").read_text())
-    m = meta["metrics"]
-    assert m["benchmark"] == bench["dataset"] and m["epe2d_px"] == bench["overall"]["epe2d_px"]
-    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, prov["budget"]["epochs"] + 1))
-    assert {r["stage"] for r in rows} == {1, 2}
-
-    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "cache"))
-    data, _ = tr.benchmark_dataset(n=64)
-    rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
-    assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
-    assert rep["overall"]["auc3d_20_50"] == pytest.approx(m["auc3d_20_50"], abs=0.05)
+def test_a_failed_run_leaves_no_folder_behind(tmp_path):
+    run = tmp_path / "runs" / "new" / "x"
+    with pytest.raises(RuntimeError), tr._undone_if_failed(run):
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "config.json").write_text("{}")
+        raise RuntimeError("data set missing")
+    assert not (tmp_path / "runs").exists()
+    mine = tmp_path / "mine"  # a folder the user made, with a file of theirs
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(RuntimeError), tr._undone_if_failed(mine):
+        (mine / "config.json").write_text("{}")
+        raise RuntimeError("NaN")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]

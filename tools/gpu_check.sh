@@ -49,13 +49,13 @@ rm -rf "$RUN"
 if [ "${SMOKE:-0}" = 1 ]; then
     TRAIN_BOX=120
     BENCH_ARGS=(--quick --devices cpu)
-    TRAIN_ARGS=(--config tiny --device cpu --n-train 64 --n-val 16 --batch-size 16 --epochs 1 --workers 1)
+    TRAIN_ARGS=(--recipe tiny --device cpu --n-train 64 --n-val 16 --batch-size 16 --epochs 1 --workers 1)
     EVAL_ARGS=(--n 32 --device cpu)
 else
     TRAIN_BOX=300
     BENCH_ARGS=(--devices cuda --configs tiny paper --steps 20)  # training rows print first
     # 12 epochs of 20,000 samples (3,744 steps of batch 64): the paper recipe's schedule, shortened
-    TRAIN_ARGS=(--config paper --n-train 20000 --n-val 512 --epochs 12 --workers 12)
+    TRAIN_ARGS=(--recipe paper --n-train 20000 --n-val 512 --epochs 12 --workers 12)
     EVAL_ARGS=()
 fi
 

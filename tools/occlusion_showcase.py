@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from handpose_lib import occlusion as occ  # noqa: E402
 from handpose_lib.checkpoint import LAST_FILE, atomic_write_json  # noqa: E402
+from handpose_lib.data.cached import OCCLUSION_TEST_SEED, ArraySet  # noqa: E402
 from handpose_lib.inference import load_trained, predict_image  # noqa: E402
 
 SHOWCASE_FILE = "showcase.json"
@@ -84,7 +85,7 @@ def sweep_frames(model, sample: dict, radius: float = 14.0, steps: int = 13) -> 
     return frames
 
 
-def set_examples(sets: dict[str, occ.ArraySet], per_set: int = 2) -> dict[str, list[dict]]:
+def set_examples(sets: dict[str, ArraySet], per_set: int = 2) -> dict[str, list[dict]]:
     """The first ``per_set`` images of every set with their labels (the chapter's overview)."""
     out = {}
     for name, s in sets.items():
@@ -101,7 +102,7 @@ def set_examples(sets: dict[str, occ.ArraySet], per_set: int = 2) -> dict[str, l
     return out
 
 
-def failures(model, sets: dict[str, occ.ArraySet], k: int = 4) -> list[dict]:
+def failures(model, sets: dict[str, ArraySet], k: int = 4) -> list[dict]:
     """The ``k`` worst samples (3D EPE) of each of :data:`FAILURE_SETS`: ground truth and
     prediction (mm, root-relative, reference-bone scaled), visibility and image."""
     from handpose_lib.evaluate import align_3d, predict_dataset
@@ -141,7 +142,7 @@ def real_photos(models: dict[str, torch.nn.Module]) -> list[dict]:
         ph = photos[i]
         if not torch.isfinite(ph["joints2d"]).all():
             continue
-        rng = np.random.default_rng([occ.BENCH_SEED, REAL_PHOTO_STREAM, i])
+        rng = np.random.default_rng([OCCLUSION_TEST_SEED, REAL_PHOTO_STREAM, i])
         hidden = paste(ph, random_occluder(ph, rng, strength=0.6), rng)
         row = {"jpg": jpg_b64(to_uint8(hidden["image"])), "gt2d": ph["joints2d"].numpy().round(2).tolist()}
         row["visibility"] = hidden["visibility"].tolist()
@@ -152,7 +153,7 @@ def real_photos(models: dict[str, torch.nn.Module]) -> list[dict]:
     return rows
 
 
-def showcase(run_root: str | Path, sets: dict[str, occ.ArraySet], k: int = 4) -> dict[str, Any]:
+def showcase(run_root: str | Path, sets: dict[str, ArraySet], k: int = 4) -> dict[str, Any]:
     """Chapter 8's material from the trained variants (a) and (b) in ``run_root``."""
     models = {v.name: load_trained(Path(run_root) / v.name)[0] for v in SHOWN_VARIANTS}
     clean = sets["0%"][0]

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Subset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from handpose_lib import train as T  # noqa: E402
+from handpose_lib.data.cached import VAL_SEED  # noqa: E402
+from handpose_lib.data.rendered import cached_synthetic  # noqa: E402
 from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 from handpose_lib.inference import load_trained  # noqa: E402
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     model, _ = load_trained(a.checkpoint)
     model.eval()
     size = model.config.input_size
-    val = T.cached_synthetic(512, 1, SyntheticConfig(crop_size=size), progress=False)
+    val = cached_synthetic(512, VAL_SEED, SyntheticConfig(crop_size=size), progress=False)
     names = ["lhr", "latent argmax", "block1 argmax", "block2 argmax", "block3 argmax", "block4 argmax"]
     errs: dict[str, list[torch.Tensor]] = {k: [] for k in names}
     visible = []

@@ -1,4 +1,5 @@
-"""Label-preserving augmentation: colour, in-plane rotation, scale, horizontal flip.
+"""Label-preserving augmentation: re-crop, colour, in-plane rotation, scale, horizontal flip,
+image statistics (FDA) and a camera.
 
 Geometry goes through :func:`~handpose_lib.data.common.warp_sample` (one ``cv2.warpAffine``),
 so 2D joints, 3D joints and ``K`` stay consistent (``joints2d == project(joints3d, K)``):
@@ -11,19 +12,42 @@ so 2D joints, 3D joints and ``K`` stay consistent (``joints2d == project(joints3
 Colour uses ``torchvision.transforms.v2.functional`` (brightness, contrast, saturation) and
 OpenCV's HSV conversion (hue, :func:`adjust_hue`), with factors drawn from the given numpy
 ``Generator`` (reproducible per sample).
+
+Options of :class:`Augment`, all off by default (``None``), in the order they run:
+
+- ``recrop``: a :class:`~handpose_lib.data.crop.HandCrop` applied to the (already cropped)
+  sample: the evaluation's crop rule (the joints' box plus ``margin`` per side) moved and
+  scaled at random the way a hand detector's box is (``jitter``, ``scale_range``); the new
+  crop is composed with the sample's ``meta["crop"]`` when it has one;
+- ``fda``: :class:`~handpose_lib.data.fda.FDA`, the low-frequency amplitude of a photograph;
+- ``camera``: :class:`~handpose_lib.data.camera_effects.CameraEffects`, lens, sensor, image
+  processor and JPEG (last, as in a camera).
+
+With all three off the random draws (and so the samples) are exactly those of before.
+
+Training draws a new augmentation of every sample each epoch: :class:`TrainView` seeds it by
+``(seed, epoch, index)`` and :class:`EpochSampler` yields those ``(epoch, index)`` pairs in a
+``DistributedSampler``'s order, so an augmented sample does not depend on the DataLoader worker
+that loads it nor on where a run was resumed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
+from torch.utils.data import Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
 
+from .camera_effects import CameraEffects
 from .common import MIRROR_3D, mirror_matrix, warp_sample
+from .crop import HandCrop
+from .fda import FDA
 
 
 def rotation_about(angle_deg: float, cx: float, cy: float, scale: float = 1.0):
@@ -96,6 +120,20 @@ def color_jitter(
     return out
 
 
+def recrop(sample: dict, crop: HandCrop, rng: np.random.Generator) -> dict:
+    """Crop an already cropped sample again with ``crop`` (its box from the sample's joints);
+    ``meta["crop"]`` becomes the composition (the new box in the original image's pixels)."""
+    outer = sample["meta"].get("crop")
+    inner = dict(sample)
+    inner["meta"] = {k: v for k, v in sample["meta"].items() if k != "crop"}
+    out = crop(inner, rng)
+    if outer is not None:
+        c, f = out["meta"]["crop"], outer["side"] / outer["size"]
+        x0, y0, side = outer["x0"] + c["x0"] * f, outer["y0"] + c["y0"] * f, c["side"] * f
+        out["meta"]["crop"] = {"x0": x0, "y0": y0, "side": side, "size": c["size"]}
+    return out
+
+
 @dataclass
 class Augment:
     """Random augmentation applied to a (usually cropped) sample.
@@ -105,6 +143,9 @@ class Augment:
         scale_range: zoom factor range about the image centre (``(1, 1)`` = none).
         flip_prob: probability of a horizontal flip (changes ``hand_side``).
         brightness, contrast, saturation, hue: colour jitter strengths (0 = off).
+        recrop: re-crop first with this ``HandCrop`` (the evaluation's rule, jittered).
+        fda: Fourier domain adaptation after the colour jitter.
+        camera: a random camera, last.
     """
 
     rotation_deg: float = 30.0
@@ -114,9 +155,14 @@ class Augment:
     contrast: float = 0.3
     saturation: float = 0.3
     hue: float = 0.05
+    recrop: HandCrop | None = None
+    fda: FDA | None = None
+    camera: CameraEffects | None = None
 
     def __call__(self, sample: dict, rng: np.random.Generator | None = None) -> dict:
         rng = np.random.default_rng() if rng is None else rng
+        if self.recrop is not None:
+            sample = recrop(sample, self.recrop, rng)
         angle = float(rng.uniform(-self.rotation_deg, self.rotation_deg)) if self.rotation_deg else 0.0
         scale = float(rng.uniform(*self.scale_range))
         if angle or scale != 1.0:
@@ -125,4 +171,48 @@ class Augment:
             sample = flip(sample)
         if self.brightness or self.contrast or self.saturation or self.hue:
             sample = color_jitter(sample, rng, self.brightness, self.contrast, self.saturation, self.hue)
+        if self.fda is not None:
+            sample = self.fda(sample, rng)
+        if self.camera is not None:
+            sample = self.camera(sample, rng)
         return sample
+
+
+class TrainView(Dataset):
+    """A data set seen through per-sample augmentation keyed by ``(epoch, index)``.
+
+    Indexed by ``(epoch, i)`` pairs (what :class:`EpochSampler` yields). The augmentation's
+    random numbers come from ``numpy.random.default_rng([seed, epoch, i])``, so a sample looks
+    the same whichever worker loads it and whether or not the run was resumed.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable | None = None, seed: int = 0):
+        self.base, self.transform, self.seed = base, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        sample = self.base[i]
+        if self.transform is not None:
+            sample = self.transform(sample, np.random.default_rng([self.seed, epoch, i]))
+        return sample
+
+
+class EpochSampler(Sampler):
+    """This process's shard of one epoch (``DistributedSampler`` order), from batch ``skip`` on.
+
+    Yields ``(epoch, index)`` pairs for :class:`TrainView`.
+    """
+
+    def __init__(self, dist_sampler: DistributedSampler, epoch: int, skip_samples: int = 0):
+        self.ds, self.epoch, self.skip = dist_sampler, epoch, skip_samples
+
+    def __iter__(self):
+        self.ds.set_epoch(self.epoch)
+        for i in list(self.ds)[self.skip :]:
+            yield (self.epoch, int(i))
+
+    def __len__(self) -> int:
+        return max(0, len(self.ds) - self.skip)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from . import cached
 from .sample import VIS_OUTSIDE, VIS_UNKNOWN, VIS_VISIBLE
 
 log = logging.getLogger("handpose_lib.data")
@@ -42,6 +43,10 @@ class CorruptImageError(OSError):
     """An image file exists but cannot be decoded."""
 
 
+class DatasetError(ValueError):
+    """A data set's files are there but cannot be used (labels of the wrong shape, a refused pickle)."""
+
+
 # ----------------------------------------------------------------------------------------
 # files
 
@@ -51,8 +56,13 @@ def missing_layout_error(name: str, root, what: str, layout: str, url: str = "")
     msg = f"{name}: {what}\nroot given: {Path(root).expanduser()}\nexpected layout:\n{layout.rstrip()}\n"
     if url:
         msg += f"get it from: {url}\n"
-    msg += f"prepare it with: python data_scripts/get_{name.lower()}.py --root <folder>"
-    return DatasetNotFoundError(msg)
+    if name.lower() in DOWNLOAD_SCRIPTS:
+        msg += f"prepare it with: python data_scripts/get_{name.lower()}.py --root <folder>"
+    return DatasetNotFoundError(msg.rstrip("\n"))
+
+
+# the data sets that data_scripts/get_<name>.py downloads and prepares (COCO files are the user's)
+DOWNLOAD_SCRIPTS = ("stb", "rhd", "freihand", "ganerated", "synthhands")
 
 
 def read_rgb(path, verify: bool = False) -> np.ndarray:
@@ -231,12 +241,6 @@ def visibility_from_flags(uv, visible_flags, width: int, height: int, hidden_cod
 # cached index
 
 
-def default_cache_dir() -> Path:
-    """``$HANDPOSE_CACHE/index`` or ``~/.cache/handpose/index``."""
-    base = os.environ.get("HANDPOSE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "handpose")
-    return Path(base) / "index"
-
-
 def _stamp(paths) -> list:
     out = []
     for p in paths:
@@ -260,12 +264,12 @@ def load_or_build_index(name, root, params, build, cache_dir="auto", stamp=(), r
     The cache is an ``.npz`` read with ``allow_pickle=False`` (strings stored as unicode arrays),
     keyed by data set, absolute root, loader parameters and the size and modification time of the
     ``stamp`` paths (label files, image folders: changing them invalidates the cache).
-    ``cache_dir=None`` turns it off; ``"auto"`` uses :func:`default_cache_dir`.
+    ``cache_dir=None`` turns it off; ``"auto"`` uses ``data.cached.cache_dir("index")``.
     """
     root = Path(root).expanduser().resolve()
     if cache_dir is None:
         return build()
-    cdir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+    cdir = cached.cache_dir("index") if cache_dir == "auto" else Path(cache_dir)
     path = _cache_file(cdir, name, root, params, stamp)
     if path.exists() and not rebuild:
         try:

@@ -16,6 +16,7 @@ crop of a user's photo, which has no labels: around a given hand box, or the cen
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,13 +133,22 @@ def crop_image(image_rgb, size: int, box=None, margin: float = 0.2) -> tuple[tor
         (floats), which :func:`uncrop_points` takes to map predictions back to the photo.
     """
     h, w = image_rgb.shape[-2:] if isinstance(image_rgb, torch.Tensor) else image_rgb.shape[:2]
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin: expected a number >= 0 (added around the box), got {margin}")
     if box is None:
         side = float(min(h, w))
         x0, y0 = (w - side) / 2.0, (h - side) / 2.0
     else:
         bx0, by0, bx1, by1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (bx0, by0, bx1, by1)):
+            raise ValueError(f"box: expected four finite pixel coordinates X0 Y0 X1 Y1, got {tuple(box)}")
         if not (bx1 > bx0 and by1 > by0):
             raise ValueError(f"box: expected X0 Y0 X1 Y1 with X1 > X0 and Y1 > Y0, got {tuple(box)}")
+        if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
+            raise ValueError(
+                f"box: {tuple(box)} lies wholly outside the {w}x{h} image; give the hand's box in "
+                "this image's pixels (x from 0 to the width, y from 0 to the height)"
+            )
         side = max(bx1 - bx0, by1 - by0) * (1.0 + 2.0 * margin)
         x0, y0 = (bx0 + bx1 - side) / 2.0, (by0 + by1 - side) / 2.0
     s = make_sample(image_rgb, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="photo", sample_id="0")

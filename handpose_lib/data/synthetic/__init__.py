@@ -3,12 +3,14 @@ rendered by batched ray casting in torch, with exact labels.
 
 Modules, in the order they import each other (each imports only modules before it):
 ``rng`` (counter-based random streams), ``hand`` (skeleton, proportions, limits, pose sampler,
-kinematics), ``geometry`` (round cones and intersections), ``camera``, ``occluders``,
-``backgrounds``, ``compiled`` (the ``torch.compile`` switch), ``scene`` (``SyntheticConfig``,
-the scene parameters of a sample), ``tiles`` (pixel rays and culling), ``native`` (the C++
-kernel), ``render`` (the torch renderer, which hands CPU work to ``native``), ``dataset``
-(labels, ``SyntheticHands``) and ``io`` (writer and reader of rendered folders, what
-``handpose render`` writes).
+kinematics), ``geometry`` (round cones and intersections), ``mesh`` (engine v2's rigged mesh
+hand), ``camera``, ``occluders``, ``backgrounds``, ``compiled`` (the ``torch.compile`` switch),
+``scene`` (``SyntheticConfig``, the scene parameters of a sample), ``tiles`` (pixel rays and
+culling), ``native`` (the ray caster's C++ kernel), ``raster`` and ``raster_native`` (engine
+v2's triangle rasterizer, torch and C++), ``render`` (the torch ray caster, which hands CPU work
+to ``native``), ``mesh_render`` (a scene drawn with the mesh hand), ``dataset`` (labels,
+``SyntheticHands``), ``frames`` (full frames with several hands, for the detector) and ``io``
+(writer and reader of rendered folders, what ``handpose render`` writes).
 """
 
 # the fast-path switches: compiled.set_compile, native.set_native (the C++ kernel)

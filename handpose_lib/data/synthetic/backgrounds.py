@@ -102,6 +102,12 @@ def _photos() -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+def photographs() -> tuple[np.ndarray, ...]:
+    """The background photographs as (H, W, 3) uint8 RGB arrays (read once; the grey ones
+    tinted). Also the photographs whose spectra ``data.fda`` mixes into training crops."""
+    return _photos()
+
+
 def _procedural(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A random smooth colour field, stripes or blobs: (h, w, 3) uint8."""
     kind = rng.integers(3)

@@ -82,8 +82,12 @@ def render_to_disk(
         depth = (b["depth"].cpu().numpy() * DEPTH_SCALE + 0.5).clip(0, 65535).astype(np.uint16)
         size = [imgs.shape[2], imgs.shape[1]]
         for k, i in enumerate(range(s, s + imgs.shape[0])):
-            cv2.imwrite(str(out / "images" / f"{i:06d}.png"), imgs[k][..., ::-1])
-            cv2.imwrite(str(out / "depth" / f"{i:06d}.png"), depth[k])
+            for path, pixels in (
+                (out / "images" / f"{i:06d}.png", imgs[k][..., ::-1]),
+                (out / "depth" / f"{i:06d}.png", depth[k]),
+            ):
+                if not cv2.imwrite(str(path), pixels):  # it returns False rather than raising
+                    raise OSError(f"cannot write {path} (disk full or not writable?)")
         for k in ("joints2d", "joints3d", "K", "visibility", "occlusion_fraction"):
             labels[k].append(b[k].cpu())
         labels["left"].append(torch.tensor([h == "left" for h in b["hand_side"]], dtype=torch.uint8))

@@ -131,32 +131,36 @@ def _rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.eye(3) + vx + vx @ vx / (1 + c)
 
 
-def rest_skeleton(shape: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def rest_skeleton(shape: torch.Tensor | None = None, vertices: bool = True) -> dict[str, torch.Tensor]:
     """Bone heads and tails (B, 22, 2, 3) and tips (B, 5, 3) of the mesh with shape weights
-    ``shape`` (B, len(SHAPE_TARGETS)) (None: the base mesh, B = 1), and its vertices (B, V, 3)."""
+    ``shape`` (B, len(SHAPE_TARGETS)) (None: the base mesh, B = 1), and (``vertices``) its
+    vertices (B, V, 3)."""
     m = load_mesh_hand()
     ends, V, tip = m["bone_ends"][None], m["vertices"][None], m["tip"][None]
     if shape is not None:
-        dv, de = _target_deltas(shape)
-        V = V + dv
+        w = target_weights(shape)
+        basis_v, basis_e = (t.to(shape.device) for t in _target_basis())
+        de = _weighted_sum(w, basis_e).reshape(shape.shape[0], *m["bone_ends"].shape)
         ends = ends + de
         b = [m["names"].index(_finger_bone(f, 2)) for f in range(5)]
         tip = tip + de[:, b, 1]  # the tips move with the distal bones' tails
-    return {"ends": ends, "vertices": V, "tip": tip}
+        if vertices:
+            V = V + _weighted_sum(w, basis_v).reshape(shape.shape[0], *m["vertices"].shape)
+    return {"ends": ends, "vertices": V, "tip": tip} if vertices else {"ends": ends, "tip": tip}
 
 
-def _target_deltas(shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vertex (B, V, 3) and bone-end (B, 22, 2, 3) offsets of signed target weights (B, S)
-    (summed elementwise in a fixed order: the same bits in any batch)."""
-    basis_v, basis_e = (t.to(shape.device) for t in _target_basis())
-    w = torch.cat([(-shape).clamp_min(0), shape.clamp_min(0)], 1)  # (B, 2S): decrease, increase
-    dv = w[:, :1] * basis_v[0]
-    de = w[:, :1] * basis_e[0]
+def target_weights(shape: torch.Tensor) -> torch.Tensor:
+    """(B, 2S) weights of the target files (:func:`_target_basis` order) of signed weights (B, S)."""
+    return torch.cat([(-shape).clamp_min(0), shape.clamp_min(0)], 1)
+
+
+def _weighted_sum(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """sum_k w[:, k] basis[k]: (B, K), (K, n) -> (B, n), elementwise in the order k = 0, 1, ..
+    (no matrix product, whose rounding may depend on the batch size; the C++ kernel repeats it)."""
+    out = w[:, :1] * basis[0]
     for k in range(1, w.shape[1]):
-        dv = dv + w[:, k : k + 1] * basis_v[k]
-        de = de + w[:, k : k + 1] * basis_e[k]
-    m = load_mesh_hand()
-    return dv.reshape(shape.shape[0], *m["vertices"].shape), de.reshape(shape.shape[0], *m["bone_ends"].shape)
+        out = out + w[:, k : k + 1] * basis[k]
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -310,6 +314,13 @@ def incidence() -> torch.Tensor:
     return torch.tensor([r + [T] * (D - len(r)) for r in rows])
 
 
+def pose_transforms(angles, scale, seg, wrist_rot, shape=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bone maps (B, 22, 3, 4) of a pose and the kinematic joints (B, 21, 3) (hand frame)."""
+    joints, frames = hand.forward_kinematics(angles, scale, seg)
+    rest = rest_skeleton(shape, vertices=False)
+    return bone_transforms(joints, frames, scale, wrist_rot, rest), joints
+
+
 def pose_mesh(
     angles: torch.Tensor,
     scale: torch.Tensor,
@@ -319,10 +330,8 @@ def pose_mesh(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posed right-hand mesh in the hand frame: ``(vertices (B, V, 3) mm, joints (B, 21, 3) mm)``;
     the joints are exactly those of :func:`hand.forward_kinematics`."""
-    joints, frames = hand.forward_kinematics(angles, scale, seg)
-    rest = rest_skeleton(shape)
-    X = bone_transforms(joints, frames, scale, wrist_rot, rest)
-    V = rest["vertices"].to(angles.device).expand(angles.shape[0], -1, -1)
+    X, joints = pose_transforms(angles, scale, seg, wrist_rot, shape)
+    V = rest_skeleton(shape)["vertices"].to(angles.device).expand(angles.shape[0], -1, -1)
     return skin(V, X), joints
 
 

@@ -198,8 +198,8 @@ def sample_mesh_params(seed: int, idx: torch.Tensor, skin: torch.Tensor, key_lig
     lift = torch.tensor([0.95, 0.78, 0.68], device=dev) * (0.95 + 0.1 * u[:, 1:2])
     put("palm_tone", skin + (lift - skin) * 0.55)
     put("red", 0.3 + 0.7 * u[:, 2])
-    put("pores", 0.05 + 0.10 * u[:, 3])
-    put("blotch", 0.04 + 0.10 * u[:, 4])
+    put("pores", 0.01 + 0.03 * u[:, 3])
+    put("blotch", 0.03 + 0.06 * u[:, 4])
     put("crease", 0.15 + 0.25 * u[:, 5])
     natural = skin + (torch.tensor([0.93, 0.80, 0.78], device=dev) - skin) * 0.5
     painted = hsv_to_rgb(u[:, 6], 0.5 + 0.4 * u[:, 7], 0.3 + 0.6 * u[:, 8])
@@ -253,31 +253,36 @@ def _rigid(x: torch.Tensor, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return R[:, None, :, 0] * x0 + R[:, None, :, 1] * x1 + R[:, None, :, 2] * x2 + T[:, None]
 
 
-def mesh_scene(p: dict) -> dict:
+def mesh_scene(p: dict, native: bool = False) -> dict:
     """Camera-frame triangles of the scene of ``scene.sample_scene``'s parameters ``p``: vertices
     P (B, Nv, 3) (the hand's first), the objects' normals N_obj (B, No, 3), the hand's triangles
     around each vertex inc (``mesh.incidence``), faces (Nt, 3), material (Nt,), corner attributes
-    CA (Nt, 3, 8), joints (B, 21, 3), and the mesh draws ``params``."""
+    CA (Nt, 3, 8), joints (B, 21, 3), and the mesh draws ``params``. ``native``: the C++ kernel
+    skins the mesh (the same bits)."""
     app1 = p["appearance"]
     params = sample_mesh_params(p["seed"], p["idx"], app1["skin"], app1["light_dir"], app1["light_color"])
-    verts, joints_h = mesh.pose_mesh(p["angles"], p["scale"], p["seg"], p["wrist_rot"], params["shape"])
-    m = mesh.load_mesh_hand()
-    faces_h = m["faces"].to(verts.device)
     R, T = p["R"], p["T"]
-    P_h = _rigid(verts, R, T)
+    if native:
+        X, joints_h = mesh.pose_transforms(p["angles"], p["scale"], p["seg"], p["wrist_rot"], params["shape"])
+        P_h = raster_native.pose(X, mesh.target_weights(params["shape"]), R, T)
+    else:
+        verts, joints_h = mesh.pose_mesh(p["angles"], p["scale"], p["seg"], p["wrist_rot"], params["shape"])
+        P_h = _rigid(verts, R, T)
+    m = mesh.load_mesh_hand()
+    faces_h = m["faces"].to(P_h.device)
     joints = joints_h @ R.transpose(-1, -2) + T[:, None]  # as scene.scene_of: the same bits
     P_o, N_o, F_o, S_o = object_mesh(p["objects"])
     nv = P_h.shape[1]
     faces = torch.cat([faces_h, F_o + nv])
-    mat = torch.cat([torch.zeros(len(faces_h), dtype=torch.int64, device=verts.device), S_o + 1])
+    mat = torch.cat([torch.zeros(len(faces_h), dtype=torch.int64, device=P_h.device), S_o + 1])
     CA_h = torch.cat(
         [mesh.surface_attributes()[m["faces"]], m["face_uv"], torch.zeros(len(faces_h), 3, 1)], -1
     )
-    CA = torch.cat([CA_h, torch.zeros(len(F_o), 3, 8)]).to(verts.device)
+    CA = torch.cat([CA_h, torch.zeros(len(F_o), 3, 8)]).to(P_h.device)
     return {
         "P": torch.cat([P_h, P_o], 1),
         "N_obj": N_o,
-        "inc": mesh.incidence().to(verts.device),
+        "inc": mesh.incidence().to(P_h.device),
         "faces": faces,
         "mat": mat,
         "CA": CA,
@@ -325,7 +330,9 @@ def render_mesh(
     showing the hand), depth (B, H, W) mm (z of the visible hand surface, 0 elsewhere),
     occlusion_fraction (B,) (hand pixels covered by objects), visibility (B, 21) codes, and the
     camera-frame joints (B, 21, 3)."""
-    s = mesh_scene(p)
+    if native is None:
+        native = raster_native.use_native(K.device)
+    s = mesh_scene(p, native)
     ap1 = p["appearance"]
     photo = ap1["bg_u"][:, 4] < ap1["bg_prob"]
     pool = background_pool(H, W).to(K.device)
@@ -338,8 +345,6 @@ def render_mesh(
     app[:, a : a + 3] = 0.06 + 0.30 * bg_mean  # ambient light: what the surroundings send back
     ob = object_appearance(p["objects"])
     args = (s["P"], s["N_obj"], s["faces"], s["mat"], s["CA"], s["inc"], K, app, ob, detail_texture())
-    if native is None:
-        native = raster_native.use_native(K.device)
     scene1 = {"appearance": ap1}
     if native:
         bgp = torch.cat([ap1["bg_u"], ap1["bg_prob"][:, None], ap1["bg_gain"], ap1["bg_plain"]], 1)

@@ -17,9 +17,9 @@ Control, in this order:
 
 ``auto`` uses the kernel for CPU tensors when it builds and passes its load-time check (its rays
 and culling equal ``tiles.pixel_rays`` and ``tiles.cull``). Build: 1.5-3 s with g++ 12 here,
-once per source version, compiler and flags, cached in ``$HANDPOSE_CACHE/native`` (default
-``~/.cache/handpose_lib/native``). Without a compiler, or when the build or the check fails, it
-warns once and the torch code runs instead (same outputs, slower).
+once per source version, compiler and flags, cached in ``data.cached.cache_dir("native")``
+(``$HANDPOSE_CACHE/native``, default ``~/.cache/handpose/native``). Without a compiler, or when
+the build or the check fails, it warns once and the torch code runs instead (same outputs, slower).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from ..cached import cache_dir
 from . import camera
 from .backgrounds import background_pool, noise_texture
 from .compiled import env_switch
@@ -83,11 +84,6 @@ def _compiler() -> str | None:
     return None
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("HANDPOSE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "handpose_lib")
-    return Path(root) / "native"
-
-
 def _build() -> Path:
     """Compile ``native_engine.cpp`` (or find it compiled): the path of the shared library."""
     global BUILD_SECONDS
@@ -99,7 +95,7 @@ def _build() -> Path:
     flags = _flags()
     for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
         h.update(part if isinstance(part, bytes) else part.encode())
-    lib = _cache_dir() / f"native_engine_{h.hexdigest()[:16]}.so"
+    lib = cache_dir("native") / f"native_engine_{h.hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)

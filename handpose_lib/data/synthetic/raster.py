@@ -19,7 +19,8 @@ regions and UVs, see ``mesh.surface_attributes``).
    z_i`` interpolate normals, positions and attributes; then skin (regions, nails, detail
    textures through the UVs, sleeves) or object albedo, lit by ambient light and three coloured
    directional lights with wrap diffuse, a red-shifted subsurface term, a Phong specular sheen
-   (the view ray reflected about the normal) and a Fresnel rim (:func:`shade`).
+   (the view ray reflected about the normal) and a Fresnel rim, ambient and diffuse light and the
+   highlight dimmed by a screen-space ambient occlusion (:func:`ambient_occlusion`) (:func:`shade`).
 
 Every step is elementwise float32 arithmetic written out (no ``sum``, ``norm``, ``@``, ``pow``
 or transcendental functions; square roots in float64 rounded to float32) so that the C++ kernel,
@@ -58,6 +59,9 @@ APP = {
 }
 APP_W = 48
 NUM_LIGHTS = 3
+AO_RADIUS = 3  # pixels
+AO_OFFSETS = ((-3, 0), (3, 0), (0, -3), (0, 3), (-2, -2), (-2, 2), (2, -2), (2, 2))
+AO_STEP = 0.06
 PORE_SCALE = 1024.0  # texels per UV unit (the atlas is ~1.2 m wide: ~1.2 mm per texel)
 BLOTCH_SCALE = 160.0
 
@@ -218,10 +222,26 @@ def _tex(tex: torch.Tensor, c: int, s, t):
     return tex[c, i, j]
 
 
-def shade_points(p, nrm, mat, attr, app, objapp, tex):
+def ambient_occlusion(z: torch.Tensor) -> torch.Tensor:
+    """Screen-space ambient occlusion (B, H, W) in [1 - 8 AO_STEP, 1] of the front depth z (B, H, W)
+    (inf: nothing): one minus AO_STEP per neighbour, of the 8 at AO_RADIUS pixels (axes and
+    diagonals), whose surface is 4-60 mm in front of the pixel's (creases between fingers, a
+    palm behind curled fingers, the skin next to a held object get darker)."""
+    B, H, W = z.shape
+    r = AO_RADIUS
+    zp = torch.nn.functional.pad(z, (r, r, r, r), value=float("inf"))
+    count = torch.zeros_like(z)
+    for dy, dx in AO_OFFSETS:
+        nb = zp[:, r + dy : r + dy + H, r + dx : r + dx + W]
+        count = count + ((nb < z - 4.0) & (nb > z - 60.0)).float()
+    return 1.0 - AO_STEP * count
+
+
+def shade_points(p, nrm, mat, attr, app, objapp, tex, ao):
     """Colours (n, 3) of surface points p (n, 3) (camera frame) with interpolated normals nrm (n, 3)
     (not unit), material mat (n,), attributes attr (n, 8), per-point
-    appearance app (n, APP_W) and object appearance objapp (n, 6, 8), detail texture tex (2, n, n)."""
+    appearance app (n, APP_W) and object appearance objapp (n, 6, 8), detail texture tex (2, n, n),
+    ambient occlusion ao (n,) (:func:`ambient_occlusion`)."""
     n = _unit(nrm)
     hand = mat == 0
     d = _unit(p)
@@ -289,11 +309,12 @@ def shade_points(p, nrm, mat, attr, app, objapp, tex):
     f = 1.0 - (-ndv).clamp(0, 1)
     f2 = f * f
     rim = (f2 * f2) * f * app_slice(app, "rim") * torch.where(skin_px, 1.0, 0.3)
-    colour = alb * (light + scatter * (sss[:, None] * tint)) + spec + (light * rim[:, None]) * 0.5
+    o = ao[:, None]
+    colour = alb * (light * o + scatter * (sss[:, None] * tint)) + spec * o + (light * rim[:, None]) * 0.5
     return colour.clamp(0, 1)
 
 
-def shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W):
+def shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W, ao):
     """Colour (B, H*W, 3) of every pixel whose key (B, H*W) shows a triangle (0 elsewhere)."""
     B, HW = key.shape
     hit = key < BIG
@@ -310,7 +331,7 @@ def shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W):
     p = interp(P[bi[:, None], idx])
     nrm = interp(N[bi[:, None], idx])
     attr = interp(CA[ti])
-    col = shade_points(p, nrm, mat[ti], attr, app[bi], objapp[bi], tex)
+    col = shade_points(p, nrm, mat[ti], attr, app[bi], objapp[bi], tex, ao.reshape(B, HW)[bi, q])
     out = torch.zeros(B, HW, 3, device=key.device)
     out[bi, q] = col
     return out
@@ -332,7 +353,8 @@ def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bg, H: int
     s["valid"] = s["valid"] & ~back_faces(s, P, N, faces, mat)
     kh, ko = rasterize(s, mat == 0, H, W)
     key = torch.minimum(kh, ko)
-    colour = shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W)
+    ao = ambient_occlusion(key_depth(key).reshape(B, H, W))
+    colour = shade(s, key, P, N, faces, mat, CA, app, objapp, tex, W, ao)
     hit = (key < BIG).reshape(B, 1, H, W)
     image = torch.where(hit, colour.reshape(B, H, W, 3).permute(0, 3, 1, 2), bg)
     hand_any = kh < BIG

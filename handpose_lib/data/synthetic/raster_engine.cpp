@@ -30,6 +30,8 @@ const float NEAR = 1.0f;
 const int PAD = 16, BG_W = 12;
 const int APP_W = 48, CA_W = 8, OBJ_W = 8, NUM_OBJ = 6, NUM_LIGHTS = 3;
 const float PORE_SCALE = 1024.0f, BLOTCH_SCALE = 160.0f;
+const float AO_STEP = (float)0.06;
+const int AO_OFF[8][2] = {{-3, 0}, {3, 0}, {0, -3}, {0, 3}, {-2, -2}, {-2, 2}, {2, -2}, {2, 2}};
 enum {
     A_SKIN = 0, A_PALM_MIX = 3, A_PALM_TONE = 4, A_RED = 7, A_PORES = 8, A_BLOTCH = 9, A_CREASE = 10,
     A_NAIL = 11, A_SLEEVE_START = 14, A_SLEEVE = 15, A_SLEEVE_PERIOD = 18, A_SLEEVE_STRIPE = 19,
@@ -51,6 +53,14 @@ inline float tex_at(const float* tex, int n, int c, float s, float t) {
     int64_t i = (int64_t)std::floor(t) & (n - 1), j = (int64_t)std::floor(s) & (n - 1);
     return tex[((int64_t)c * n + i) * n + j];
 }
+
+struct Surf {  // surface points of one image, one array per quantity (see light_points)
+    std::vector<float> nx, ny, nz, rx, ry, rz, ndv, a0, a1, a2, wrap, sss, spec_k, rimw, ao;
+    void resize(size_t n) {
+        for (auto* v : {&nx, &ny, &nz, &rx, &ry, &rz, &ndv, &a0, &a1, &a2, &wrap, &sss, &spec_k, &rimw, &ao})
+            v->resize(n);
+    }
+};
 
 struct Tri {
     float u[3], v[3], iz[3], inv_area, sgn;
@@ -74,8 +84,10 @@ inline bool weights_at(const Tri& t, float x, float y, float& z, float w[3], boo
 }
 
 // raster.shade_points for one point
-void shade_point(const float* p, const float* nrm, int mat, const float* attr, const float* app,
-                 const float* objapp, const float* tex, int tn, float* out) {
+// raster.shade_points up to the lights for one point: its normal, reflected view ray, albedo and
+// lighting parameters go to entry i of S
+void surface_point(const float* p, const float* nrm, int mat, const float* attr, const float* app,
+                   const float* objapp, const float* tex, int tn, Surf& S, int i) {
     float n[3];
     unit3(nrm, n);
     bool hand = mat == 0;
@@ -87,31 +99,36 @@ void shade_point(const float* p, const float* nrm, int mat, const float* attr, c
     float palm = attr[0], red = attr[1], nail = attr[2], fa_mm = attr[3], crease = attr[4];
     float tu = attr[5], tv = attr[6];
     const float* off = app + A_TEX_OFF;
-    float pores = tex_at(tex, tn, 0, tu * PORE_SCALE + off[0], tv * PORE_SCALE + off[1]);
-    float blotch = tex_at(tex, tn, 1, tu * BLOTCH_SCALE + off[1], tv * BLOTCH_SCALE + off[0]);
-    const float red_tint[3] = {(float)0.10, (float)-0.16, (float)-0.14};
-    float pm = palm * app[A_PALM_MIX];
-    float r = red * app[A_RED];
-    float grain = 1.0f + (app[A_PORES] * pores + app[A_BLOTCH] * blotch);
-    float ns = t_clamp((nail - 0.5f) * 3.0f + 0.5f, 0.0f, 1.0f);
-    float start = app[A_SLEEVE_START];
-    float band = fa_mm / app[A_SLEEVE_PERIOD];
-    float stripe = band - 2.0f * std::floor(band * 0.5f);
-    stripe = stripe >= 1.0f ? app[A_SLEEVE_STRIPE] : 0.0f;
-    float cloth_f = (1.0f - stripe) + (0.5f * app[A_PORES]) * pores;
-    bool sleeve = hand && (fa_mm > start);
-    float alb[3];
-    for (int c = 0; c < 3; ++c) {
-        float s = app[A_SKIN + c];
-        float a = s + (app[A_PALM_TONE + c] - s) * pm;
-        a = a * (1.0f + r * red_tint[c]);
-        a = a * grain;
-        a = a * (1.0f - crease * app[A_CREASE]);
-        a = a + (app[A_NAIL + c] - a) * ns;
-        if (sleeve) a = app[A_SLEEVE + c] * cloth_f;
-        alb[c] = a;
-    }
-    if (!hand) {
+    // albedo: only the branch the pixel takes is computed (the reference computes all three and
+    // selects, which gives the same values)
+    float alb[3], ns = 0.0f;
+    bool sleeve = hand && (fa_mm > app[A_SLEEVE_START]);
+    if (hand) {
+        float pores = tex_at(tex, tn, 0, tu * PORE_SCALE + off[0], tv * PORE_SCALE + off[1]);
+        if (sleeve) {
+            float band = fa_mm / app[A_SLEEVE_PERIOD];
+            float stripe = band - 2.0f * std::floor(band * 0.5f);
+            stripe = stripe >= 1.0f ? app[A_SLEEVE_STRIPE] : 0.0f;
+            float cloth_f = (1.0f - stripe) + (0.5f * app[A_PORES]) * pores;
+            for (int c = 0; c < 3; ++c) alb[c] = app[A_SLEEVE + c] * cloth_f;
+        } else {
+            float blotch = tex_at(tex, tn, 1, tu * BLOTCH_SCALE + off[1], tv * BLOTCH_SCALE + off[0]);
+            const float red_tint[3] = {(float)0.10, (float)-0.16, (float)-0.14};
+            float pm = palm * app[A_PALM_MIX];
+            float r = red * app[A_RED];
+            float grain = 1.0f + (app[A_PORES] * pores + app[A_BLOTCH] * blotch);
+            ns = t_clamp((nail - 0.5f) * 3.0f + 0.5f, 0.0f, 1.0f);
+            for (int c = 0; c < 3; ++c) {
+                float s = app[A_SKIN + c];
+                float a = s + (app[A_PALM_TONE + c] - s) * pm;
+                a = a * (1.0f + r * red_tint[c]);
+                a = a * grain;
+                a = a * (1.0f - crease * app[A_CREASE]);
+                a = a + (app[A_NAIL + c] - a) * ns;
+                alb[c] = a;
+            }
+        }
+    } else {
         int k = mat - 1;
         k = k < 0 ? 0 : (k > NUM_OBJ - 1 ? NUM_OBJ - 1 : k);
         const float* oa = objapp + k * OBJ_W;
@@ -124,34 +141,68 @@ void shade_point(const float* p, const float* nrm, int mat, const float* attr, c
         for (int c = 0; c < 3; ++c) alb[c] = oa[c] * fac;
     }
     bool skin_px = hand && !sleeve;
-    float wrap = skin_px ? app[A_WRAP] : 0.1f;
-    float sss = skin_px ? app[A_SSS] : 0.0f;
-    float spec_k = app[A_SPEC] * (skin_px ? 1.0f + 2.0f * ns : (hand ? 0.3f : 1.5f));
-    float inv_wrap = 1.0f / (1.0f + wrap);
-    float light[3], scatter[3] = {0, 0, 0}, spec[3] = {0, 0, 0};
-    for (int c = 0; c < 3; ++c) light[c] = app[A_AMBIENT + c];
-    for (int i = 0; i < NUM_LIGHTS; ++i) {
-        const float* L = app + A_LIGHTS + 6 * i;
-        const float* C = L + 3;
-        float ndl = dot3(n, L);
-        float diff = t_clamp_min((ndl + wrap) * inv_wrap, 0.0f);
-        float sc_ = diff - t_clamp_min(ndl, 0.0f);
-        float s1 = t_clamp_min(dot3(refl, L), 0.0f);
-        float s2 = s1 * s1, s4 = s2 * s2, s8 = s4 * s4, s16 = s8 * s8;
-        float sk = s16 * spec_k;
-        for (int c = 0; c < 3; ++c) {
-            light[c] = light[c] + C[c] * diff;
-            scatter[c] = scatter[c] + C[c] * sc_;
-            spec[c] = spec[c] + C[c] * sk;
-        }
-    }
+    S.nx[i] = n[0]; S.ny[i] = n[1]; S.nz[i] = n[2];
+    S.rx[i] = refl[0]; S.ry[i] = refl[1]; S.rz[i] = refl[2];
+    S.ndv[i] = ndv;
+    S.a0[i] = alb[0]; S.a1[i] = alb[1]; S.a2[i] = alb[2];
+    S.wrap[i] = skin_px ? app[A_WRAP] : 0.1f;
+    S.sss[i] = skin_px ? app[A_SSS] : 0.0f;
+    S.spec_k[i] = app[A_SPEC] * (skin_px ? 1.0f + 2.0f * ns : (hand ? 0.3f : 1.5f));
+    S.rimw[i] = skin_px ? 1.0f : 0.3f;
+}
+
+struct Light {
+    float x, y, z, r, g, b;
+};
+
+// one light's terms (raster.shade_points' loop body), added in the reference's order
+inline void add_light(const Light& L, float nx, float ny, float nz, float rx, float ry, float rz, float wrap,
+                      float inv_wrap, float spec_k, float& l0, float& l1, float& l2, float& c0, float& c1, float& c2,
+                      float& p0, float& p1, float& p2) {
+    float ndl = (nx * L.x + ny * L.y) + nz * L.z;
+    float diff = t_clamp_min((ndl + wrap) * inv_wrap, 0.0f);
+    float sc_ = diff - t_clamp_min(ndl, 0.0f);
+    float s1 = t_clamp_min((rx * L.x + ry * L.y) + rz * L.z, 0.0f);
+    float s2 = s1 * s1, s4 = s2 * s2, s8 = s4 * s4, s16 = s8 * s8;
+    float sk = s16 * spec_k;
+    l0 = l0 + L.r * diff; l1 = l1 + L.g * diff; l2 = l2 + L.b * diff;
+    c0 = c0 + L.r * sc_; c1 = c1 + L.g * sc_; c2 = c2 + L.b * sc_;
+    p0 = p0 + L.r * sk; p1 = p1 + L.g * sk; p2 = p2 + L.b * sk;
+}
+
+// the lights of raster.shade_points for the n surface points of S (a loop over points, so it
+// vectorises); colours out (3, n)
+void light_points(Surf& S, int n, const float* app, float* out) {
     const float tint[3] = {1.0f, (float)0.45, (float)0.3};
-    float f = 1.0f - t_clamp(-ndv, 0.0f, 1.0f);
-    float f2 = f * f;
-    float rim = (((f2 * f2) * f) * app[A_RIM]) * (skin_px ? 1.0f : 0.3f);
-    for (int c = 0; c < 3; ++c) {
-        float col = (alb[c] * (light[c] + scatter[c] * (sss * tint[c])) + spec[c]) + (light[c] * rim) * 0.5f;
-        out[c] = t_clamp(col, 0.0f, 1.0f);
+    Light Lp[NUM_LIGHTS];
+    for (int k = 0; k < NUM_LIGHTS; ++k) {
+        const float* L = app + A_LIGHTS + 6 * k;
+        Lp[k] = {L[0], L[1], L[2], L[3], L[4], L[5]};
+    }
+    const float amb0 = app[A_AMBIENT], amb1 = app[A_AMBIENT + 1], amb2 = app[A_AMBIENT + 2];
+    const float rim_a = app[A_RIM];
+    const float* nx = S.nx.data(); const float* ny = S.ny.data(); const float* nz = S.nz.data();
+    const float* rx = S.rx.data(); const float* ry = S.ry.data(); const float* rz = S.rz.data();
+    const float* ndvp = S.ndv.data(); const float* wr = S.wrap.data(); const float* ss = S.sss.data();
+    const float* sp = S.spec_k.data(); const float* rw = S.rimw.data(); const float* aop = S.ao.data();
+    const float* a0 = S.a0.data(); const float* a1 = S.a1.data(); const float* a2 = S.a2.data();
+    float* __restrict o0 = out;
+    float* __restrict o1 = out + n;
+    float* __restrict o2 = out + 2 * n;
+    for (int i = 0; i < n; ++i) {
+        float wrap = wr[i];
+        float inv_wrap = 1.0f / (1.0f + wrap);
+        float l0 = amb0, l1 = amb1, l2 = amb2, c0 = 0, c1 = 0, c2 = 0, p0 = 0, p1 = 0, p2 = 0;
+        add_light(Lp[0], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        add_light(Lp[1], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        add_light(Lp[2], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        float f = 1.0f - t_clamp(-ndvp[i], 0.0f, 1.0f);
+        float f2 = f * f;
+        float rim = (((f2 * f2) * f) * rim_a) * rw[i];
+        float sss = ss[i], o = aop[i];
+        o0[i] = t_clamp((a0[i] * (l0 * o + c0 * (sss * tint[0])) + p0 * o) + (l0 * rim) * 0.5f, 0.0f, 1.0f);
+        o1[i] = t_clamp((a1[i] * (l1 * o + c1 * (sss * tint[1])) + p1 * o) + (l1 * rim) * 0.5f, 0.0f, 1.0f);
+        o2[i] = t_clamp((a2[i] * (l2 * o + c2 * (sss * tint[2])) + p2 * o) + (l2 * rim) * 0.5f, 0.0f, 1.0f);
     }
 }
 
@@ -160,7 +211,8 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
                 const int32_t* mat, const float* CA, const float* K4, const float* app, const float* objapp,
                 const float* tex, int tn, const float* bgp, const uint8_t* pool, int n_pool, float* image,
                 uint8_t* mask, float* depth, float* zh, float* zo, int32_t* tri_h, float* frac, std::vector<Tri>& tris, std::vector<float>& uvz, std::vector<int32_t>& th, std::vector<int32_t>& to,
-                std::vector<float>& nrm_buf, std::vector<float>& fn_buf) {
+                std::vector<float>& nrm_buf, std::vector<float>& fn_buf, Surf& surf, std::vector<int>& hit_q,
+                std::vector<float>& lit) {
     const float* Pb = P + (int64_t)b * Nv * 3;
     // normals: the hand's from its triangles (raster.vertex_normals), the objects' given
     nrm_buf.resize((size_t)Nv * 3);
@@ -304,7 +356,9 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
     }
     uint8_t* mk = mask + (int64_t)b * HW;
     float* dp = depth + (int64_t)b * HW;
-    int n_hand = 0, n_occ = 0;
+    int n_hand = 0, n_occ = 0, n_hit = 0;
+    surf.resize(HW);
+    hit_q.resize(HW);
     for (int q = 0; q < HW; ++q) {
         int t;
         bool front = th[q] >= 0 && (to[q] < 0 || zhb[q] < zob[q] || (zhb[q] == zob[q] && th[q] < to[q]));
@@ -325,9 +379,25 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
         }
         const float* ca = CA + (int64_t)t * 3 * CA_W;
         for (int c = 0; c < CA_W; ++c) attr[c] = (w[0] * ca[c] + w[1] * ca[CA_W + c]) + w[2] * ca[2 * CA_W + c];
-        float out[3];
-        shade_point(p, nrm, mat[t], attr, ap, oa, tex, tn, out);
-        col[q] = out[0]; col[HW + q] = out[1]; col[2 * HW + q] = out[2];
+        surface_point(p, nrm, mat[t], attr, ap, oa, tex, tn, surf, n_hit);
+        // raster.ambient_occlusion
+        float zq = front ? zhb[q] : zob[q], count = 0.0f;
+        int qy = q / W, qx = q % W;
+        for (int k = 0; k < 8; ++k) {
+            int yy = qy + AO_OFF[k][0], xx = qx + AO_OFF[k][1];
+            if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+            int qq = yy * W + xx;
+            float nb = zhb[qq] < zob[qq] ? zhb[qq] : zob[qq];
+            count = count + (((nb < zq - 4.0f) && (nb > zq - 60.0f)) ? 1.0f : 0.0f);
+        }
+        surf.ao[n_hit] = 1.0f - AO_STEP * count;
+        hit_q[n_hit++] = q;
+    }
+    lit.resize((size_t)3 * n_hit);
+    light_points(surf, n_hit, ap, lit.data());
+    for (int i = 0; i < n_hit; ++i) {
+        int q = hit_q[i];
+        col[q] = lit[i]; col[HW + q] = lit[n_hit + i]; col[2 * HW + q] = lit[2 * n_hit + i];
     }
     frac[b] = (float)n_occ / (float)(n_hand < 1 ? 1 : n_hand);
     std::copy(th.begin(), th.end(), tri_h + (int64_t)b * HW);
@@ -345,10 +415,52 @@ extern "C" void hp_mesh_render(int B, int H, int W, int Nv, int Nt, int Nvh, int
         std::vector<Tri> tris;
         std::vector<float> uvz;
         std::vector<int32_t> th, to;
-        std::vector<float> nrm_buf, fn_buf;
+        std::vector<float> nrm_buf, fn_buf, lit;
+        std::vector<int> hit_q;
+        Surf surf;
         for (int b = b0; b < B; b += step)
             render_one(b, H, W, Nv, Nt, Nvh, Nth, inc, D, P, N_obj, faces, mat, CA, K4, app, objapp, tex, tn, bgp, pool, n_pool, image,
-                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf);
+                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf, surf, hit_q,
+                       lit);
+    };
+    int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
+    if (nt <= 1) { work(0, 1); return; }
+    std::vector<std::thread> pool_;
+    for (int i = 0; i < nt; ++i) pool_.emplace_back(work, i, nt);
+    for (auto& t : pool_) t.join();
+}
+
+// mesh.rest_skeleton's vertices (V0 + the targets, in order), mesh.skin (the blended map of each
+// vertex, bones in order) and mesh_render._rigid (R x + T), for one image at a time
+extern "C" void hp_mesh_pose(int B, int V, int K, int S2, const float* V0, const float* basis, const float* tw,
+                             const int32_t* idx, const float* wts, const float* X, const float* R, const float* T,
+                             float* out, int nthreads) {
+    auto work = [&](int b0, int step) {
+        std::vector<float> rest((size_t)V * 3);
+        for (int b = b0; b < B; b += step) {
+            const float* w = tw + (int64_t)b * S2;
+            for (int i = 0; i < V * 3; ++i) {
+                float d = w[0] * basis[i];
+                for (int k = 1; k < S2; ++k) d = d + w[k] * basis[(int64_t)k * V * 3 + i];
+                rest[i] = V0[i] + d;
+            }
+            const float* Xb = X + (int64_t)b * 22 * 12;
+            const float* Rb = R + b * 9;
+            const float* Tb = T + b * 3;
+            float* ob = out + (int64_t)b * V * 3;
+            for (int v = 0; v < V; ++v) {
+                float A[12];
+                const int32_t* iv = idx + (int64_t)v * K;
+                const float* wv = wts + (int64_t)v * K;
+                for (int c = 0; c < 12; ++c) A[c] = wv[0] * Xb[iv[0] * 12 + c];
+                for (int k = 1; k < K; ++k)
+                    for (int c = 0; c < 12; ++c) A[c] = A[c] + wv[k] * Xb[iv[k] * 12 + c];
+                float x = rest[v * 3], y = rest[v * 3 + 1], z = rest[v * 3 + 2], h[3];
+                for (int r = 0; r < 3; ++r) h[r] = ((A[4 * r] * x + A[4 * r + 1] * y) + A[4 * r + 2] * z) + A[4 * r + 3];
+                for (int r = 0; r < 3; ++r)
+                    ob[v * 3 + r] = ((Rb[r * 3] * h[0] + Rb[r * 3 + 1] * h[1]) + Rb[r * 3 + 2] * h[2]) + Tb[r];
+            }
+        }
     };
     int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
     if (nt <= 1) { work(0, 1); return; }

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..cached import cache_dir
 from . import native
 
 SOURCE = Path(__file__).with_name("raster_engine.cpp")
@@ -33,7 +34,7 @@ def _build() -> Path:
     h = hashlib.sha256()
     for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
         h.update(part if isinstance(part, bytes) else part.encode())
-    lib = native._cache_dir() / f"raster_engine_{h.hexdigest()[:16]}.so"
+    lib = cache_dir("native") / f"raster_engine_{h.hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +58,8 @@ def _library() -> ctypes.CDLL | None:
         P, I = ctypes.c_void_p, ctypes.c_int
         lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 7 + [I]
         lib.hp_mesh_render.restype = None
+        lib.hp_mesh_pose.argtypes = [I, I, I, I] + [P] * 9 + [I]
+        lib.hp_mesh_pose.restype = None
         return lib
     except Exception as e:  # no compiler or a failed build: the torch code runs
         warnings.warn(
@@ -112,3 +115,26 @@ def render_pixels(P, N_obj, faces, mat, CA, inc, K, app, objapp, tex, bgp, pool,
         torch.get_num_threads(),
     )  # fmt: skip
     return image, mask, depth, zh, zo, tri, frac
+
+
+def pose(X: torch.Tensor, target_w: torch.Tensor, R: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """The skinned mesh in the camera frame (B, V, 3): rest vertices with the targets' weights
+    target_w (B, 2S) (``mesh.target_weights``), bone maps X (B, 22, 3, 4), then ``R x + T`` with
+    R (B, 3, 3), T (B, 3); the operations of ``mesh.rest_skeleton``, ``mesh.skin`` and
+    ``mesh_render._rigid``, the same bits."""
+    from . import mesh
+
+    m = mesh.load_mesh_hand()
+    V0 = m["vertices"].contiguous()
+    basis = mesh._target_basis()[0].contiguous()
+    idx, w = mesh._sparse_weights()
+    idx32, w = idx.to(torch.int32).contiguous(), w.contiguous()
+    B, nV, K = X.shape[0], V0.shape[0], idx.shape[1]
+    X, tw = X.float().contiguous(), target_w.float().contiguous()
+    R, T = R.float().contiguous(), T.float().contiguous()
+    out = torch.empty(B, nV, 3)
+    _library().hp_mesh_pose(
+        B, nV, K, tw.shape[1], _p(V0), _p(basis), _p(tw), _p(idx32), _p(w), _p(X), _p(R), _p(T), _p(out),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return out

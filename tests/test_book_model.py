@@ -1,0 +1,182 @@
+"""book_model.py: the book model's stages, packaging it into models/book-tiny, loading it (the
+committed model, else a quick one trained once), and the committed model itself."""
+
+import json
+
+import pytest
+import torch
+from test_train import FakeHands, S
+
+from handpose_lib import book_model as bm
+from handpose_lib import checkpoint as ck
+from handpose_lib import train as tr
+from handpose_lib.config import ConfigError, same_recipe
+from handpose_lib.data.rendered import test_set
+
+
+def _finished_run(run, cfg, m, **meta):
+    """A stand-in for a finished run of ``cfg`` (its final checkpoint, no training)."""
+    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
+    meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total, **meta}
+    ck.save_run_checkpoint(run, total, m, meta)
+    return ck.load_checkpoint(run)
+
+
+def test_load_book_model_prefers_book_then_reuses_quick_run(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    meta = {"model_config": m.config.to_dict(), "provenance": {"command": "make model"}}
+    book, quick = tmp_path / "models" / "book-tiny", tmp_path / "runs" / "quick-book"
+    monkeypatch.setattr(bm, "BOOK_MODEL_DIR", book)
+    monkeypatch.setattr(bm, "QUICK_RUN_DIR", quick)
+    monkeypatch.setattr(bm, "REPO_ROOT", tmp_path)
+    calls = []
+
+    def fake_train(cfg, run, resume=False, progress=None):  # stands in for a few minutes of training
+        calls.append(run)
+        c = _finished_run(run, cfg, m, provenance={"command": "quick"})
+        return SimpleNamespace(finished=True, step=c.step)
+
+    monkeypatch.setattr(tr, "train", fake_train)
+    _, info = bm.load_book_model("quick")
+    assert info["source"] == "quick" and calls == [quick]
+    assert "NOTE: the book model" in capsys.readouterr().out
+    _, info = bm.load_book_model("quick")  # reused, not retrained
+    assert info["source"] == "quick" and len(calls) == 1
+    ck.save_checkpoint(book, m, {**meta, "step": 1}, save_rng=False, weights_dtype=torch.float16)
+    model, info = bm.load_book_model()
+    assert info["source"] == "book" and not model.training and len(calls) == 1
+    with pytest.raises(ConfigError, match="HANDPOSE_PROFILE"):
+        bm.load_book_model("fast")
+
+
+def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
+    a = bm.book_recipe().to_dict()
+    assert same_recipe(a, json.loads(json.dumps(a)))  # tuples vs JSON lists
+    assert same_recipe(a, {**a, "threads": 1, "num_workers": 4, "ckpt_every_min": 1.0, "device": "cuda"})
+    assert not same_recipe(a, {**a, "loss": {}})
+    assert not same_recipe(a, {**a, "epochs": 13})
+    assert not same_recipe(a, {**a, "init_from": "x"})
+    assert same_recipe(a, {**a, "init_from": "x"}, ignore=("init_from",))
+
+
+def test_book_stages_continue_from_stage_one(tmp_path):
+    (one, c1), (two, c2) = bm.book_stages(tmp_path / "a", tmp_path / "b")
+    assert (one, two) == (tmp_path / "a", tmp_path / "b")
+    assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
+    assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
+    assert same_recipe(
+        c1.to_dict(),
+        c2.to_dict() | {k: c1.to_dict()[k] for k in ("epochs", "lr", "warmup_frac", "seed", "init_from")},
+    )
+    assert bm.book_stages()[0][0] == bm.BOOK_RUN_DIR and bm.book_stages()[1][0] == bm.BOOK_STAGE2_DIR
+
+
+def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    old = bm.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
+    meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
+    ck.save_run_checkpoint(tmp_path / "run", 12181, m, meta)
+    with pytest.raises(ConfigError, match=r"another recipe .* \(1 of 2\)"):
+        bm.build_book_model(tmp_path / "out", (tmp_path / "run", tmp_path / "run2"), progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run2").exists()
+
+
+def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monkeypatch):
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config())
+    (one, c1), (two, c2) = bm.book_stages(tmp_path / "s1", tmp_path / "s2")
+    _finished_run(one, c1, m)
+    _finished_run(two, c2, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("nothing may be retrained"))
+    with pytest.raises(ConfigError, match="did not start from the final weights of stage 1"):
+        bm.build_book_model(tmp_path / "out", (one, two), progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_path, monkeypatch):
+    from handpose_lib.model import build_model, tiny_config
+
+    class Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
+        def __getitem__(self, i):
+            s = super().__getitem__(i)
+            f = 64 // S
+            img = s["image"].repeat_interleave(f, 1).repeat_interleave(f, 2)
+            return {**s, "image": img, "joints2d": s["joints2d"] * f}
+
+    m = build_model(tiny_config(input_size=64, heatmap_size=32))
+    (one, c1), (two, c2) = bm.book_stages(tmp_path / "s1", tmp_path / "s2")
+    first = _finished_run(one, c1, m)
+    moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": first.weights_sha256}
+    _finished_run(two, c2, m, init_from=moved)  # stage 1 has moved since: its weights count, not its path
+    n1, n2 = first.step, c2.epochs * (c2.n_train // c2.batch_size)
+    for run, rows in (
+        (one, [{"epoch": 10, "step": n1, "time_s": 2.0, "val_epe2d_px": 9.0}]),
+        (
+            two,
+            [
+                {"epoch": 1, "step": 900, "time_s": 3.0, "val_epe2d_px": 8.0},
+                {"epoch": 7, "step": n2, "time_s": 1.0, "val_epe2d_px": 7.0},
+            ],
+        ),
+    ):
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(bm, "test_set", lambda: (Fake64(3), "fake-n3"))
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
+    report = bm.build_book_model(tmp_path / "out", (one, two), progress=False)
+    assert "book model" in report
+    c = ck.load_checkpoint(tmp_path / "out")
+    budget = c.meta["provenance"]["budget"]
+    assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
+    assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
+    assert budget["train_wall_time_s"] == 6.0
+    assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == first.weights_sha256
+    curve = ck.read_metrics(tmp_path / "out")
+    assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
+        (1, 10, n1),
+        (2, 11, n1 + 900),
+        (2, 17, n1 + n2),
+    ]
+    assert [r["val_epe2d_px"] for r in curve] == [9.0, 8.0, 7.0]
+    assert (tmp_path / "out" / "benchmark.json").is_file()
+
+
+@pytest.mark.skipif(not (bm.BOOK_MODEL_DIR / ck.SIDECAR_FILE).is_file(), reason="no committed book model")
+def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
+    """models/book-tiny: fp16 safetensors well under 50 MB, provenance, and weights that score
+    what the sidecar records (on the test set's first 64 samples, within sampling noise)."""
+    from safetensors import safe_open
+
+    from handpose_lib import evaluate as ev
+
+    d = bm.BOOK_MODEL_DIR
+    weights = d / ck.MODEL_FILE
+    assert weights.stat().st_size < 50e6
+    with safe_open(str(weights), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+    assert dtypes <= {"F16", "I64"} and "F16" in dtypes
+    model, info = bm.load_book_model(verbose=False)  # verifies the sha256 of the weights
+    meta = info["meta"]
+    assert info["source"] == "book" and not model.training
+    prov = meta["provenance"]
+    assert prov["command"].startswith("make model") and len(prov["commit"]) == 40
+    steps = prov["budget"]["steps_per_stage"]
+    assert prov["budget"]["steps"] == sum(steps) and meta["step"] == steps[-1]  # the last stage's
+    bench = json.loads((d / "benchmark.json").read_text())
+    m = meta["metrics"]
+    assert m["benchmark"] == bench["dataset"] and m["epe2d_px"] == bench["overall"]["epe2d_px"]
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, prov["budget"]["epochs"] + 1))
+    assert {r["stage"] for r in rows} == {1, 2}
+
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "cache"))
+    data, _ = test_set(n=64)
+    rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
+    assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
+    assert rep["overall"]["auc3d_20_50"] == pytest.approx(m["auc3d_20_50"], abs=0.05)
