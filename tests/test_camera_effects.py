@@ -275,3 +275,23 @@ def test_real_photo_validation_matches_handpose_eval(tmp_path):
         "val_real_pck_0.2_onehand10k",
         "val_real_pck_0.2_panoptic",
     }
+
+
+def test_recipe_ab_ingredients_change_one_thing_and_table_shows_differences():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_ab", REPO / "tools" / "recipe_ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    from handpose_lib.config import TrainConfig, recipe_diff
+
+    base = TrainConfig().to_dict()
+    for name, ing in ab.INGREDIENTS.items():
+        changed = TrainConfig(**{**base, **ing.get("set", {})}).to_dict()
+        assert len(recipe_diff(base, changed)) + len(ing.get("engine", {})) == (name != "baseline"), name
+    rows = {
+        "baseline": {"val_real_pck_0.2": 0.40, "val_epe2d_px": 12.0, "wall_s": 5},
+        "camera": {"val_real_pck_0.2": 0.45, "val_epe2d_px": 12.5, "wall_s": 6},
+    }
+    text = ab.table(rows)
+    assert "| camera | 0.450 (+0.050)" in text and "12.50 (+0.50)" in text and "| baseline | 0.400 |" in text

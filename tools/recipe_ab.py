@@ -1,6 +1,8 @@
-"""Short A/B runs of training recipes on the cached procedural data (what limits the book model).
+"""Short A/B runs of training recipes on the cached procedural data (what limits the book model,
+and which ingredient of the engine and the augmentation transfers to real photos).
 
-    python tools/recipe_ab.py NAME --steps 400 [--set JSON] [--init-from CKPT] [--overfit N]
+    python tools/recipe_ab.py NAME --steps 400 [--set JSON] [--engine JSON] [--init-from CKPT] [--overfit N]
+    python tools/recipe_ab.py NAME --steps 300 --ingredients baseline camera fda recrop [--set JSON]
 
 Each run trains the book recipe (``book_model.book_recipe()``) changed by ``--set`` (a JSON object of
 ``TrainConfig`` fields, e.g. ``'{"loss": {"latent": 1.0}}'`` or
@@ -8,17 +10,29 @@ Each run trains the book recipe (``book_model.book_recipe()``) changed by ``--se
 steps of batch 32 with its own one-cycle schedule, into ``runs/ab/NAME``, and prints one
 ``RESULT`` line of JSON:
 
-- default: the first ``steps x 32`` samples of the 30,000-sample training cache (seed 0, as
-  ``make model``), one epoch, then the validation metrics on the 512 validation samples
-  (seed 1): 2D EPE (px), 3D EPE (mm), 3D AUC 20-50 mm, visible / hidden 2D EPE;
+- default: the first ``steps x 32`` samples of the procedural training set (seed 0, as
+  ``make model``; ``--engine`` changes ``SyntheticConfig`` fields of the training samples,
+  e.g. ``'{"hand_model": "mesh"}'``), one epoch, then the validation metrics on the 512
+  validation samples of the default engine (seed 1): 2D EPE (px), 3D EPE (mm), 3D AUC 20-50 mm,
+  visible / hidden 2D EPE; and on the 16 shipped real photos (``TrainConfig.val_real``,
+  ground-truth-box crops): PCK@0.2 of the box's longer side (overall and per source) and 2D EPE
+  in the photos' pixels and in crop pixels;
 - ``--init-from CKPT``: the same, starting from a checkpoint's weights (a second stage);
 - ``--overfit N``: a capacity / optimisation check: ``steps x 32 / N`` epochs over the first
   ``N`` training samples without augmentation, then the 2D EPE **on those same samples**.
 
-The caches are rendered on first use (about 5 minutes on 2 cores for the 30,000 samples). Run
-one at a time with one thread (``taskset -c 0`` keeps it off the other core); the numbers in
-``models/README.md`` were measured this way. Deterministic: the same command gives the same
-result on the same machine and torch build.
+``--ingredients A B ...`` runs one such training per ingredient (:data:`INGREDIENTS`: each is
+the recipe changed in one way only, on top of ``--set``; ``baseline`` changes nothing) into
+``runs/ab/NAME/<ingredient>``, one after the other, and prints a table of the real-photo and
+procedural numbers. Short runs are noisy: a difference of a few PCK points on 16 photos (about
+300 joints) after a few hundred steps is not yet an effect; repeat with another ``seed`` in
+``--set`` before believing one.
+
+The training samples are rendered on first use (sample ``i`` of a seed is the same whatever the
+set's size, so the first ``steps x 32`` are those of ``make model``'s 30,000). Run one at a time
+with one thread (``--set '{"threads": 1, "num_workers": 0}'``; ``taskset -c 0`` keeps it off the
+other core); the numbers in ``models/README.md`` were measured this way. Deterministic: the same
+command gives the same result on the same machine and torch build.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,6 +59,12 @@ from handpose_lib.data.sample import collate  # noqa: E402
 from handpose_lib.data.synthetic import SyntheticConfig  # noqa: E402
 
 VAL_KEYS = (
+    "val_real_pck_0.2",
+    "val_real_pck_0.2_freihand",
+    "val_real_pck_0.2_onehand10k",
+    "val_real_pck_0.2_panoptic",
+    "val_real_epe2d_image_px",
+    "val_real_epe2d_px",
     "val_epe2d_px",
     "val_epe3d_mm",
     "val_auc3d_20_50",
@@ -54,41 +74,49 @@ VAL_KEYS = (
 )
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name", help="run name (folder runs/ab/NAME, must not exist)")
-    ap.add_argument("--steps", type=int, default=400, help="optimiser steps of batch 32")
-    ap.add_argument("--set", default="{}", help="JSON object of TrainConfig fields to change")
-    ap.add_argument("--init-from", default=None, help="start from this checkpoint's weights")
-    ap.add_argument("--overfit", type=int, default=None, metavar="N", help="fit the first N samples")
-    ap.add_argument("--out", type=Path, default=REPO / "runs" / "ab")
-    a = ap.parse_args(argv)
-    try:
-        changes = json.loads(a.set)
-    except ValueError as e:
-        ap.error(f"--set: not valid JSON ({e})")
-    if not isinstance(changes, dict):
-        ap.error("--set: expected a JSON object of TrainConfig fields")
+# one ingredient each: TrainConfig changes ("set") or SyntheticConfig changes of the training
+# samples ("engine"); compared with "baseline" (the recipe as it is)
+INGREDIENTS: dict[str, dict] = {
+    "baseline": {},
+    "camera": {"set": {"camera": True}},
+    "fda": {"set": {"fda": 0.5}},
+    "recrop": {"set": {"recrop": True}},
+    "mesh": {"engine": {"hand_model": "mesh"}},
+}
 
-    sc = SyntheticConfig(crop_size=128)
-    train_cache = cached_synthetic(30_000, TRAIN_SEED, sc, progress=False)
-    val_cache = cached_synthetic(512, VAL_SEED, sc, progress=False)
-    base = {**book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50}
-    if a.overfit:
-        n = a.overfit
-        run = {"n_train": n, "epochs": max(1, a.steps * 32 // n), "augment": False}
+TABLE = (  # (column, metrics key, digits)
+    ("PCK@0.2", "val_real_pck_0.2", 3),
+    ("FreiHAND", "val_real_pck_0.2_freihand", 3),
+    ("OneHand10K", "val_real_pck_0.2_onehand10k", 3),
+    ("Panoptic", "val_real_pck_0.2_panoptic", 3),
+    ("EPE photo px", "val_real_epe2d_image_px", 1),
+    ("EPE crop px", "val_real_epe2d_px", 1),
+    ("proc. 2D EPE px", "val_epe2d_px", 2),
+    ("proc. 3D EPE mm", "val_epe3d_mm", 1),
+)
+
+
+def run_one(run_dir: Path, steps: int, changes: dict, engine: dict, init_from=None, overfit=None) -> dict:
+    """Train one A/B run into ``run_dir``; its RESULT dict."""
+    val_cache = cached_synthetic(512, VAL_SEED, SyntheticConfig(crop_size=128), progress=False)
+    base = {**book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50, "val_real": True}
+    if overfit:
+        n = overfit
+        run = {"n_train": n, "epochs": max(1, steps * 32 // n), "augment": False}
     else:
-        n = a.steps * 32
+        n = steps * 32
         run = {"n_train": n, "epochs": 1}
-    if a.init_from:
-        run["init_from"] = a.init_from
+    if init_from:
+        run["init_from"] = init_from
     cfg = TrainConfig.from_dict({**base, **run, **changes})
-    data = Subset(train_cache, range(cfg.n_train))
+    data = cached_synthetic(cfg.n_train, TRAIN_SEED, SyntheticConfig(crop_size=128, **engine), progress=False)
     model = build_for_config(cfg)
     t0 = time.time()
-    T.fit(model, data, None if a.overfit else val_cache, cfg, a.out / a.name, progress=False)
-    result: dict = {"steps": read_metrics(a.out / a.name)[-1]["step"], "changes": changes}
-    if a.overfit:
+    T.fit(model, data, None if overfit else val_cache, cfg, run_dir, progress=False)
+    result: dict = {"steps": read_metrics(run_dir)[-1]["step"], "changes": changes}
+    if engine:
+        result["engine"] = engine
+    if overfit:
         model.eval()
         errs = []
         with torch.inference_mode():
@@ -96,10 +124,76 @@ def main(argv=None) -> int:
                 errs.append((model(b["image"]).coords2d - b["joints2d"]).norm(dim=-1).mean(-1))
         result["train_set_epe2d_px"] = round(torch.cat(errs).mean().item(), 3)
     else:
-        m = read_metrics(a.out / a.name)[-1]
-        result.update({k: round(m[k], 3) for k in VAL_KEYS if k in m})
+        m = read_metrics(run_dir)[-1]
+        result.update({k: round(m[k], 3) for k in VAL_KEYS if m.get(k) is not None})
     result["wall_s"] = round(time.time() - t0)
-    print("RESULT", a.name, json.dumps(result), flush=True)
+    return result
+
+
+def table(results: dict[str, dict]) -> str:
+    """A markdown table of the ingredients' results, differences to ``baseline`` in brackets."""
+    base = results.get("baseline", {})
+    lines = ["| ingredient | " + " | ".join(c for c, _, _ in TABLE) + " | wall s |"]
+    lines.append("|---" * (len(TABLE) + 2) + "|")
+    for name, r in results.items():
+        cells = []
+        for _, key, digits in TABLE:
+            v = r.get(key)
+            cell = "-" if v is None else f"{v:.{digits}f}"
+            if v is not None and name != "baseline" and base.get(key) is not None:
+                cell += f" ({v - base[key]:+.{digits}f})"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r.get('wall_s', '-')} |")
+    return "\n".join(lines)
+
+
+def _json_object(ap, text: str, flag: str) -> dict:
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        ap.error(f"{flag}: not valid JSON ({e})")
+    if not isinstance(d, dict):
+        ap.error(f"{flag}: expected a JSON object of fields")
+    return d
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", help="run name (folder runs/ab/NAME, must not exist)")
+    ap.add_argument("--steps", type=int, default=400, help="optimiser steps of batch 32")
+    ap.add_argument("--set", default="{}", help="JSON object of TrainConfig fields to change")
+    ap.add_argument("--engine", default="{}", help="JSON object of SyntheticConfig fields (training samples)")
+    ap.add_argument("--init-from", default=None, help="start from this checkpoint's weights")
+    ap.add_argument("--overfit", type=int, default=None, metavar="N", help="fit the first N samples")
+    ap.add_argument(
+        "--ingredients",
+        nargs="+",
+        choices=list(INGREDIENTS),
+        default=None,
+        help="one run per ingredient, a table",
+    )
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "ab")
+    a = ap.parse_args(argv)
+    changes = _json_object(ap, a.set, "--set")
+    engine = _json_object(ap, a.engine, "--engine")
+    if not a.ingredients:
+        result = run_one(a.out / a.name, a.steps, changes, engine, a.init_from, a.overfit)
+        print("RESULT", a.name, json.dumps(result), flush=True)
+        return 0
+    results = {}
+    for ing in a.ingredients:
+        spec = INGREDIENTS[ing]
+        r = run_one(
+            a.out / a.name / ing,
+            a.steps,
+            {**changes, **spec.get("set", {})},
+            {**engine, **spec.get("engine", {})},
+            a.init_from,
+        )
+        results[ing] = r
+        print("RESULT", f"{a.name}/{ing}", json.dumps(r), flush=True)
+    print(f"\n{a.steps} steps of batch 32 each, real photos: 16 shipped photos, GT-box crops\n")
+    print(table(results), flush=True)
     return 0
 
 
