@@ -165,7 +165,8 @@ class HandPipeline:
 
     Args:
         model: a trained pose model (``inference.load_trained``), eval mode.
-        detector: a :class:`~handpose_lib.detect.HandDetector` (needed unless boxes are given).
+        detector: a :class:`~handpose_lib.detect.HandDetector`; ``None``: one hand in the largest
+            centred square of each image unless boxes are given.
         K: (3, 3) camera intrinsics of the images; ``None``: from ``fov`` and each image's size.
         fov: horizontal field of view in degrees when ``K`` is ``None``.
         ref_bone_mm: the hand-size prior (middle MCP -> PIP length).
@@ -196,8 +197,14 @@ class HandPipeline:
         return self.K if self.K is not None else intrinsics_from_fov(w, h, self.fov)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's hands; without a detector, one right hand in the box whose crop is the
+        image's largest centred square (what ``handpose predict`` did before the detector)."""
         if self.detector is None:
-            raise ValueError("HandPipeline: no detector loaded; pass boxes (e.g. --box) or a detector")
+            h, w = image.shape[:2]
+            s = min(h, w) / (1.0 + 2.0 * self.margin)
+            return [
+                Detection((w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2), "right", 1.0, 0.0)
+            ]
         return self.detector(image)
 
     def crop(self, image: np.ndarray, box, side: str) -> tuple[torch.Tensor, dict]:

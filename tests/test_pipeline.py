@@ -126,8 +126,9 @@ def test_pipeline_hand_fields_and_camera(model, procedural_frame):
         "joints3d_cam_mm",
         "root_depth_mm",
     }
-    with pytest.raises(ValueError, match="no detector"):
-        HandPipeline(model)(img)
+    # without a detector: one right hand in the largest centred square
+    (c,) = HandPipeline(model)(img)
+    assert c.side == "right" and c.crop["side"] == pytest.approx(480) and c.crop["x0"] == pytest.approx(80)
 
 
 def test_one_euro_filter():
