@@ -274,3 +274,46 @@ def test_predict_files_images_folders_videos_and_bad_inputs(model, procedural_fr
     )
     (h,) = json.loads(Path(res3["inputs"][0]["json"]).read_text())["hands"]
     assert h["side"] == "right" and h["score"] == 1.0
+
+
+def test_cli_predict_through_the_pipeline(procedural_frame, tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from handpose_lib import cli
+
+    img, uv, _, _ = procedural_frame
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "hand.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src / "blank.png"), np.full((60, 80, 3), 127, np.uint8))
+    write_video(src / "clip.mp4", _clip(img, uv, n=3)[0], 10.0)
+    (tmp_path / "bad.mp4").write_bytes(b"no video here")
+    detector = BOOK_MODEL.parent / "detector"
+    out = tmp_path / "out"
+    head = ["predict", "--checkpoint", str(BOOK_MODEL), "--detector", str(detector), str(src)]
+    argv = [*head, "--out", str(out)]
+    code = cli.main([*head, str(tmp_path / "bad.mp4"), str(tmp_path / "missing.jpg"), "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert "2 of 5 inputs failed" in err and "missing.jpg" in err and "bad.mp4" in err
+    for name in ("hand", "blank", "clip"):
+        assert (out / f"{name}_hands.json").is_file()
+    assert (out / "clip_pred.mp4").is_file() and (out / "hand_pred.png").is_file()
+    clip = json.loads((out / "clip_hands.json").read_text())
+    assert len(clip["frames"]) == 3 and "frames/s" in stdout
+    # outputs are never replaced without --overwrite
+    code = cli.main(argv)
+    assert code == cli.EXIT_USAGE and "--overwrite" in capsys.readouterr()[1]
+    # --box, --side and --K override the detector and the field of view
+    box = [f"{v:.1f}" for v in joints_box(uv)]
+    code = cli.main(
+        ["predict", "--checkpoint", str(BOOK_MODEL), str(src / "hand.png"), "--box", *box, "--side", "left"]
+        + ["--K", "600", "600", "320", "240", "--out", str(tmp_path / "o2")]
+    )
+    assert code == 0, capsys.readouterr()[1]
+    info = json.loads((tmp_path / "o2" / "hand_hands.json").read_text())
+    (h,) = info["hands"]
+    assert h["side"] == "left" and h["score"] == 1.0 and info["K"][0] == [600.0, 0.0, 320.0]
+    assert np.asarray(h["joints3d_cam_mm"]).shape == (21, 3) and h["root_depth_mm"] > 0
