@@ -237,8 +237,7 @@ def bench_model(name: str, device: str, args, peak: dict, tmp: Path) -> tuple[li
             print(
                 f"  {name:5s} {device} {backend:16s} b1 {row['b1_ms']:7.2f} ms  "
                 f"b{row.get('batch', '?')} {row.get('img_s', float('nan')):7.1f} img/s  "
-                f"{row.get('gflop_s', float('nan')):6.1f} GFLOP/s  "
-                f"roofline {row.get('roofline', float('nan')):.2f}",
+                f"{row.get('gflop_s', float('nan')):6.1f} GFLOP/s",
                 flush=True,
             )
     return rows, {"model": model, "weights": weights, "runners": runners}

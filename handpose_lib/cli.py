@@ -222,6 +222,7 @@ def _add_eval(sub):
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the full report here")
     p.add_argument("--figures", default=None, metavar="DIR", help="write PCK figures (HTML) here")
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json report or figures")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=_non_negative_int, default=0)
     p.set_defaults(func=cmd_eval)
@@ -243,6 +244,10 @@ def cmd_eval(a) -> int:
         if path and Path(path).is_dir() == (flag == "--json") and Path(path).exists():
             want = "a file path" if flag == "--json" else "a folder path"
             raise CLIError(f"{flag} {path}: expected {want}")
+    if a.json:
+        _refuse_to_replace([Path(a.json)], a.overwrite, "--json")
+    if a.figures:
+        _refuse_to_replace([Path(a.figures) / f for f in FIGURE_FILES], a.overwrite, "--figures")
     model, c = load_trained(a.checkpoint, which=a.which, device=str(pick_device(a.device)))
     size = model.config.input_size
     if a.data == "synthetic":
@@ -326,6 +331,20 @@ def _add_predict(sub):
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     p.set_defaults(func=cmd_predict)
+
+
+def _refuse_to_replace(paths: list[Path], overwrite: bool, flag: str) -> None:
+    """Stop before any work when an output would replace an existing file (unless --overwrite)."""
+    there = [str(p) for p in paths if p.exists()]
+    if there and not overwrite:
+        raise CLIError(
+            f"{flag}: {', '.join(there[:3])} already exists; nothing was written. "
+            "Choose another path or pass --overwrite to replace it"
+        )
+
+
+# what viz.write_figures writes into eval's --figures folder
+FIGURE_FILES = ("pck3d.html", "pck2d.html", "epe3d_per_joint.html", "plotly.min.js")
 
 
 def _overlay_names(images: list[str]) -> list[str]:
@@ -472,14 +491,16 @@ def _add_export(sub):
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
     p.add_argument("--onnx", required=True, metavar="MODEL.onnx", help="output file")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing MODEL.onnx")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a) -> int:
     from .inference import export_onnx, load_trained, onnx_max_diff
 
-    model, _ = load_trained(a.checkpoint, device="cpu")
     out = Path(a.onnx)
+    _refuse_to_replace([out], a.overwrite, "--onnx")
+    model, _ = load_trained(a.checkpoint, device="cpu")
     out.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(model, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")

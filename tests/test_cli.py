@@ -504,3 +504,23 @@ def test_train_failures_are_one_line_and_leave_no_run_folder(tmp_path, capsys):
     code, stdout, err = run(argv, capsys)
     assert code == cli.EXIT_USAGE and "refusing to load builtins.print" in err and "Traceback" not in err
     assert "pwned" not in stdout and not (tmp_path / "runs").exists()
+
+
+def test_export_and_eval_never_replace_an_existing_file(model_dir, tmp_path, capsys):
+    onnx = tmp_path / "m.onnx"
+    onnx.write_text("my model")
+    code, _, err = run(["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check"], capsys)
+    assert code == cli.EXIT_USAGE and "already exists" in err and "--overwrite" in err
+    assert onnx.read_text() == "my model"
+    code, _, err = run(
+        ["export", "--checkpoint", model_dir, "--onnx", onnx, "--no-check", "--overwrite"], capsys
+    )
+    assert code == 0 and onnx.stat().st_size > 1000
+    rep = tmp_path / "r.json"
+    rep.write_text("{}")
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "pck3d.html").write_text("mine")
+    for extra in (["--json", rep], ["--figures", tmp_path / "figs"]):
+        code, _, err = run(["eval", "--checkpoint", model_dir, "--data", "real-hands", *extra], capsys)
+        assert code == cli.EXIT_USAGE and "already exists" in err
+    assert rep.read_text() == "{}" and (tmp_path / "figs" / "pck3d.html").read_text() == "mine"
