@@ -257,9 +257,16 @@ def test_predict_files_images_folders_videos_and_bad_inputs(model, procedural_fr
     assert (out / "hand_pred.png").is_file() and (out / "clip_pred.mp4").is_file()
     clip = json.loads((out / "clip_hands.json").read_text())
     assert len(clip["frames"]) == 4 and clip["fps_pipeline"] > 0
-    # nothing is overwritten: a second run reports every existing output as an error
-    res2 = predict_files(pipe, [src / "hand.png"], out, log=logs.append)
-    assert res2["inputs"] == [] and "exists" in res2["errors"][0]["error"]
+    # nothing is overwritten: a second run writes nothing
+    before = (out / "hand_hands.json").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="hand_pred.png, hand_hands.json"):
+        predict_files(pipe, [src / "hand.png", src / "tiny.png"], out, log=logs.append)
+    assert (out / "hand_hands.json").stat().st_mtime_ns == before
+    res2 = predict_files(pipe, [src / "hand.png"], out, overwrite=True, log=logs.append)
+    assert len(res2["inputs"]) == 1
+    # the same stem twice: names kept apart
+    res4 = predict_files(pipe, [src / "hand.png", src / "hand.png"], tmp_path / "o4", log=logs.append)
+    assert [Path(d["json"]).name for d in res4["inputs"]] == ["hand_hands.json", "hand-2_hands.json"]
     # --box and --side override the detector
     res3 = predict_files(
         pipe, [src / "tiny.png"], tmp_path / "o3", box=(0, 0, 1, 1), side="right", log=logs.append

@@ -51,7 +51,6 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
     bit, faster on large batches); ``None`` decides automatically (see ``compiled.py``)."""
     device = p["angles"].device
     idx, seed, left, box = p["idx"], p["seed"], p["left"], p["box"]
-    scene, joints = scene_of(p)
     if cfg.full_frame:
         K, H, W = p["K_full"], camera.FRAME_H, camera.FRAME_W
     else:
@@ -61,6 +60,7 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
         vis = out.pop("visibility")
         uv = project(joints, K)
     else:
+        scene, joints = scene_of(p)
         out = render(scene, K, H, W, compiled=compiled)
         uv = project(joints, K)
         vis = visibility(scene, joints, uv, JOINT_RADIUS.to(device) * p["scale"][:, None], H, W)

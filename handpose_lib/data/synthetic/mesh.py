@@ -140,7 +140,7 @@ def rest_skeleton(shape: torch.Tensor | None = None, vertices: bool = True) -> d
     if shape is not None:
         w = target_weights(shape)
         basis_v, basis_e = (t.to(shape.device) for t in _target_basis())
-        de = _weighted_sum(w, basis_e).reshape(shape.shape[0], *m["bone_ends"].shape)
+        de = (w[:, :, None] * basis_e).sum(1).reshape(shape.shape[0], *m["bone_ends"].shape)
         ends = ends + de
         b = [m["names"].index(_finger_bone(f, 2)) for f in range(5)]
         tip = tip + de[:, b, 1]  # the tips move with the distal bones' tails
@@ -224,7 +224,8 @@ def bone_transforms(
     eye = torch.eye(3, device=dev)
 
     def affine(h_m, t_m, hint_m, h_f, F_f, L_f, width):
-        """h_m, t_m (B, 3) rest bone; F_f (B, 3, 3) posed frame, h_f (B, 3) posed head."""
+        """h_m, t_m (B, n, 3) rest bones; F_f (B, n, 3, 3) posed frames, h_f (B, n, 3) posed heads,
+        L_f (B, n) posed lengths, width (B, n) the scale across the bone."""
         F_m = _frame(t_m - h_m, hint_m)
         L_m = (t_m - h_m).norm(dim=-1)
         S = torch.diag_embed(torch.stack([width, L_f / L_m, width], -1))
@@ -241,21 +242,25 @@ def bone_transforms(
         X[:, names.index(name), :, :3] = wrist_rot @ A * s
     hints = _mesh_hints(ends, tip)
     zdir = torch.tensor([0.0, 0.0, 1.0], device=dev).expand(B, 3)
-    # metacarpals: rest head (scaled with the carpus) -> kinematic MCP
-    for i, name in enumerate(METACARPALS):
-        b = names.index(name)
-        h_f = ends[:, b, 0] * s[:, 0]
-        mcp = joints[:, 1 + 4 * (i + 1)]
-        F_f = _frame(mcp - h_f, zdir)
-        X[:, b] = affine(ends[:, b, 0], ends[:, b, 1], zdir, h_f, F_f, (mcp - h_f).norm(dim=-1), scale)
-    # finger segments: rest bone -> kinematic segment, frames aligned
-    for f in range(5):
-        for k in range(3):
-            b = names.index(_finger_bone(f, k))
-            t_m = tip[:, f] if k == 2 else ends[:, b, 1]
-            j0, j1 = joints[:, 1 + 4 * f + k], joints[:, 2 + 4 * f + k]
-            L_f = (j1 - j0).norm(dim=-1)
-            X[:, b] = affine(ends[:, b, 0], t_m, hints[:, f], j0, frames[:, f, k], L_f, scale)
+    # metacarpals: rest head (scaled with the carpus) -> kinematic MCP (the four at once)
+    mb = [names.index(n) for n in METACARPALS]
+    h_m = ends[:, mb, 0]
+    h_f = h_m * s
+    mcp = joints[:, [5, 9, 13, 17]]
+    z4 = zdir[:, None].expand(B, 4, 3)
+    F_f = _frame(mcp - h_f, z4)
+    L_f = (mcp - h_f).norm(dim=-1)
+    X[:, mb] = affine(h_m, ends[:, mb, 1], z4, h_f, F_f, L_f, scale[:, None].expand(B, 4))
+    # finger segments: rest bone -> kinematic segment, frames aligned (the fifteen at once)
+    fb = [names.index(_finger_bone(f, k)) for f in range(5) for k in range(3)]
+    fi = torch.arange(5, device=dev).repeat_interleave(3)
+    distal = torch.tensor([k == 2 for _ in range(5) for k in range(3)], device=dev)
+    t_m = torch.where(distal[:, None], tip[:, fi], ends[:, fb, 1])
+    j0 = joints[:, [1 + 4 * f + k for f in range(5) for k in range(3)]]
+    j1 = joints[:, [2 + 4 * f + k for f in range(5) for k in range(3)]]
+    F_f = frames.reshape(B, 15, 3, 3)
+    L_f = (j1 - j0).norm(dim=-1)
+    X[:, fb] = affine(ends[:, fb, 0], t_m, hints[:, fi], j0, F_f, L_f, scale[:, None].expand(B, 15))
     return X
 
 

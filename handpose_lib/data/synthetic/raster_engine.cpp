@@ -181,11 +181,21 @@ void light_points(Surf& S, int n, const float* app, float* out) {
     }
     const float amb0 = app[A_AMBIENT], amb1 = app[A_AMBIENT + 1], amb2 = app[A_AMBIENT + 2];
     const float rim_a = app[A_RIM];
-    const float* nx = S.nx.data(); const float* ny = S.ny.data(); const float* nz = S.nz.data();
-    const float* rx = S.rx.data(); const float* ry = S.ry.data(); const float* rz = S.rz.data();
-    const float* ndvp = S.ndv.data(); const float* wr = S.wrap.data(); const float* ss = S.sss.data();
-    const float* sp = S.spec_k.data(); const float* rw = S.rimw.data(); const float* aop = S.ao.data();
-    const float* a0 = S.a0.data(); const float* a1 = S.a1.data(); const float* a2 = S.a2.data();
+    const float* __restrict nx = S.nx.data();
+    const float* __restrict ny = S.ny.data();
+    const float* __restrict nz = S.nz.data();
+    const float* __restrict rx = S.rx.data();
+    const float* __restrict ry = S.ry.data();
+    const float* __restrict rz = S.rz.data();
+    const float* __restrict ndvp = S.ndv.data();
+    const float* __restrict wr = S.wrap.data();
+    const float* __restrict ss = S.sss.data();
+    const float* __restrict sp = S.spec_k.data();
+    const float* __restrict rw = S.rimw.data();
+    const float* __restrict aop = S.ao.data();
+    const float* __restrict a0 = S.a0.data();
+    const float* __restrict a1 = S.a1.data();
+    const float* __restrict a2 = S.a2.data();
     float* __restrict o0 = out;
     float* __restrict o1 = out + n;
     float* __restrict o2 = out + 2 * n;
