@@ -32,8 +32,8 @@ about 65-70 degrees (26 mm equivalent), webcams 55-70 degrees horizontally).
 **Video** (:class:`HandTracker`): the detector runs on the first frame and again whenever a hand
 is lost; otherwise the box of each hand is the box of its joints in the previous frame. A hand
 is lost when the detector's centre heatmap on its crop has no peak above ``keep_thresh`` (one
-small detector pass on the 128 x 128 crop). Joints are smoothed with One-Euro filters
-(:class:`OneEuroFilter`). :func:`run_video` reads and writes videos with OpenCV and reports the
+small detector pass on the 128 x 128 crop; by default half the detector's threshold). Joints
+are smoothed with One-Euro filters (:class:`OneEuroFilter`). :func:`run_video` reads and writes videos with OpenCV and reports the
 frames per second.
 """
 
@@ -351,7 +351,8 @@ class HandTracker:
     Args:
         pipeline: the :class:`HandPipeline`.
         max_hands: hands tracked at most.
-        keep_thresh: presence score below which a tracked hand is lost.
+        keep_thresh: presence score below which a tracked hand is lost; ``None``: half the
+            detector's score threshold (hysteresis: a hand is harder to find than to keep).
         min_cutoff, beta: One-Euro parameters for the joints (2D in px, 3D in mm).
         box, side: a fixed box (x0, y0, x1, y1) for every frame (no detector, no tracking) and a
             forced side ("left"/"right"; detected hands keep the detector's otherwise).
@@ -361,7 +362,7 @@ class HandTracker:
         self,
         pipeline: HandPipeline,
         max_hands: int = 2,
-        keep_thresh: float = 0.2,
+        keep_thresh: float | None = None,
         min_cutoff: float = 1.0,
         beta: float = 0.05,
         box=None,
@@ -369,6 +370,8 @@ class HandTracker:
     ):
         self.pipeline = pipeline
         self.max_hands = max_hands
+        if keep_thresh is None:
+            keep_thresh = 0.5 * float(getattr(pipeline.detector, "score_thresh", 0.3))
         self.keep_thresh = keep_thresh
         self.min_cutoff, self.beta = min_cutoff, beta
         self.box, self.side = box, side
