@@ -33,8 +33,8 @@ about 65-70 degrees (26 mm equivalent), webcams 55-70 degrees horizontally).
 is lost; otherwise the box of each hand is the box of its joints in the previous frame. A hand
 is lost when the detector's centre heatmap on its crop has no peak above ``keep_thresh`` (one
 small detector pass on the 128 x 128 crop; by default half the detector's threshold). Joints
-are smoothed with One-Euro filters (:class:`OneEuroFilter`). :func:`run_video` reads and writes videos with OpenCV and reports the
-frames per second.
+are smoothed with One-Euro filters (:class:`OneEuroFilter`). :func:`run_video` reads and writes
+videos with OpenCV and reports the frames per second.
 """
 
 from __future__ import annotations
