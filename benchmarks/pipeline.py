@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -35,11 +36,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="models/book-tiny")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--long-side", type=int, default=320)
-    ap.add_argument("--score-thresh", type=float, default=0.3)
+    ap.add_argument("--score-thresh", type=float, default=None, help="default: the detector's (sidecar)")
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    det = load_detector(a.detector, long_side=a.long_side, score_thresh=a.score_thresh)
+    kw = {} if a.score_thresh is None else {"score_thresh": a.score_thresh}
+    det = load_detector(a.detector, long_side=a.long_side, **kw)
     model, _ = load_trained(a.model)
     pipe = HandPipeline(model, det)
     photos = real_photos()
@@ -52,6 +54,8 @@ def main(argv=None) -> int:
         "detector": a.detector,
         "model": a.model,
         "long_side": a.long_side,
+        "score_thresh": det.score_thresh,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "hands_found": f"{found['found']} of {found['photos']}",
         "side_correct": f"{found['side_correct']} of {found['side_known_and_found']} found with a known side",
         "detector_ms_640x480": round(det_ms, 2),

@@ -312,7 +312,7 @@ def train_detector(
             )
         ckpt.load_weights(net, c)
         c.restore(optimizer=opt)
-        start, history, seconds = c.step, c.meta.get("history", []), float(c.meta.get("train_seconds", 0.0))
+        start, history, seconds = c.step, c.meta.get("history", []), c.meta.get("train_seconds")
         log(f"resuming {run} at step {start}")
     frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
     t0 = time.time()
@@ -337,9 +337,11 @@ def train_detector(
             log(f"step {step + 1}/{cfg.steps} {row} {(time.time() - t0) / (step + 1 - start):.2f} s/step")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             side = {"train_config": cfg.to_dict(), "step": step + 1, "history": history}
-            side["train_seconds"] = round(seconds + time.time() - t0, 1)
+            if seconds is not None:  # None: a run that did not record its time
+                side["train_seconds"] = round(seconds + time.time() - t0, 1)
             ckpt.save_run_checkpoint(run, step + 1, net, side, optimizer=opt)
-    seconds += time.time() - t0
+    if seconds is not None and start < cfg.steps:
+        seconds += time.time() - t0
     net.eval()
     det = HandDetector(net, long_side=cfg.eval_long_side, score_thresh=0.05, max_hands=20)
     thresh = cfg.score_thresh
@@ -361,7 +363,7 @@ def train_detector(
             "train_frames": f"HandFrames seed {TRAIN_SEED}, {cfg.steps * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
-            "train_seconds": round(seconds, 1),
+            "train_seconds": None if seconds is None else round(seconds, 1),
             "threads": cfg.threads,
             "git_commit": _git_commit(),
             "torch": torch.__version__,

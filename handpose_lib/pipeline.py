@@ -5,11 +5,13 @@ Layer 4: uses the detector (``detect.py``), the crop (``data/crop.py``) and a tr
 For every hand of an image (:class:`HandPipeline`)::
 
     image (H, W, 3) uint8 --detector--> boxes, sides, scores          (or --box/--side given)
-      per hand: square crop around the box (+20 % per side) -> (3, 128, 128)
-                left hand: the crop is mirrored, so the model (trained on right hands) sees a
-                right hand; its outputs are mirrored back (u -> 128 - u, x -> -x)
-                model -> 2D (21, 2) crop px, 3D (21, 3) root-relative in units of one bone
-                un-crop -> 2D in image px; 3D x hand-size prior -> root-relative mm
+      per hand: inference.predict_image: square crop around the box (+20 % per side),
+                (3, 128, 128) -> model -> 2D (21, 2) in image px (un-cropped), 3D (21, 3)
+                root-relative in units of one bone
+                left hand: predicted on the mirrored image around the mirrored box, so the
+                model (trained on right hands) sees a right hand; the answer is mirrored back
+                (u -> W - u, x -> -x)
+                3D x hand-size prior -> root-relative mm
                 root solve -> 3D in the camera frame (mm)
 
 **Camera frame.** One image does not fix a hand's size and distance separately, so the hand's
@@ -47,8 +49,9 @@ import numpy as np
 import torch
 
 from . import skeleton
-from .data.crop import crop_image, uncrop_points
+from .data.crop import crop_image
 from .detect import Detection, HandDetector
+from .inference import predict_image
 
 DEFAULT_FOV_DEG = 65.0
 MARGIN = 0.2  # crop margin around a box, per side (the training crops' margin)
@@ -162,7 +165,8 @@ class HandPipeline:
 
     Args:
         model: a trained pose model (``inference.load_trained``), eval mode.
-        detector: a :class:`~handpose_lib.detect.HandDetector` (needed unless boxes are given).
+        detector: a :class:`~handpose_lib.detect.HandDetector`; ``None``: one hand in the largest
+            centred square of each image unless boxes are given.
         K: (3, 3) camera intrinsics of the images; ``None``: from ``fov`` and each image's size.
         fov: horizontal field of view in degrees when ``K`` is ``None``.
         ref_bone_mm: the hand-size prior (middle MCP -> PIP length).
@@ -193,8 +197,14 @@ class HandPipeline:
         return self.K if self.K is not None else intrinsics_from_fov(w, h, self.fov)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's hands; without a detector, one right hand in the box whose crop is the
+        image's largest centred square (what ``handpose predict`` did before the detector)."""
         if self.detector is None:
-            raise ValueError("HandPipeline: no detector loaded; pass boxes (e.g. --box) or a detector")
+            h, w = image.shape[:2]
+            s = min(h, w) / (1.0 + 2.0 * self.margin)
+            return [
+                Detection((w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2), "right", 1.0, 0.0)
+            ]
         return self.detector(image)
 
     def crop(self, image: np.ndarray, box, side: str) -> tuple[torch.Tensor, dict]:
@@ -202,29 +212,32 @@ class HandPipeline:
         x, params = crop_image(image, self.size, box, self.margin)
         return (x.flip(-1) if side == "left" else x), params
 
-    @torch.no_grad()
     def estimate(self, image: np.ndarray, boxes, sides, scores=None) -> list[Hand]:
-        """The hands in the given boxes (x0, y0, x1, y1) with the given sides, one batch."""
-        if not len(boxes):
-            return []
-        crops = [self.crop(image, b, s) for b, s in zip(boxes, sides, strict=True)]
-        x = torch.stack([c[0] for c in crops]).to(self.device)
-        out = self.model(x)
-        uv_c = out.coords2d.float().cpu().numpy()
-        j3 = out.joints3d.float().cpu().numpy()
+        """The hands in the given boxes (x0, y0, x1, y1) with the given sides.
+
+        Each hand is one :func:`~handpose_lib.inference.predict_image`; a left hand's is made on
+        the mirrored image around the mirrored box (u -> W - u), and its answer mirrored back
+        (u -> W - u, x -> -x in 3D)."""
         K = self.camera(image)
+        W = image.shape[1]
+        mirrored = None
         hands = []
-        for i, ((_, params), side) in enumerate(zip(crops, sides, strict=True)):
-            uv, rel = uv_c[i], j3[i]
-            if side == "left":  # mirror back: u -> S - u in the crop, x -> -x in 3D
-                uv = np.stack([self.size - uv[:, 0], uv[:, 1]], -1)
-                rel = rel * np.array([-1.0, 1.0, 1.0])
-            uv = uncrop_points(uv, params)
-            rel_mm = skeleton.denormalise_3d(rel.astype(np.float64), self.ref_bone_mm)
+        for i, (box, side) in enumerate(zip(boxes, sides, strict=True)):
+            box = tuple(float(v) for v in box)
+            if side == "left":
+                if mirrored is None:
+                    mirrored = np.ascontiguousarray(image[:, ::-1])
+                p = predict_image(self.model, mirrored, (W - box[2], box[1], W - box[0], box[3]), self.margin)
+                uv = np.stack([W - p.joints2d[:, 0], p.joints2d[:, 1]], -1)
+                rel = p.joints3d * np.array([-1.0, 1.0, 1.0])
+                crop = dict(p.crop, x0=W - p.crop["x0"] - p.crop["side"], mirrored=True)
+            else:
+                p = predict_image(self.model, image, box, self.margin)
+                uv, rel, crop = p.joints2d, p.joints3d, dict(p.crop, mirrored=False)
+            rel_mm = skeleton.denormalise_3d(np.asarray(rel, np.float64), self.ref_bone_mm)
             root = solve_root(uv, rel_mm, K)
             score = 1.0 if scores is None else float(scores[i])
-            box = tuple(float(v) for v in boxes[i])
-            hands.append(Hand(box, side, score, uv, rel_mm, rel_mm + root, params))
+            hands.append(Hand(box, side, score, np.asarray(uv, np.float64), rel_mm, rel_mm + root, crop))
         return hands
 
     def __call__(self, image: np.ndarray, boxes=None, sides=None) -> list[Hand]:
@@ -520,56 +533,91 @@ def _units(pipe: HandPipeline) -> dict:
     }
 
 
-def _targets(path: Path, out_dir: Path, video: bool, overwrite: bool) -> tuple[Path, Path]:
-    overlay = out_dir / (path.stem + ("_pred.mp4" if video else "_pred.png"))
-    js = out_dir / (path.stem + "_hands.json")
-    for t in (overlay, js):
-        if t.exists() and not overwrite:
-            raise FileExistsError(f"{t} exists: choose another output folder or allow overwriting")
-    return overlay, js
+def output_stems(paths) -> list[str]:
+    """The output name stem per input: its stem, ``STEM-2``, ``STEM-3`` ... where stems repeat
+    (a/x.jpg, b/x.jpg, a/x.png)."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in map(Path, paths):
+        seen[p.stem] = seen.get(p.stem, 0) + 1
+        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}-{seen[p.stem]}")
+    return out
+
+
+def output_files(paths) -> list[tuple[str, str]]:
+    """Per input its (overlay, json) file names: ``STEM_pred.png`` or ``STEM_pred.mp4`` for a
+    video, and ``STEM_hands.json``."""
+    return [
+        (
+            stem + ("_pred.mp4" if Path(p).suffix.lower() in VIDEO_SUFFIXES else "_pred.png"),
+            stem + "_hands.json",
+        )
+        for p, stem in zip(paths, output_stems(paths), strict=True)
+    ]
+
+
+def predict_image_file(pipe: HandPipeline, path, overlay: Path, box=None, side=None) -> tuple[dict, str]:
+    """One image: the overlay PNG written to ``overlay`` (atomically) and ``(info, message)``."""
+    from .checkpoint import atomic_write_bytes
+    from .data.common import read_rgb
+
+    img = read_rgb(path, verify=True)
+    hands = pipe(img, boxes=None if box is None else [box], sides=side)
+    ok, data = cv2.imencode(".png", cv2.cvtColor(draw_hands(img, hands), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"OpenCV could not encode the overlay for {overlay}")
+    atomic_write_bytes(overlay, data.tobytes())
+    info = {"input": str(path), "overlay": str(overlay), "size": [img.shape[1], img.shape[0]]}
+    info["K"] = np.round(pipe.camera(img), 3).tolist()
+    info["hands"] = [h.to_dict() for h in hands]
+    return info, (f"{len(hands)} hand(s)" if hands else "no hand found")
+
+
+def predict_video_file(pipe: HandPipeline, path, overlay: Path, box=None, side=None) -> tuple[dict, str]:
+    """One video: the tracked hands per frame, the overlay MP4 written to ``overlay``."""
+    res = run_video(HandTracker(pipe, box=box, side=side), path, overlay)
+    n = sum(len(f) for f in res["frames"])
+    msg = f"{len(res['frames'])} frames, {n} hands, {res['fps_pipeline']:.1f} frames/s"
+    return {"input": str(path), "overlay": str(overlay), **res}, msg
 
 
 def predict_files(
     pipe: HandPipeline, inputs, out_dir, box=None, side=None, overwrite: bool = False, log=print
 ) -> dict:
-    """Run the pipeline on images and videos; per input an overlay (``NAME_pred.png`` /
-    ``NAME_pred.mp4``) and ``NAME_hands.json`` in ``out_dir``.
+    """Run the pipeline on images and videos (folders give their images and videos); per input an
+    overlay and a JSON of its hands in ``out_dir`` (names: :func:`output_files`).
 
-    ``box`` (x0, y0, x1, y1) skips the detector (every image, every frame); ``side`` forces
-    "left"/"right". An image without a hand is reported, not an error; an unreadable input is
-    recorded in ``errors`` and the others still run. Returns ``{"inputs": [...], "errors": [...]}``.
+    Nothing is written when an output exists already and ``overwrite`` is False
+    (``FileExistsError``). ``box`` (x0, y0, x1, y1) skips the detector (every image, every frame);
+    ``side`` forces "left"/"right". An image without a hand is reported, not an error; an input
+    that cannot be read or written is recorded in ``errors`` and the others still run.
+    Returns ``{"inputs": [{"input", "overlay", "json"}], "errors": [{"input", "error"}]}``.
     """
     from .checkpoint import atomic_write_json
-    from .data.common import read_rgb
 
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder; choose a folder path")
+    paths = expand_inputs(inputs)
+    names = output_files(paths)
+    there = [n for pair in names for n in pair if (out_dir / n).exists()]
+    if there and not overwrite:
+        more = " ..." if len(there) > 3 else ""
+        raise FileExistsError(f"{out_dir} already holds {', '.join(there[:3])}{more}; nothing was written")
     out_dir.mkdir(parents=True, exist_ok=True)
     done, errors = [], []
-    for path in expand_inputs(inputs):
+    for path, (ov, js) in zip(paths, names, strict=True):
         video = path.suffix.lower() in VIDEO_SUFFIXES
+        run = predict_video_file if video else predict_image_file
         try:
-            overlay, js = _targets(path, out_dir, video, overwrite)
-            if video:
-                tracker = HandTracker(pipe, box=box, side=side)
-                res = run_video(tracker, path, overlay)
-                info = {"input": str(path), "overlay": str(overlay), **res}
-                n = sum(len(f) for f in res["frames"])
-                msg = f"{len(res['frames'])} frames, {n} hands, {res['fps_pipeline']:.1f} frames/s"
-            else:
-                img = read_rgb(path)
-                hands = pipe(img, boxes=None if box is None else [box], sides=side)
-                cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(img, hands), cv2.COLOR_RGB2BGR))
-                info = {"input": str(path), "overlay": str(overlay), "size": [img.shape[1], img.shape[0]]}
-                info["K"] = np.round(pipe.camera(img), 3).tolist()
-                info["hands"] = [h.to_dict() for h in hands]
-                msg = f"{len(hands)} hand(s)" if hands else "no hand found"
-        except (OSError, ValueError) as e:  # missing, corrupt, not an image/video, would overwrite
+            info, msg = run(pipe, path, out_dir / ov, box, side)
+            info["units"] = _units(pipe)
+            info["joint_names"] = list(skeleton.JOINT_NAMES)
+            atomic_write_json(out_dir / js, info)
+        except (OSError, ValueError) as e:  # missing, corrupt, not an image/video, not writable
             errors.append({"input": str(path), "error": str(e)})
-            log(f"{path}: error: {e}")
+            log(f"{path}: skipped: {e}")
             continue
-        info["units"] = _units(pipe)
-        info["joint_names"] = list(skeleton.JOINT_NAMES)
-        atomic_write_json(js, info)
-        done.append({"input": str(path), "overlay": str(overlay), "json": str(js)})
-        log(f"{path}: {msg} -> {overlay}, {js}")
+        done.append({"input": str(path), "overlay": str(out_dir / ov), "json": str(out_dir / js)})
+        log(f"{path}: {msg} -> {out_dir / ov}, {out_dir / js}")
     return {"inputs": done, "errors": errors}

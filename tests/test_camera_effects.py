@@ -116,6 +116,21 @@ def test_camera_off_is_identity_and_on_is_reproducible():
         assert torch.equal(out[k], s[k])
 
 
+def test_low_resolution_keeps_the_size_and_removes_fine_detail():
+    import dataclasses
+
+    import cv2
+
+    x = np.random.default_rng(0).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    cam = dataclasses.replace(C.CameraEffects.off(), downscale=3.0, downscale_prob=1.0)
+    y = cam.apply(x, np.random.default_rng(1))
+    assert y.shape == x.shape and y.dtype == np.float32 and 0 <= y.min() and y.max() <= 1
+    detail = lambda im: float(np.abs(cv2.Laplacian(im, cv2.CV_32F)).mean())  # noqa: E731
+    assert detail(y) < 0.5 * detail(x)
+    # an average of linear light (as a sensor's larger pixels collect it), not a darkening
+    assert float((y**2.2).mean()) == pytest.approx(float((x**2.2).mean()), rel=0.02)
+
+
 # ----------------------------------------------------------------------------------------
 # FDA
 

@@ -165,3 +165,23 @@ def test_train_detector_smoke(tmp_path):
     w1 = detect.load_detector(tmp_path / "model").net.state_dict()
     w2 = detect.load_detector(tmp_path / "model2").net.state_dict()
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_committed_detector_loads_and_reproduces_its_photo_numbers():
+    import json
+    from pathlib import Path
+
+    from handpose_lib.detector_train import evaluate_real_photos
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "detector"
+    assert (folder / "model.safetensors").stat().st_size < 10_000_000
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert meta["provenance"]["git_commit"] and meta["step"] == meta["train_config"]["steps"]
+    det = detect.load_detector(folder)
+    assert det.score_thresh == meta["score_thresh"]
+    got = evaluate_real_photos(det)  # fp16 weights: the sidecar's numbers were measured in fp32
+    want = meta["metrics"]["real_photos"]
+    assert got["found"] == want["found"]
+    for g, w in zip(got["per_photo"], want["per_photo"], strict=True):
+        assert g["photo"] == w["photo"] and g["found"] == w["found"]
+        assert abs(g["iou"] - w["iou"]) < 0.02

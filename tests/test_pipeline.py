@@ -126,8 +126,9 @@ def test_pipeline_hand_fields_and_camera(model, procedural_frame):
         "joints3d_cam_mm",
         "root_depth_mm",
     }
-    with pytest.raises(ValueError, match="no detector"):
-        HandPipeline(model)(img)
+    # without a detector: one right hand in the largest centred square
+    (c,) = HandPipeline(model)(img)
+    assert c.side == "right" and c.crop["side"] == pytest.approx(480) and c.crop["x0"] == pytest.approx(80)
 
 
 def test_one_euro_filter():
@@ -257,12 +258,62 @@ def test_predict_files_images_folders_videos_and_bad_inputs(model, procedural_fr
     assert (out / "hand_pred.png").is_file() and (out / "clip_pred.mp4").is_file()
     clip = json.loads((out / "clip_hands.json").read_text())
     assert len(clip["frames"]) == 4 and clip["fps_pipeline"] > 0
-    # nothing is overwritten: a second run reports every existing output as an error
-    res2 = predict_files(pipe, [src / "hand.png"], out, log=logs.append)
-    assert res2["inputs"] == [] and "exists" in res2["errors"][0]["error"]
+    # nothing is overwritten: a second run writes nothing
+    before = (out / "hand_hands.json").stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="hand_pred.png, hand_hands.json"):
+        predict_files(pipe, [src / "hand.png", src / "tiny.png"], out, log=logs.append)
+    assert (out / "hand_hands.json").stat().st_mtime_ns == before
+    res2 = predict_files(pipe, [src / "hand.png"], out, overwrite=True, log=logs.append)
+    assert len(res2["inputs"]) == 1
+    # the same stem twice: names kept apart
+    res4 = predict_files(pipe, [src / "hand.png", src / "hand.png"], tmp_path / "o4", log=logs.append)
+    assert [Path(d["json"]).name for d in res4["inputs"]] == ["hand_hands.json", "hand-2_hands.json"]
     # --box and --side override the detector
     res3 = predict_files(
         pipe, [src / "tiny.png"], tmp_path / "o3", box=(0, 0, 1, 1), side="right", log=logs.append
     )
     (h,) = json.loads(Path(res3["inputs"][0]["json"]).read_text())["hands"]
     assert h["side"] == "right" and h["score"] == 1.0
+
+
+def test_cli_predict_through_the_pipeline(procedural_frame, tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from handpose_lib import cli
+
+    img, uv, _, _ = procedural_frame
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "hand.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src / "blank.png"), np.full((60, 80, 3), 127, np.uint8))
+    write_video(src / "clip.mp4", _clip(img, uv, n=3)[0], 10.0)
+    (tmp_path / "bad.mp4").write_bytes(b"no video here")
+    detector = BOOK_MODEL.parent / "detector"
+    out = tmp_path / "out"
+    head = ["predict", "--checkpoint", str(BOOK_MODEL), "--detector", str(detector), str(src)]
+    argv = [*head, "--out", str(out)]
+    code = cli.main([*head, str(tmp_path / "bad.mp4"), str(tmp_path / "missing.jpg"), "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert "2 of 5 inputs failed" in err and "missing.jpg" in err and "bad.mp4" in err
+    for name in ("hand", "blank", "clip"):
+        assert (out / f"{name}_hands.json").is_file()
+    assert (out / "clip_pred.mp4").is_file() and (out / "hand_pred.png").is_file()
+    clip = json.loads((out / "clip_hands.json").read_text())
+    assert len(clip["frames"]) == 3 and "frames/s" in stdout
+    # outputs are never replaced without --overwrite
+    code = cli.main(argv)
+    assert code == cli.EXIT_USAGE and "--overwrite" in capsys.readouterr()[1]
+    # --box, --side and --K override the detector and the field of view
+    box = [f"{v:.1f}" for v in joints_box(uv)]
+    code = cli.main(
+        ["predict", "--checkpoint", str(BOOK_MODEL), str(src / "hand.png"), "--box", *box, "--side", "left"]
+        + ["--K", "600", "600", "320", "240", "--out", str(tmp_path / "o2")]
+    )
+    assert code == 0, capsys.readouterr()[1]
+    info = json.loads((tmp_path / "o2" / "hand_hands.json").read_text())
+    (h,) = info["hands"]
+    assert h["side"] == "left" and h["score"] == 1.0 and info["K"][0] == [600.0, 0.0, 320.0]
+    assert np.asarray(h["joints3d_cam_mm"]).shape == (21, 3) and h["root_depth_mm"] > 0

@@ -10,8 +10,11 @@ crop, ``python benchmarks/augment.py``):
 2. lens: :func:`defocus` (a disk kernel) or :func:`motion_blur` (a line kernel), then
    :func:`vignette` (brightness falling off towards the corners);
 3. sensor: :func:`exposure` (``x * 2 ** ev``), :func:`white_balance` (per-channel gains, green
-   fixed), :func:`sensor_noise` (signal-dependent shot noise plus read noise, per pixel and
-   channel), clipped to [0, 1] as a sensor saturates;
+   fixed), clipped to [0, 1] as a sensor saturates; then, sometimes, the resolution of a small
+   hand in a photo: the image is shrunk by up to ``downscale`` (area average) before the noise,
+   the tone curve and JPEG, and enlarged back to the crop's size after them (bilinear), as a
+   crop of a hand covering few pixels of a photo is; :func:`sensor_noise` (signal-dependent
+   shot noise plus read noise, per pixel and channel);
 4. image processor: :func:`gamma_encode` with a random gamma around 2.2 (a tone curve), then
    :func:`jpeg` re-compression at a random quality.
 
@@ -147,6 +150,8 @@ class CameraEffects:
             (in linear light of range 1; see :func:`sensor_noise`).
         gamma: encoding gamma ``2.2 * exp(U(-gamma, gamma))``.
         jpeg_quality, jpeg_prob: JPEG quality ``U{lo..hi}`` with probability ``jpeg_prob``.
+        downscale, downscale_prob: with probability ``downscale_prob`` the sensor sees the crop
+            shrunk by ``U(1, downscale)`` (and it is enlarged back after JPEG).
     """
 
     exposure_ev: float = 0.5
@@ -161,15 +166,18 @@ class CameraEffects:
     gamma: float = 0.15
     jpeg_quality: tuple[int, int] = (30, 95)
     jpeg_prob: float = 0.5
+    downscale: float = 3.0
+    downscale_prob: float = 0.4
 
     @classmethod
     def off(cls) -> CameraEffects:
         """The camera that returns its input (up to float rounding of the gamma round trip)."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, (95, 95), 0.0)
+        zero = ("exposure_ev", "white_balance", "vignette", "defocus_prob", "motion_prob", "shot_noise")
+        return cls(**dict.fromkeys(zero, 0.0), read_noise=0.0, gamma=0.0, jpeg_prob=0.0, downscale_prob=0.0)
 
     def apply(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(H, W, 3) float32 in [0, 1] -> the same through one random camera drawn from ``rng``."""
-        u = rng.uniform(size=12)  # a fixed number of draws: each effect's switch keeps the others' values
+        u = rng.uniform(size=14)  # a fixed number of draws: each effect's switch keeps the others' values
         x = np.power(np.clip(img, 0.0, 1.0, dtype=np.float32), np.float32(DISPLAY_GAMMA))
         if self.defocus_px and u[0] < self.defocus_prob:
             x = defocus(x, self.defocus_px * u[1])
@@ -180,11 +188,18 @@ class CameraEffects:
         wb = np.exp(self.white_balance * (2 * u[5:7] - 1))
         x = white_balance(x, (wb[0], 1.0, wb[1]))
         x = np.clip(x, 0.0, 1.0)
+        h, w = x.shape[:2]
+        small = self.downscale > 1 and u[12] < self.downscale_prob
+        if small:
+            f = 1.0 + (self.downscale - 1.0) * u[13]
+            x = cv2.resize(x, (max(8, round(w / f)), max(8, round(h / f))), interpolation=cv2.INTER_AREA)
         x = sensor_noise(x, rng, self.shot_noise * u[7], self.read_noise * u[8])
         x = gamma_encode(x, DISPLAY_GAMMA * math.exp(self.gamma * (2 * u[9] - 1)))
         if self.jpeg_prob and u[10] < self.jpeg_prob:
             lo, hi = self.jpeg_quality
             x = jpeg(x, lo + int(u[11] * (hi - lo + 1)))
+        if small:
+            x = cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
         return x
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
