@@ -18,6 +18,7 @@ from handpose_lib.pipeline import (
     OneEuroFilter,
     intrinsics_from_fov,
     joints_box,
+    live_camera,
     read_video,
     run_video,
     solve_root,
@@ -202,6 +203,37 @@ def test_video_write_read_and_tracking(model, procedural_frame, tmp_path):
     lost = _FakeDetector(joints_box(joints[0]), presence=0.0)
     run_video(HandTracker(HandPipeline(model, lost)), path)
     assert lost.calls == len(frames)  # lost every frame: the detector runs every frame
+
+
+def test_live_camera_replays_a_recording_through_the_video_path(model, procedural_frame, tmp_path):
+    import cv2
+    import ipywidgets
+
+    img, uv, _, _ = procedural_frame
+    frames, joints = _clip(img, uv, n=5)
+    path = write_video(tmp_path / "rec.mp4", frames, 10.0)
+    box = joints_box(joints[0])
+    ref = run_video(HandTracker(HandPipeline(model, _FakeDetector(box))), path)
+    widget, logs = ipywidgets.Image(format="jpeg"), []
+    det = _FakeDetector(box)
+    res = live_camera(HandTracker(HandPipeline(model, det)), path, widget=widget, log=logs.append)
+    assert res["frames"] == 5 and det.calls == 1 and res["fps_pipeline"] > 0
+    assert res["hands"] == ref["frames"][-1]  # the same frame step, the same smoothing clock
+    shown = cv2.imdecode(np.frombuffer(widget.value, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == img.shape  # the widget holds the last frame's overlay
+    assert logs == [res["message"]] and "5 frames" in logs[0]
+    assert (
+        live_camera(HandTracker(HandPipeline(model, det)), path, max_frames=2, widget=widget)["frames"] == 2
+    )
+
+
+def test_live_camera_without_a_camera_says_so(model, tmp_path):
+    logs = []
+    tracker = HandTracker(HandPipeline(model, None))
+    for source in (tmp_path / "none.mp4", 97):  # no such file, no such camera
+        res = live_camera(tracker, source, log=logs.append)
+        assert res["frames"] == 0 and res["message"].startswith("No camera") and logs[-1] == res["message"]
+    assert "camera 97" in logs[-1] and "none.mp4" in logs[0]
 
 
 def test_read_video_bad_inputs(tmp_path):
