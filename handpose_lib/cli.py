@@ -307,6 +307,22 @@ the photo; IMAGE-2_pred.png ... where two images share a name) and predictions.j
 in photo pixels; 3D joints root-relative in units of the reference bone and in mm for an assumed
 hand size, --ref-bone-mm). Files already in DIR are never replaced without --overwrite. An image
 that cannot be read or written is reported and skipped; the exit status is then 1.
+
+Every hand, photos and videos (handpose_lib.pipeline):
+  handpose predict --checkpoint models/book-tiny --detector models/detector photos/ clip.mp4 --out pred/
+  handpose predict --checkpoint models/book-tiny hand.jpg --box 120 80 360 330 --side left --fov 70 --out p/
+
+With --detector, --side, --K or --fov, or when an input is a folder or a video, each input goes
+through the pipeline: the detector finds every hand (box, left/right, score; without --detector
+one right hand in the largest centred square), left hands are mirrored into the model and back,
+and 3D comes also in the camera frame (root depth from the 2D and the relative 3D with a
+--ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or --fov, horizontal degrees,
+default 65 for phones and webcams). --box and --side override the detector. Writes NAME_pred.png
+(or NAME_pred.mp4 for a video: the previous frame's hand gives the next box, One-Euro smoothing,
+frames/s printed) and NAME_hands.json (per hand: box, side, score, 2D px, 3D root-relative mm,
+3D camera mm). An image without a hand says so and is not an error. Folders give their images
+and videos. The shipped detector is a first version (1 of the 16 shipped photos found: see
+models/detector/README.md), so it is not on by default.
 """
 
 
@@ -319,7 +335,12 @@ def _add_predict(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="run folder, checkpoint folder or model.safetensors")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="INPUT",
+        help="image files (png, jpg, ...); videos and folders (pipeline)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="hand box (all images)"
@@ -330,6 +351,21 @@ def _add_predict(sub):
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
+    p.add_argument("--detector", metavar="DIR", help="hand detector folder, e.g. models/detector (pipeline)")
+    p.add_argument(
+        "--side", choices=("left", "right"), help="the hands' side (pipeline; overrides the detector)"
+    )
+    cam = p.add_mutually_exclusive_group()
+    cam.add_argument(
+        "--K",
+        type=float,
+        nargs=4,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="camera intrinsics in pixels (pipeline)",
+    )
+    cam.add_argument(
+        "--fov", type=_positive_float, help="horizontal field of view, degrees (pipeline; default 65)"
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -373,7 +409,63 @@ def _output_dir(path: str, files: list[str], overwrite: bool) -> Path:
     return out
 
 
+def _uses_pipeline(a) -> bool:
+    from .pipeline import VIDEO_SUFFIXES
+
+    flags = a.detector or a.side or a.K or a.fov
+    return bool(flags) or any(Path(x).is_dir() or Path(x).suffix.lower() in VIDEO_SUFFIXES for x in a.images)
+
+
+def cmd_predict_pipeline(a) -> int:
+    """``handpose predict`` through :mod:`handpose_lib.pipeline` (every hand, videos, camera 3D)."""
+    from . import skeleton
+    from .checkpoint import CheckpointError
+    from .device import pick_device
+    from .inference import load_trained
+    from .pipeline import DEFAULT_FOV_DEG, HandPipeline, predict_files
+
+    if a.margin <= -0.5:
+        raise CLIError(f"--margin must be > -0.5 (a crop of positive size), got {a.margin}")
+    if a.fov is not None and not a.fov < 179:
+        raise CLIError(f"--fov must be below 179 degrees, got {a.fov}")
+    device = str(pick_device(a.device))
+    model, _ = load_trained(a.checkpoint, device=device)
+    det = None
+    if a.detector:
+        from .detect import load_detector
+
+        try:
+            det = load_detector(a.detector, device=device)
+        except CheckpointError as e:
+            raise CLIError(f"--detector: {e}") from e
+    K = None
+    if a.K:
+        fx, fy, cx, cy = a.K
+        K = [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
+    pipe = HandPipeline(
+        model,
+        det,
+        K=K,
+        fov=a.fov or DEFAULT_FOV_DEG,
+        ref_bone_mm=a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM,
+        margin=a.margin,
+    )
+    try:
+        res = predict_files(pipe, a.images, a.out, box=a.box, side=a.side, overwrite=a.overwrite)
+    except FileExistsError as e:
+        raise CLIError(f"--out: {e}. Choose another folder or pass --overwrite to replace them") from e
+    if res["errors"]:
+        n = len(res["errors"]) + len(res["inputs"])
+        print(f"handpose: {len(res['errors'])} of {n} inputs failed (listed above)", file=sys.stderr)
+        for e in res["errors"]:
+            print(f"handpose: skipped {e['input']}: {e['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_predict(a) -> int:
+    if _uses_pipeline(a):
+        return cmd_predict_pipeline(a)
     from . import skeleton
     from .checkpoint import atomic_write_json
     from .data.common import read_rgb

@@ -32,9 +32,10 @@ about 65-70 degrees (26 mm equivalent), webcams 55-70 degrees horizontally).
 **Video** (:class:`HandTracker`): the detector runs on the first frame and again whenever a hand
 is lost; otherwise the box of each hand is the box of its joints in the previous frame. A hand
 is lost when the detector's centre heatmap on its crop has no peak above ``keep_thresh`` (one
-small detector pass on the 128 x 128 crop). Joints are smoothed with One-Euro filters
-(:class:`OneEuroFilter`). :func:`run_video` reads and writes videos with OpenCV and reports the
-frames per second.
+small detector pass on the 128 x 128 crop; by default half the detector's threshold). Joints
+are smoothed with One-Euro filters (:class:`OneEuroFilter`). :func:`run_video` reads and writes
+videos with OpenCV and reports the frames per second; :func:`live_camera` runs the same frame
+step (:func:`process_frame`) on a webcam in JupyterLab, showing each frame in an ipywidgets image.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ class HandPipeline:
 
     Args:
         model: a trained pose model (``inference.load_trained``), eval mode.
-        detector: a :class:`~handpose_lib.detect.HandDetector` (needed unless boxes are given).
+        detector: a :class:`~handpose_lib.detect.HandDetector`; ``None``: one hand in the largest
+            centred square of each image unless boxes are given.
         K: (3, 3) camera intrinsics of the images; ``None``: from ``fov`` and each image's size.
         fov: horizontal field of view in degrees when ``K`` is ``None``.
         ref_bone_mm: the hand-size prior (middle MCP -> PIP length).
@@ -196,8 +198,14 @@ class HandPipeline:
         return self.K if self.K is not None else intrinsics_from_fov(w, h, self.fov)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's hands; without a detector, one right hand in the box whose crop is the
+        image's largest centred square (what ``handpose predict`` did before the detector)."""
         if self.detector is None:
-            raise ValueError("HandPipeline: no detector loaded; pass boxes (e.g. --box) or a detector")
+            h, w = image.shape[:2]
+            s = min(h, w) / (1.0 + 2.0 * self.margin)
+            return [
+                Detection((w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2), "right", 1.0, 0.0)
+            ]
         return self.detector(image)
 
     def crop(self, image: np.ndarray, box, side: str) -> tuple[torch.Tensor, dict]:
@@ -344,7 +352,8 @@ class HandTracker:
     Args:
         pipeline: the :class:`HandPipeline`.
         max_hands: hands tracked at most.
-        keep_thresh: presence score below which a tracked hand is lost.
+        keep_thresh: presence score below which a tracked hand is lost; ``None``: half the
+            detector's score threshold (hysteresis: a hand is harder to find than to keep).
         min_cutoff, beta: One-Euro parameters for the joints (2D in px, 3D in mm).
         box, side: a fixed box (x0, y0, x1, y1) for every frame (no detector, no tracking) and a
             forced side ("left"/"right"; detected hands keep the detector's otherwise).
@@ -354,7 +363,7 @@ class HandTracker:
         self,
         pipeline: HandPipeline,
         max_hands: int = 2,
-        keep_thresh: float = 0.2,
+        keep_thresh: float | None = None,
         min_cutoff: float = 1.0,
         beta: float = 0.05,
         box=None,
@@ -362,6 +371,8 @@ class HandTracker:
     ):
         self.pipeline = pipeline
         self.max_hands = max_hands
+        if keep_thresh is None:
+            keep_thresh = 0.5 * float(getattr(pipeline.detector, "score_thresh", 0.3))
         self.keep_thresh = keep_thresh
         self.min_cutoff, self.beta = min_cutoff, beta
         self.box, self.side = box, side
@@ -411,6 +422,15 @@ class HandTracker:
         return hands
 
 
+def _frames(cap: cv2.VideoCapture):
+    """Yield the frames of an open capture as (H, W, 3) uint8 RGB until it ends."""
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+
+
 def read_video(path) -> tuple[list[np.ndarray], float]:
     """All frames of a video file as (H, W, 3) uint8 RGB, and its frames per second (30 if the
     file does not say). Raises ``FileNotFoundError`` / ``ValueError`` (not a readable video)."""
@@ -422,12 +442,7 @@ def read_video(path) -> tuple[list[np.ndarray], float]:
         if not cap.isOpened():
             raise ValueError(f"cannot open video (corrupt or not a video): {path}")
         fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-        frames = []
-        while True:
-            ok, f = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+        frames = list(_frames(cap))
     finally:
         cap.release()
     if not frames:
@@ -473,6 +488,17 @@ def draw_hands(image: np.ndarray, hands: list[Hand]) -> np.ndarray:
     return out
 
 
+def process_frame(tracker: HandTracker, frame: np.ndarray, t: float, draw: bool = True):
+    """One video frame through the tracker: ``(hands, overlay or None, seconds spent tracking)``.
+
+    The one code path of every video source: :func:`run_video` (files) and :func:`live_camera`
+    (a webcam in JupyterLab)."""
+    t0 = time.perf_counter()
+    hands = tracker.step(frame, t)
+    busy = time.perf_counter() - t0
+    return hands, (draw_hands(frame, hands) if draw else None), busy
+
+
 def run_video(tracker: HandTracker, path, out_path=None) -> dict:
     """Track the hands of a video file: ``{"fps_video", "fps_pipeline", "frames": [[hand dicts]],
     "detector_runs"}``; writes an overlay MP4 to ``out_path`` when given. ``fps_pipeline`` counts
@@ -480,12 +506,11 @@ def run_video(tracker: HandTracker, path, out_path=None) -> dict:
     frames, fps = read_video(path)
     per_frame, overlays, busy = [], [], 0.0
     for i, f in enumerate(frames):
-        t0 = time.perf_counter()
-        hands = tracker.step(f, i / fps)
-        busy += time.perf_counter() - t0
+        hands, overlay, dt = process_frame(tracker, f, i / fps, draw=out_path is not None)
+        busy += dt
         per_frame.append([h.to_dict() for h in hands])
-        if out_path is not None:
-            overlays.append(draw_hands(f, hands))
+        if overlay is not None:
+            overlays.append(overlay)
     if out_path is not None:
         write_video(out_path, overlays, fps)
     return {
@@ -493,6 +518,72 @@ def run_video(tracker: HandTracker, path, out_path=None) -> dict:
         "fps_pipeline": len(frames) / max(busy, 1e-9),
         "frames": per_frame,
         "detector_runs": tracker.detector_runs,
+    }
+
+
+def live_camera(tracker: HandTracker, source=0, max_frames: int = 300, widget=None, log=print) -> dict:
+    """Track hands live from a camera in JupyterLab: each frame's overlay is shown in an
+    ``ipywidgets.Image`` as it is processed (the same :func:`process_frame` as :func:`run_video`).
+
+    Args:
+        tracker: a :class:`HandTracker` (its pipeline, detector and smoothing).
+        source: a camera index (0: the default webcam) or a video file (to replay a recording).
+        max_frames: frames processed before it stops (interrupting the kernel stops it too).
+        widget: an ``ipywidgets.Image`` to update; ``None``: a new one, displayed.
+        log: where the no-camera message and the summary go.
+
+    Without a camera (or a readable file) nothing fails: the message says so and is returned in
+    ``{"message"}`` with ``frames == 0``. Returns ``{"frames", "fps_pipeline", "hands", "message"}``
+    where ``hands`` is the last frame's hand dicts.
+    """
+    try:  # quiet OpenCV's own warnings about a missing /dev/video*
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:
+        pass
+    is_file = not isinstance(source, int)
+    cap = cv2.VideoCapture(str(source) if is_file else source)
+    try:
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            what = f"the video file {source}" if is_file else f"camera {source}"
+            msg = (
+                f"No camera: {what} could not be opened or gave no frame. On your own machine, run "
+                "this cell in JupyterLab with a webcam connected (and camera access allowed), or pass "
+                "source='my_video.mp4' to replay a recording."
+            )
+            log(msg)
+            return {"frames": 0, "fps_pipeline": 0.0, "hands": [], "message": msg}
+        if widget is None:
+            import ipywidgets
+            from IPython.display import display
+
+            widget = ipywidgets.Image(format="jpeg")
+            display(widget)
+        fps = (cap.get(cv2.CAP_PROP_FPS) or 30.0) if is_file else None
+        start, n, busy, hands = time.perf_counter(), 0, 0.0, []
+        frame = cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
+        frames = _frames(cap)
+        try:
+            while frame is not None and n < max_frames:
+                t = n / fps if fps else time.perf_counter() - start
+                hands, overlay, dt = process_frame(tracker, frame, t)
+                busy += dt
+                n += 1
+                ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+                if ok:
+                    widget.value = jpg.tobytes()
+                frame = next(frames, None)
+        except KeyboardInterrupt:  # the kernel's stop button ends the loop, not the session
+            pass
+    finally:
+        cap.release()
+    msg = f"{n} frames, {n / max(busy, 1e-9):.1f} frames/s (pipeline only), {len(hands)} hand(s) in the last"
+    log(msg)
+    return {
+        "frames": n,
+        "fps_pipeline": n / max(busy, 1e-9),
+        "hands": [h.to_dict() for h in hands],
+        "message": msg,
     }
 
 

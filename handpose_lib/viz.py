@@ -986,3 +986,85 @@ def finger_bend_viewer(
         height=height, sliders=sliders, margin=dict(l=10, r=10, t=40, b=bottom), showlegend=False
     )
     return fig
+
+
+def hand_video_3d(
+    joints3d,
+    fps: float = 30.0,
+    title: str | None = None,
+    height: int = 520,
+    margin_mm: float = 15.0,
+) -> go.Figure:
+    """A hand over time in 3D: a frames slider and a play button (plotly frames: it plays on the
+    static site with no kernel).
+
+    Args:
+        joints3d: (T, 21, 3) mm, camera frame (e.g. a tracked hand's ``joints3d_cam_mm``); a frame
+            without a hand is all NaN (drawn empty).
+        fps: the video's frames per second (the play speed and the slider's time labels).
+
+    Returns a figure with 5 finger traces, ``T`` frames (one per video frame, each replacing
+    the 5 traces) and one slider of ``T`` steps. The axes are fixed to the whole clip's extent,
+    so the view does not rescale while it plays.
+    """
+    J = _np(joints3d)
+    if J.ndim != 3 or J.shape[1:] != (sk.NUM_JOINTS, 3) or len(J) == 0:
+        raise ValueError(f"hand_video_3d: expected joints of shape (T, {sk.NUM_JOINTS}, 3), got {J.shape}")
+    if np.isinf(J).any():
+        raise ValueError("hand_video_3d: joints contain infinite values")
+    if not fps > 0:
+        raise ValueError(f"hand_video_3d: fps must be positive, got {fps}")
+    if not np.isfinite(J).any():
+        raise ValueError("hand_video_3d: no frame has a hand (all joints are NaN)")
+    T = len(J)
+    names = [f"{t}" for t in range(T)]
+    first = int(np.flatnonzero(np.isfinite(J).all((1, 2)))[0]) if np.isfinite(J).all((1, 2)).any() else 0
+    fig = go.Figure(skeleton_traces_3d(J[first], name="hand", showlegend=False))
+    n = len(fig.data)
+    fig.frames = [
+        go.Frame(
+            name=names[t],
+            traces=list(range(n)),
+            data=[go.Scatter3d(x=tr.x, y=tr.y, z=tr.z) for tr in skeleton_traces_3d(J[t], showlegend=False)],
+        )
+        for t in range(T)
+    ]
+    ms = 1000.0 / fps
+    play = dict(frame=dict(duration=ms, redraw=True), transition=dict(duration=0), fromcurrent=True)
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))
+    steps = [dict(method="animate", label=f"{t / fps:.2f}", args=[[names[t]], still]) for t in range(T)]
+    lo, hi = np.nanmin(J.reshape(-1, 3), 0) - margin_mm, np.nanmax(J.reshape(-1, 3), 0) + margin_mm
+    _scene(fig, "scene", ranges=list(zip(lo, hi)))
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        updatemenus=[
+            dict(
+                type="buttons",
+                showactive=False,
+                x=0.0,
+                y=0.0,
+                xanchor="left",
+                yanchor="top",
+                pad=dict(t=45, r=10),
+                buttons=[
+                    dict(label="play", method="animate", args=[None, play]),
+                    dict(label="pause", method="animate", args=[[None], still]),
+                ],
+            )
+        ],
+        sliders=[
+            dict(
+                active=first,
+                steps=steps,
+                x=0.12,
+                len=0.88,
+                y=0.0,
+                yanchor="top",
+                currentvalue=dict(prefix="t = ", suffix=" s"),
+                pad=dict(t=30),
+            )
+        ],
+    )
+    return fig

@@ -18,6 +18,7 @@ from handpose_lib.pipeline import (
     OneEuroFilter,
     intrinsics_from_fov,
     joints_box,
+    live_camera,
     read_video,
     run_video,
     solve_root,
@@ -126,8 +127,9 @@ def test_pipeline_hand_fields_and_camera(model, procedural_frame):
         "joints3d_cam_mm",
         "root_depth_mm",
     }
-    with pytest.raises(ValueError, match="no detector"):
-        HandPipeline(model)(img)
+    # without a detector: one right hand in the largest centred square
+    (c,) = HandPipeline(model)(img)
+    assert c.side == "right" and c.crop["side"] == pytest.approx(480) and c.crop["x0"] == pytest.approx(80)
 
 
 def test_one_euro_filter():
@@ -203,6 +205,37 @@ def test_video_write_read_and_tracking(model, procedural_frame, tmp_path):
     assert lost.calls == len(frames)  # lost every frame: the detector runs every frame
 
 
+def test_live_camera_replays_a_recording_through_the_video_path(model, procedural_frame, tmp_path):
+    import cv2
+    import ipywidgets
+
+    img, uv, _, _ = procedural_frame
+    frames, joints = _clip(img, uv, n=5)
+    path = write_video(tmp_path / "rec.mp4", frames, 10.0)
+    box = joints_box(joints[0])
+    ref = run_video(HandTracker(HandPipeline(model, _FakeDetector(box))), path)
+    widget, logs = ipywidgets.Image(format="jpeg"), []
+    det = _FakeDetector(box)
+    res = live_camera(HandTracker(HandPipeline(model, det)), path, widget=widget, log=logs.append)
+    assert res["frames"] == 5 and det.calls == 1 and res["fps_pipeline"] > 0
+    assert res["hands"] == ref["frames"][-1]  # the same frame step, the same smoothing clock
+    shown = cv2.imdecode(np.frombuffer(widget.value, np.uint8), cv2.IMREAD_COLOR)
+    assert shown.shape == img.shape  # the widget holds the last frame's overlay
+    assert logs == [res["message"]] and "5 frames" in logs[0]
+    assert (
+        live_camera(HandTracker(HandPipeline(model, det)), path, max_frames=2, widget=widget)["frames"] == 2
+    )
+
+
+def test_live_camera_without_a_camera_says_so(model, tmp_path):
+    logs = []
+    tracker = HandTracker(HandPipeline(model, None))
+    for source in (tmp_path / "none.mp4", 97):  # no such file, no such camera
+        res = live_camera(tracker, source, log=logs.append)
+        assert res["frames"] == 0 and res["message"].startswith("No camera") and logs[-1] == res["message"]
+    assert "camera 97" in logs[-1] and "none.mp4" in logs[0]
+
+
 def test_read_video_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         read_video(tmp_path / "nope.mp4")
@@ -273,3 +306,46 @@ def test_predict_files_images_folders_videos_and_bad_inputs(model, procedural_fr
     )
     (h,) = json.loads(Path(res3["inputs"][0]["json"]).read_text())["hands"]
     assert h["side"] == "right" and h["score"] == 1.0
+
+
+def test_cli_predict_through_the_pipeline(procedural_frame, tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from handpose_lib import cli
+
+    img, uv, _, _ = procedural_frame
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "hand.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(src / "blank.png"), np.full((60, 80, 3), 127, np.uint8))
+    write_video(src / "clip.mp4", _clip(img, uv, n=3)[0], 10.0)
+    (tmp_path / "bad.mp4").write_bytes(b"no video here")
+    detector = BOOK_MODEL.parent / "detector"
+    out = tmp_path / "out"
+    head = ["predict", "--checkpoint", str(BOOK_MODEL), "--detector", str(detector), str(src)]
+    argv = [*head, "--out", str(out)]
+    code = cli.main([*head, str(tmp_path / "bad.mp4"), str(tmp_path / "missing.jpg"), "--out", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert "2 of 5 inputs failed" in err and "missing.jpg" in err and "bad.mp4" in err
+    for name in ("hand", "blank", "clip"):
+        assert (out / f"{name}_hands.json").is_file()
+    assert (out / "clip_pred.mp4").is_file() and (out / "hand_pred.png").is_file()
+    clip = json.loads((out / "clip_hands.json").read_text())
+    assert len(clip["frames"]) == 3 and "frames/s" in stdout
+    # outputs are never replaced without --overwrite
+    code = cli.main(argv)
+    assert code == cli.EXIT_USAGE and "--overwrite" in capsys.readouterr()[1]
+    # --box, --side and --K override the detector and the field of view
+    box = [f"{v:.1f}" for v in joints_box(uv)]
+    code = cli.main(
+        ["predict", "--checkpoint", str(BOOK_MODEL), str(src / "hand.png"), "--box", *box, "--side", "left"]
+        + ["--K", "600", "600", "320", "240", "--out", str(tmp_path / "o2")]
+    )
+    assert code == 0, capsys.readouterr()[1]
+    info = json.loads((tmp_path / "o2" / "hand_hands.json").read_text())
+    (h,) = info["hands"]
+    assert h["side"] == "left" and h["score"] == 1.0 and info["K"][0] == [600.0, 0.0, 320.0]
+    assert np.asarray(h["joints3d_cam_mm"]).shape == (21, 3) and h["root_depth_mm"] > 0

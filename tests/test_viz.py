@@ -262,3 +262,30 @@ def test_pck_figure_accepts_tuples_and_pck_results():
     assert fig.data[1].line.dash == "dot"
     with pytest.raises(ValueError, match="thresholds"):
         viz.pck_figure({"bad": ([1, 2, 3], [0.1, 0.2])})
+
+
+def test_hand_video_3d_frames_slider_and_play():
+    rest = viz.simple_hand()
+    T = 7
+    J = np.stack([rest + [3.0 * t, 0.0, 0.0] for t in range(T)])
+    J[2] = np.nan  # a frame without a hand
+    fig = viz.hand_video_3d(J, fps=10.0)
+    assert len(fig.data) == 5 and len(fig.frames) == T
+    assert [f.name for f in fig.frames] == [str(t) for t in range(T)]
+    (slider,) = fig.layout.sliders
+    assert len(slider.steps) == T and list(slider.steps[4].args[0]) == ["4"]
+    assert slider.steps[4].label == "0.40"
+    for t, fr in enumerate(fig.frames):
+        assert list(fr.traces) == list(range(5)) and len(fr.data) == 5
+        if t != 2:  # the frame's wrist (first point of the thumb chain) is the hand's wrist at time t
+            assert fr.data[0].x[0] == pytest.approx(J[t, 0, 0])
+    assert np.isnan(np.asarray(fig.frames[2].data[0].x, float)).all()
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert labels == ["play", "pause"]
+    assert fig.layout.updatemenus[0].buttons[0].args[1]["frame"]["duration"] == 100
+    xr = fig.layout.scene.xaxis.range  # fixed to the whole clip, so nothing rescales while playing
+    assert xr[0] <= np.nanmin(J[..., 0]) and xr[1] >= np.nanmax(J[..., 0])
+    with pytest.raises(ValueError, match="T, 21, 3"):
+        viz.hand_video_3d(rest)
+    with pytest.raises(ValueError, match="no frame has a hand"):
+        viz.hand_video_3d(np.full((3, 21, 3), np.nan))

@@ -138,6 +138,7 @@ def rest_skeleton(shape: torch.Tensor | None = None, vertices: bool = True) -> d
     m = load_mesh_hand()
     ends, V, tip = m["bone_ends"][None], m["vertices"][None], m["tip"][None]
     if shape is not None:
+        ends, V, tip = (x.to(shape.device) for x in (ends, V, tip))
         w = target_weights(shape)
         basis_v, basis_e = (t.to(shape.device) for t in _target_basis())
         de = (w[:, :, None] * basis_e).sum(1).reshape(shape.shape[0], *m["bone_ends"].shape)
@@ -184,13 +185,14 @@ def _mesh_hints(ends: torch.Tensor, tip: torch.Tensor) -> torch.Tensor:
     bone, signed towards the palm centre."""
     m = load_mesh_hand()
     B = ends.shape[0]
-    hints = torch.tensor([0.0, 0.0, 1.0]).expand(B, 5, 3).clone()
-    p = m["thumb_plane"]
+    dev = ends.device
+    hints = torch.tensor([0.0, 0.0, 1.0], device=dev).expand(B, 5, 3).clone()
+    p = m["thumb_plane"].to(dev)
     n = _unit(torch.cross(p[1] - p[0], p[2] - p[0], dim=-1))
     b = m["names"].index(_finger_bone(0, 1))
     y = _unit(ends[:, b, 1] - ends[:, b, 0])
     z = torch.cross(n.expand_as(y), y, dim=-1)
-    palm = torch.tensor(hand.BASES_MM["middle"]) * 0.5
+    palm = torch.tensor(hand.BASES_MM["middle"], device=dev) * 0.5
     sign = torch.sign(((palm - ends[:, b, 0]) * z).sum(-1, keepdim=True))
     hints[:, 0] = z * sign
     return hints

@@ -125,7 +125,8 @@ CYLINDER = _cylinder_template()
 
 def _perpendicular(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Two unit vectors (..., 3) perpendicular to unit a (..., 3) and to each other."""
-    ref = torch.where((a[..., 0:1].abs() < 0.9), torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0]))
+    x_axis, y_axis = torch.tensor([1.0, 0, 0], device=a.device), torch.tensor([0.0, 1, 0], device=a.device)
+    ref = torch.where((a[..., 0:1].abs() < 0.9), x_axis, y_axis)
     e1 = torch.cross(a, ref.to(a.device).expand_as(a), dim=-1)
     e1 = e1 / e1.norm(dim=-1, keepdim=True)
     return e1, torch.cross(a, e1, dim=-1)
@@ -344,7 +345,8 @@ def render_mesh(
     a, _ = raster.APP["ambient"]
     app[:, a : a + 3] = 0.06 + 0.30 * bg_mean  # ambient light: what the surroundings send back
     ob = object_appearance(p["objects"])
-    args = (s["P"], s["N_obj"], s["faces"], s["mat"], s["CA"], s["inc"], K, app, ob, detail_texture())
+    tex = detail_texture().to(K.device)
+    args = (s["P"], s["N_obj"], s["faces"], s["mat"], s["CA"], s["inc"], K, app, ob, tex)
     scene1 = {"appearance": ap1}
     if native:
         bgp = torch.cat([ap1["bg_u"], ap1["bg_prob"][:, None], ap1["bg_gain"], ap1["bg_plain"]], 1)
