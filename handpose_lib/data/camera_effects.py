@@ -3,8 +3,8 @@
 The engine renders clean, noise-free, perfectly focused display-ready pixels; photographs have
 been through a lens, a sensor and an image processor. :class:`CameraEffects` draws one such
 camera per sample and applies it to a (3, H, W) float image in [0, 1], in the order light
-travels (all OpenCV / numpy on one (H, W, 3) float32 array, about a millisecond per 128x128
-crop, ``python benchmarks/augment.py``):
+travels (all OpenCV / numpy on one (H, W, 3) float32 array; per 128x128 crop about the cost of
+the rest of the training augmentation, ``python benchmarks/augment.py``):
 
 1. to linear light: ``x ** 2.2`` (the rendered pixels are taken as gamma-2.2 encoded);
 2. lens: :func:`defocus` (a disk kernel) or :func:`motion_blur` (a line kernel), then

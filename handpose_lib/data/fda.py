@@ -12,7 +12,8 @@ cropped at random scales (:func:`amplitude_pool`), so no hand photograph is invo
 real photos the book evaluates on stay unseen.
 
 :class:`FDA` is the random transform of a training sample (a pool entry, ``beta`` and the mix
-drawn per sample from its numpy ``Generator``); about 1 ms per 128x128 crop on one core.
+drawn per sample from its numpy ``Generator``); its cost per 128x128 crop is about that of the
+rest of the training augmentation (``python benchmarks/augment.py``).
 """
 
 from __future__ import annotations
