@@ -1,5 +1,5 @@
 """The ``handpose`` command line: train, eval, predict, export, render, data check,
-occlusion-benchmark, book-model. Every subcommand's parser and handler is here; the handlers
+occlusion, book-model. Every subcommand's parser and handler is here; the handlers
 call the library.
 
 Every sub-command has ``--help`` with an example. Heavy modules (torch models, data sets) are
@@ -772,15 +772,15 @@ def cmd_data_check(a) -> int:
 
 
 # ----------------------------------------------------------------------------------------
-# handpose occlusion-benchmark
+# handpose occlusion
 
 
 OCCLUSION_HELP = """
 examples:
-  handpose occlusion-benchmark --n 200                       # build (cached); print the sets' hashes
-  handpose occlusion-benchmark --ablate all --profile quick  # train + evaluate every variant
-  handpose occlusion-benchmark --ablate a_full --profile full
-  handpose occlusion-benchmark --showcase                    # chapter 8's figures (after (a), (b))
+  handpose occlusion --n 200                       # build (cached); print the sets' hashes
+  handpose occlusion --ablate all --profile quick  # train + evaluate every variant
+  handpose occlusion --ablate a_full --profile full
+  handpose occlusion --showcase                    # chapter 8's figures (after (a), (b))
 
 The occlusion test sets: procedural scenes binned by the fraction of hand pixels hidden by
 objects (0-60%) and four targeted cases (fingertip, finger, palm, thumb). The ablations train
@@ -809,7 +809,7 @@ def _profile_name(text: str) -> str:
 
 def _add_occlusion(sub):
     p = sub.add_parser(
-        "occlusion-benchmark",
+        "occlusion",
         help="occlusion test sets, the ablations on them, chapter 8's figures",
         description="Build the occlusion test sets, or train and evaluate the ablation variants.",
         epilog=_fmt(OCCLUSION_HELP),
@@ -852,8 +852,8 @@ def cmd_occlusion(a) -> int:
             r = occ.run_variant(name, a.profile, seed=a.seed)
             print(occ.format_results(r))
         return 0
-    folder = Path(a.out) if a.out else occ.benchmark_dir(a.n, a.size)
-    sets = occ.cached_benchmark(a.n, a.size, folder=folder)
+    folder = Path(a.out) if a.out else occ.test_sets_dir(a.n, a.size)
+    sets = occ.cached_test_sets(a.n, a.size, folder=folder)
     print(f"occlusion test sets in {folder}")
     for name, s in sets.items():
         print(f"  {name:10s} n={len(s):4d}  sha256 {occ.fingerprint(s)[:16]}")
@@ -874,6 +874,8 @@ quick start:
 """
 
 # every subcommand, in the order `handpose --help` lists them
+OLD_OCCLUSION_NAME = "occlusion-benchmark"  # `benchmark` now names only benchmarks/ (README: words)
+
 SUBCOMMANDS = (
     _add_train,
     _add_eval,
@@ -925,6 +927,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HANDPOSE_DEBUG", "") not in ("", "0")
     argv = [x for x in argv if x != "--debug"]
+    if argv[:1] == [OLD_OCCLUSION_NAME]:  # the command's old name still works
+        argv[0] = "occlusion"
     parser = build_parser()
     try:
         a = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """The occlusion study: occlusion test sets, metrics by occlusion level, and ablations.
 
-**The occlusion test sets** (:func:`build_benchmark`, ``handpose occlusion-benchmark``) are fixed
+**The occlusion test sets** (:func:`build_test_sets`, ``handpose occlusion``) are fixed
 procedural sets, a pure function of the generator version and the arguments:
 
 - *levels*: samples whose fraction of hidden hand pixels (the engine's exact
@@ -14,10 +14,10 @@ procedural sets, a pure function of the generator version and the arguments:
   palm (wrist and the four MCPs) or the thumb; visibility updated by the occluder's alpha.
 
 The sets are stored in the library's one rendered-set format (``data.cached.ArraySet``: one
-folder per set) under ``cache_dir("sets")`` (:func:`benchmark_dir`), with ``info.json`` naming each
+folder per set) under ``cache_dir("sets")`` (:func:`test_sets_dir`), with ``info.json`` naming each
 set's folder, size and :func:`fingerprint`.
 
-**Metrics** (:func:`evaluate_benchmark`): ``evaluate.evaluate_predictions`` on every set, which
+**Metrics** (:func:`evaluate_test_sets`): ``evaluate.evaluate_predictions`` on every set, which
 splits 2D EPE, 3D EPE and AUC by visibility reason (visible / hidden by object / hidden by the
 hand), per finger and per joint.
 
@@ -54,7 +54,7 @@ from .lhr import argmax_decode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "results" / "occlusion"
-SET_DATASET = "occlusion-benchmark"  # the samples' meta["dataset"]
+SET_DATASET = "occlusion-test"  # the samples' meta["dataset"]
 ENGINE_SETTINGS = (0.0, 0.3, 0.5, 0.9, 1.0)
 # level name -> [lo, hi) of the hidden fraction of hand pixels
 LEVEL_BINS: dict[str, tuple[float, float]] = {
@@ -73,7 +73,7 @@ PALM_JOINTS = (WRIST, *(skeleton.FINGERS[f][0] for f in ("index", "middle", "rin
 
 
 # ----------------------------------------------------------------------------------------
-# the benchmark
+# the occlusion test sets
 
 
 def _render(seed: int, idx: list[int], level: float, size: int) -> dict[str, np.ndarray]:
@@ -116,10 +116,10 @@ def target_occluder(target: str, joints2d: np.ndarray, rng: np.random.Generator)
     return Occluder(tuple(centre), (half_len, half_wid), ang, "rectangle", texture, color, 1.0)
 
 
-def build_benchmark(
+def build_test_sets(
     n: int = 200, size: int = 128, max_scenes: int | None = None, chunk: int = 256, progress: bool = True
 ) -> dict[str, ArraySet]:
-    """The occlusion benchmark's sets (``{name: ArraySet}``, names :data:`SET_NAMES`).
+    """The occlusion test sets (``{name: ArraySet}``, names :data:`SET_NAMES`).
 
     Args:
         n: samples per set. size: crop side. max_scenes: stop looking after this many scenes
@@ -157,7 +157,7 @@ def build_benchmark(
     sets = {}
     for name, b in bins.items():
         if not b["scene"]:
-            raise RuntimeError(f"occlusion benchmark: no scene fell into level {name}; raise max_scenes")
+            raise RuntimeError(f"occlusion test sets: no scene fell into level {name}; raise max_scenes")
         labels = {k: np.stack(b[k]) for k in keys if k != "image"}
         labels["scene"] = np.asarray(b["scene"], np.int64)
         sets[name] = ArraySet(np.stack(b["image"]), labels, {"name": name, "dataset": SET_DATASET})
@@ -183,14 +183,14 @@ def build_benchmark(
     return sets
 
 
-def benchmark_dir(n: int = 200, size: int = 128) -> Path:
-    """Where :func:`cached_benchmark` keeps the occlusion test sets: ``cache_dir("sets")``."""
+def test_sets_dir(n: int = 200, size: int = 128) -> Path:
+    """Where :func:`cached_test_sets` keeps the occlusion test sets: ``cache_dir("sets")``."""
     from .data.synthetic import GENERATOR_VERSION
 
     return cache_dir("sets") / f"occlusion-test-v{GENERATOR_VERSION}-n{n}-s{size}"
 
 
-def save_benchmark(sets: dict[str, ArraySet], folder: str | os.PathLike) -> Path:
+def save_test_sets(sets: dict[str, ArraySet], folder: str | os.PathLike) -> Path:
     """Write each set as an :class:`~handpose_lib.data.cached.ArraySet` folder ``set_<k>`` and
     ``info.json`` (each set's folder, size and :func:`fingerprint`), last: it marks ``folder``
     complete."""
@@ -206,32 +206,31 @@ def save_benchmark(sets: dict[str, ArraySet], folder: str | os.PathLike) -> Path
     return folder
 
 
-def load_benchmark(folder: str | os.PathLike) -> dict[str, ArraySet]:
-    """The sets :func:`save_benchmark` wrote (images memory-mapped)."""
+def load_test_sets(folder: str | os.PathLike) -> dict[str, ArraySet]:
+    """The sets :func:`save_test_sets` wrote (images memory-mapped)."""
     folder = Path(folder)
     if not (folder / "info.json").is_file():
         raise FileNotFoundError(
-            f"{folder}: no occlusion benchmark here; "
-            f"create it with `handpose occlusion-benchmark --out {folder}`"
+            f"{folder}: no occlusion test sets here; create it with `handpose occlusion --out {folder}`"
         )
     info = json.loads((folder / "info.json").read_text())
     if any("folder" not in d for d in info["sets"].values()):  # set_<k>.npz files: the old format
         raise FileNotFoundError(
             f"{folder}: occlusion test sets in an older format (one .npz per set); delete the folder "
-            f"and create them again with `handpose occlusion-benchmark --out {folder}`"
+            f"and create them again with `handpose occlusion --out {folder}`"
         )
     return {name: ArraySet.load(folder / d["folder"]) for name, d in info["sets"].items()}
 
 
-def cached_benchmark(
+def cached_test_sets(
     n: int = 200, size: int = 128, progress: bool = True, folder: str | os.PathLike | None = None
 ) -> dict[str, ArraySet]:
-    """The benchmark, built once into ``folder`` (default :func:`benchmark_dir`) and reused."""
-    folder = Path(folder) if folder else benchmark_dir(n, size)
+    """The occlusion test sets, built once into ``folder`` (default :func:`test_sets_dir`) and reused."""
+    folder = Path(folder) if folder else test_sets_dir(n, size)
     if (folder / "info.json").is_file():
-        return load_benchmark(folder)
-    sets = build_benchmark(n, size, progress=progress)
-    save_benchmark(sets, folder)
+        return load_test_sets(folder)
+    sets = build_test_sets(n, size, progress=progress)
+    save_test_sets(sets, folder)
     return sets
 
 
@@ -451,7 +450,7 @@ def _trim(report: dict) -> dict:
     return out
 
 
-def evaluate_benchmark(model, sets: dict[str, ArraySet], batch_size: int = 64) -> dict[str, Any]:
+def evaluate_test_sets(model, sets: dict[str, ArraySet], batch_size: int = 64) -> dict[str, Any]:
     """``{set name: trimmed evaluation report}`` plus each set's mean hidden fraction."""
     from .evaluate import evaluate_predictions, predict_dataset
 
@@ -585,9 +584,9 @@ def run_variant(
         rows = read_metrics(run_dir)
         train_s = sum(r.get("time_s", 0.0) for r in rows) if trained is v and rows else None
     model, c = _load_variant(v, cfg, run_dir)
-    sets = cached_benchmark(p.test_n, model_config(cfg).input_size)
+    sets = cached_test_sets(p.test_n, model_config(cfg).input_size)
     t1 = time.time()
-    results = evaluate_benchmark(model, sets)
+    results = evaluate_test_sets(model, sets)
     res = {
         "variant": v.name,
         "label": v.label,

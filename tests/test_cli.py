@@ -46,7 +46,7 @@ def run(argv, capsys):
 
 
 @pytest.mark.parametrize(
-    "cmd", ["train", "eval", "predict", "export", "render", "data", "occlusion-benchmark", "book-model"]
+    "cmd", ["train", "eval", "predict", "export", "render", "data", "occlusion", "book-model"]
 )
 def test_every_command_has_help_with_an_example(cmd, capsys):
     with pytest.raises(SystemExit) as e:
@@ -297,11 +297,11 @@ def test_render_passthrough(tmp_path, capsys):
     assert e.value.code == 0 and "handpose render" in capsys.readouterr().out
 
 
-def test_occlusion_benchmark_subcommand_help(capsys):
+def test_occlusion_subcommand_help(capsys):
     from handpose_lib import cli
 
     with pytest.raises(SystemExit) as e:
-        cli.main(["occlusion-benchmark", "--help"])
+        cli.main(["occlusion", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--ablate" in out and "--profile" in out
@@ -312,11 +312,11 @@ def test_occlusion_showcase_runs_the_tool_and_needs_the_trained_variants(capsys)
 
     if (occlusion.variant_paths("full")[0] / "a_full").exists():
         pytest.skip("runs/occlusion-full exists here")
-    code, _, err = run(["occlusion-benchmark", "--showcase", "--profile", "full"], capsys)
+    code, _, err = run(["occlusion", "--showcase", "--profile", "full"], capsys)
     assert code == cli.EXIT_USAGE and "--ablate a_full,b_no_occ_aug --profile full" in err
 
 
-def test_occlusion_benchmark_rejects_unknown_variant(capsys):
+def test_occlusion_old_name_still_works_and_rejects_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         cli.main(["occlusion-benchmark", "--ablate", "z_nope"])
     assert "unknown variants ['z_nope']" in capsys.readouterr().err

@@ -100,11 +100,11 @@ def test_paste_occluders_probability_and_determinism():
 
 @pytest.fixture(scope="module")
 def small_bench():
-    return occlusion.build_benchmark(n=2, size=64, max_scenes=24, chunk=12, progress=False)
+    return occlusion.build_test_sets(n=2, size=64, max_scenes=24, chunk=12, progress=False)
 
 
 def test_benchmark_is_deterministic_and_binned(small_bench, tmp_path):
-    again = occlusion.build_benchmark(n=2, size=64, max_scenes=24, chunk=8, progress=False)  # other chunking
+    again = occlusion.build_test_sets(n=2, size=64, max_scenes=24, chunk=8, progress=False)  # other chunking
     assert set(small_bench) == set(occlusion.SET_NAMES)
     for name in small_bench:
         assert occlusion.fingerprint(small_bench[name]) == occlusion.fingerprint(again[name]), name
@@ -120,8 +120,8 @@ def test_benchmark_is_deterministic_and_binned(small_bench, tmp_path):
     assert (small_bench["thumb"].labels["visibility"][:, 1:5] == VIS_OBJECT).all()
     assert (small_bench["finger"].labels["visibility"][:, 5:9] == VIS_OBJECT).all()
     # save / load round trip
-    folder = occlusion.save_benchmark(small_bench, tmp_path / "b")
-    back = occlusion.load_benchmark(folder)
+    folder = occlusion.save_test_sets(small_bench, tmp_path / "b")
+    back = occlusion.load_test_sets(folder)
     for name in small_bench:
         assert occlusion.fingerprint(back[name]) == occlusion.fingerprint(small_bench[name])
     s = back["40%"][0]
@@ -129,8 +129,8 @@ def test_benchmark_is_deterministic_and_binned(small_bench, tmp_path):
 
 
 def test_load_benchmark_missing_folder_says_how_to_build(tmp_path):
-    with pytest.raises(FileNotFoundError, match="occlusion-benchmark"):
-        occlusion.load_benchmark(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="handpose occlusion"):
+        occlusion.load_test_sets(tmp_path / "nothing")
 
 
 # ---------------------------------------------------------------------------- metrics

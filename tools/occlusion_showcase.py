@@ -1,9 +1,9 @@
 """Chapter 8's precomputed figures: ``results/occlusion/showcase.json`` from the trained ablations.
 
     python tools/occlusion_showcase.py [--profile quick|full]
-    handpose occlusion-benchmark --showcase [--profile quick|full]     # the same
+    handpose occlusion --showcase [--profile quick|full]     # the same
 
-Needs the trained variants (a) and (b) of the profile (``handpose occlusion-benchmark --ablate
+Needs the trained variants (a) and (b) of the profile (``handpose occlusion --ablate
 a_full,b_no_occ_aug``, in ``runs/<profile's runs folder>``). The static book has no Python
 kernel, so what chapter 8 shows of the trained models is computed here once and stored: images
 as base64 JPEG (quality 90; PNG of noisy renders is 6x larger) next to the labels and the
@@ -176,9 +176,9 @@ def write_showcase(profile: str = "quick") -> Path:
     if missing:  # before building the test sets (minutes)
         raise FileNotFoundError(
             f"no trained {', '.join(missing)} in {run_root}; train them first: "
-            f"handpose occlusion-benchmark --ablate {','.join(missing)} --profile {p.name}"
+            f"handpose occlusion --ablate {','.join(missing)} --profile {p.name}"
         )
-    sets = occ.cached_benchmark(p.test_n, 128)
+    sets = occ.cached_test_sets(p.test_n, 128)
     return atomic_write_json(results / SHOWCASE_FILE, showcase(run_root, sets))
 
 

@@ -50,7 +50,7 @@ DEFAULT_CACHE = Path("~") / ".cache" / "handpose"
 TRAIN_SEED = 0  # the procedural training sets (TrainConfig.data_seed)
 VAL_SEED = 1  # their validation sets (data_seed + 1)
 TEST_SEED = 2  # the versioned test set (data.rendered.test_set)
-OCCLUSION_TEST_SEED = 80  # the occlusion test sets (occlusion.build_benchmark)
+OCCLUSION_TEST_SEED = 80  # the occlusion test sets (occlusion.build_test_sets)
 
 FORMAT = "handpose-array-set/1"
 IMAGES_FILE = "images.npy"
