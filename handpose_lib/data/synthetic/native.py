@@ -84,8 +84,10 @@ def _compiler() -> str | None:
     return None
 
 
-def _build() -> Path:
-    """Compile ``native_engine.cpp`` (or find it compiled): the path of the shared library."""
+def build_library(source: Path, stem: str) -> Path:
+    """Compile the C++ file ``source`` (or find it compiled) into ``$HANDPOSE_CACHE/native``: the
+    path of the shared library ``{stem}_{hash}.so``, the hash over the source, the flags, the
+    compiler's version and the machine (engine v2's rasterizer is built by the same function)."""
     global BUILD_SECONDS
     cxx = _compiler()
     if cxx is None:
@@ -93,9 +95,9 @@ def _build() -> Path:
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
     h = hashlib.sha256()
     flags = _flags()
-    for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
+    for part in (source.read_bytes(), " ".join(flags), version, platform.machine()):
         h.update(part if isinstance(part, bytes) else part.encode())
-    lib = cache_dir("native") / f"native_engine_{h.hexdigest()[:16]}.so"
+    lib = cache_dir("native") / f"{stem}_{h.hexdigest()[:16]}.so"
     if lib.exists():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,7 @@ def _build() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
     os.close(fd)
     try:
-        res = subprocess.run([cxx, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        res = subprocess.run([cxx, *flags, str(source), "-o", tmp], capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-2000:]}")
         os.replace(tmp, lib)
@@ -124,7 +126,7 @@ def _ptr(x: torch.Tensor | None) -> ctypes.c_void_p:
 def _library() -> ctypes.CDLL | None:
     """The loaded and checked library, or None (with a warning) when it cannot be used."""
     try:
-        lib = ctypes.CDLL(str(_build()))
+        lib = ctypes.CDLL(str(build_library(SOURCE, "native_engine")))
         P, I = ctypes.c_void_p, ctypes.c_int
         signatures = {
             "hp_rays": [I, I, I, P, P],

@@ -9,52 +9,20 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from ..cached import cache_dir
 from . import native
 
 SOURCE = Path(__file__).with_name("raster_engine.cpp")
 
 
-def _build() -> Path:
-    cxx = native._compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler (g++, c++, clang++ or $CXX) on the PATH")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    flags = native._flags()
-    h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(flags), version, platform.machine()):
-        h.update(part if isinstance(part, bytes) else part.encode())
-    lib = cache_dir("native") / f"raster_engine_{h.hexdigest()[:16]}.so"
-    if lib.exists():
-        return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib.parent)
-    os.close(fd)
-    try:
-        res = subprocess.run([cxx, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cxx} failed: {res.stderr.strip()[-2000:]}")
-        os.replace(tmp, lib)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return lib
-
-
 @functools.lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL | None:
     try:
-        lib = ctypes.CDLL(str(_build()))
+        lib = ctypes.CDLL(str(native.build_library(SOURCE, "raster_engine")))
         P, I = ctypes.c_void_p, ctypes.c_int
         lib.hp_mesh_render.argtypes = [I, I, I, I, I, I, I, P, I] + [P] * 9 + [I, P, P, I] + [P] * 7 + [I]
         lib.hp_mesh_render.restype = None
