@@ -49,6 +49,7 @@ TRAINING_FIELDS = (
     "flip_prob",
     "hand_model",
     "init",
+    "minutes",
     "detector",
     "frames",
 )
@@ -69,6 +70,10 @@ class DetectorTrainConfig:
             a mirrored right hand is a left hand).
         hand_model: the engine's hand in the frames: ``"mesh"`` (engine v2) or ``"capsule"``.
         init: a detector folder whose weights start the training (``None``: from scratch).
+        minutes: a wall-clock budget for the training steps (``None``: none). The cosine
+            schedule follows whichever of ``steps`` and ``minutes`` runs out first (its progress
+            is the larger of the two fractions), and training stops when the minutes are spent;
+            the sidecar says how many steps were made. On a shared CPU this keeps a budget.
         checkpoint_every: resumable checkpoint interval (steps).
         n_val: procedural frames (seed ``VAL_SEED``) on which the score threshold is chosen.
         n_test: held-out procedural frames (seed ``TEST_SEED``) for the metrics.
@@ -87,6 +92,7 @@ class DetectorTrainConfig:
     flip_prob: float = 0.5
     hand_model: str = "mesh"
     init: str | None = None
+    minutes: float | None = None
     checkpoint_every: int = 100
     n_val: int = 150
     n_test: int = 300
@@ -313,10 +319,13 @@ def evaluate_real_photos(detector: HandDetector, photos: list[dict] | None = Non
 # training
 
 
-def _lr_at(step: int, cfg: DetectorTrainConfig) -> float:
+def _lr_at(step: int, cfg: DetectorTrainConfig, seconds: float = 0.0) -> float:
+    """Linear warm-up, then cosine to 1% over the larger of the step and time fractions."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.minutes:
+        t = max(t, seconds / (60.0 * cfg.minutes))
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
@@ -348,6 +357,7 @@ def train_detector(
         lr=cfg.lr,
     )
     start, history, seconds = 0, [], 0.0
+    budget = 60.0 * cfg.minutes if cfg.minutes else math.inf
     if (run / ckpt.LAST_FILE).is_file():
         c = ckpt.load_checkpoint(run)
         old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
@@ -362,13 +372,18 @@ def train_detector(
     frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
     t0 = time.time()
     net.train()
+    done = start
     for step in range(start, cfg.steps):
+        spent = (seconds or 0.0) + time.time() - t0
+        if spent >= budget:
+            log(f"the {cfg.minutes} minute budget is spent after {step} steps")
+            break
         rng = np.random.default_rng([TRAIN_SEED, step])
         shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
         batch = frames.batch(range(step * cfg.batch_size, (step + 1) * cfg.batch_size))
         x, targets = make_batch(batch, shape, rng, cfg.flip_prob)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = _lr_at(step, cfg, spent)
         losses = detection_loss(net(x), targets)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -377,15 +392,18 @@ def train_detector(
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"detector training: non-finite loss at step {step}")
         row = {"step": step + 1, **{k: round(float(v.detach()), 4) for k, v in losses.items()}}
+        row["lr"] = round(opt.param_groups[0]["lr"], 7)
         history.append(row)
+        done = step + 1
         if (step + 1) % 10 == 0:
             log(f"step {step + 1}/{cfg.steps} {row} {(time.time() - t0) / (step + 1 - start):.2f} s/step")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        last = step + 1 == cfg.steps or (seconds or 0.0) + time.time() - t0 >= budget
+        if (step + 1) % cfg.checkpoint_every == 0 or last:
             side = {"train_config": cfg.to_dict(), "step": step + 1, "history": history}
             if seconds is not None:  # None: a run that did not record its time
                 side["train_seconds"] = round(seconds + time.time() - t0, 1)
             ckpt.save_run_checkpoint(run, step + 1, net, side, optimizer=opt)
-    if seconds is not None and start < cfg.steps:
+    if seconds is not None and start < done:
         seconds += time.time() - t0
     net.eval()
     det = HandDetector(net, long_side=cfg.eval_long_side, score_thresh=0.05, max_hands=20)
@@ -400,7 +418,8 @@ def train_detector(
         "detector_config": cfg.detector.to_dict(),
         "score_thresh": thresh,
         "train_config": cfg.to_dict(),
-        "step": cfg.steps,
+        "step": done,
+        "stopped_by": "steps" if done == cfg.steps else "minutes",
         "metrics": metrics,
         "history": history[-50:],
         "provenance": {
@@ -408,7 +427,7 @@ def train_detector(
             "init": cfg.init,
             "init_weights_sha256": init_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
-            "train_frames": f"HandFrames seed {TRAIN_SEED}, {cfg.steps * cfg.batch_size} frames",
+            "train_frames": f"HandFrames seed {TRAIN_SEED}, {done * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
             "train_seconds": None if seconds is None else round(seconds, 1),
@@ -450,6 +469,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup-steps", type=int, default=DetectorTrainConfig.warmup_steps)
     ap.add_argument("--hand-model", choices=("mesh", "capsule"), default=DetectorTrainConfig.hand_model)
     ap.add_argument("--init", metavar="DIR", help="start from this detector's weights (e.g. models/detector)")
+    ap.add_argument("--minutes", type=float, help="wall-clock budget of the training steps (see the recipe)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
@@ -462,6 +482,7 @@ def main(argv=None) -> int:
         warmup_steps=a.warmup_steps,
         hand_model=a.hand_model,
         init=a.init,
+        minutes=a.minutes,
         threads=a.threads,
     )
     if a.init is not None and not (Path(a.init) / ckpt.SIDECAR_FILE).is_file():
