@@ -131,6 +131,10 @@ def main() -> int:
                         "2D accuracy, 16 real photos (PCK@0.2 of the box's max side, misses count wrong)",
                         "accuracy",
                     ),
+                    (
+                        "The whole pipeline, 16 real photos (found: IoU >= 0.5 with the annotated box)",
+                        "pipeline",
+                    ),
                     ("Goals", "goals"),
                 ],
             ),
