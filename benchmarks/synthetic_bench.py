@@ -4,7 +4,7 @@ objects, noise, blur).
     python benchmarks/synthetic_bench.py [--threads 2] [--batch 256] [--batches 8] [--repeats 3]
                                          [--device cpu|cuda] [--occlusion default] [--profile]
                                          [--compile auto|on|off] [--native auto|on|off] [--check]
-                                         [--hand-model capsule|mesh]
+                                         [--hand-model capsule|mesh] [--extras off|rich|NAME=P,...]
 
 Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
 renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
@@ -14,7 +14,9 @@ code's ``torch.compile``-d kernels (``handpose_lib.data.synthetic.compiled``; us
 kernel is not; the first batch pays the compile, cached on disk). ``--check`` also renders the
 first batch with the eager torch reference code and asserts the outputs are identical bit for bit.
 ``--hand-model mesh``: engine v2 (the rigged mesh hand, ``mesh_render.py``; its C++ kernel is
-``raster_engine.cpp``, switched by ``--native`` too).
+``raster_engine.cpp``, switched by ``--native`` too). ``--extras``: engine v2's scene extras
+(``SceneExtras``): ``rich`` (``SceneExtras.rich()``) or probabilities such as
+``held_prob=0.7,ring_prob=0.25``; ``off`` (the default) is the engine without them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 
 import torch
 
-from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands, compiled, native
+from handpose_lib.data.synthetic import SceneExtras, SyntheticConfig, SyntheticHands, compiled, native
 
 
 def main(argv=None) -> int:
@@ -42,6 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--native", default="auto", choices=["auto", "on", "off"], help="C++ kernel (CPU)")
     ap.add_argument("--check", action="store_true", help="assert fast path == eager torch on the first batch")
     ap.add_argument("--hand-model", default="capsule", choices=["capsule", "mesh"], help="engine v1 or v2")
+    ap.add_argument("--extras", default="off", help="scene extras: off, rich or NAME=P,... (mesh hand)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     compiled.set_compile({"auto": "auto", "on": True, "off": False}[a.compile])
@@ -52,7 +55,10 @@ def main(argv=None) -> int:
         built = f"built in {native.BUILD_SECONDS:.1f} s" if native.BUILD_SECONDS else "cached build"
         print(f"C++ kernel: loaded and checked in {time.perf_counter() - t0:.1f} s ({built})")
     occ = a.occlusion if a.occlusion in ("none", "light", "default", "heavy") else float(a.occlusion)
-    cfg = SyntheticConfig(occlusion=occ, full_frame=a.full_frame, hand_model=a.hand_model)
+    cfg = SyntheticConfig(
+        occlusion=occ, full_frame=a.full_frame, hand_model=a.hand_model, extras=SceneExtras.parse(a.extras)
+    )
+    cfg.check()
     ds = SyntheticHands(10**9, seed=0, config=cfg, device=a.device)
 
     def sync():
@@ -97,7 +103,8 @@ def main(argv=None) -> int:
         dev += ", compiled kernels" if compiled.use_compiled(torch.device(a.device), a.batch) else ", eager"
     runs = ", ".join(f"{r:.0f}" for r in rates)
     print(
-        f"synthetic hands ({a.hand_model}): {what}/s on {dev}, occlusion={a.occlusion}, batch {a.batch}: "
+        f"synthetic hands ({a.hand_model}, extras {a.extras}): {what}/s on {dev}, occlusion={a.occlusion}, "
+        f"batch {a.batch}: "
         f"best {max(rates):.0f}, median {statistics.median(rates):.0f} (runs: {runs})"
     )
     return 0
