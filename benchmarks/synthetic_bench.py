@@ -6,7 +6,8 @@ objects, noise, blur).
                                          [--compile auto|on|off] [--native auto|on|off] [--check]
                                          [--hand-model capsule|mesh] [--extras off|rich|NAME=P,...]
 
-Prints the best of ``--repeats`` runs (the machine may be shared) and the median; each run
+Prints the best of ``--repeats`` runs (the machine may be shared) and the median, and the best
+rate per second of the process's CPU time (on a loaded machine, what a crop costs); each run
 renders ``--batches`` batches of ``--batch`` consecutive samples with ``render_batch``.
 ``--native``: the renderer's C++ kernel for CPU tensors (``handpose_lib.data.synthetic.native``;
 built once, 1.5-3 s, cached on disk; ``auto`` uses it when it builds). ``--compile``: the torch
@@ -85,16 +86,17 @@ def main(argv=None) -> int:
             ds.render_batch(range(a.batch, 2 * a.batch))
             sync()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
-    rates = []
+    rates, cpu_rates = [], []
     start = a.batch
     for _ in range(a.repeats):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(a.batches):
             ds.render_batch(range(start, start + a.batch))
             start += a.batch
         sync()
         rates.append(a.batch * a.batches / (time.perf_counter() - t0))
+        cpu_rates.append(a.batch * a.batches / (time.process_time() - c0))
     what = "640x480 frames" if a.full_frame else f"{cfg.crop_size}x{cfg.crop_size} crops"
     dev = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu, {a.threads} threads"
     if use_native:
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
     print(
         f"synthetic hands ({a.hand_model}, extras {a.extras}): {what}/s on {dev}, occlusion={a.occlusion}, "
         f"batch {a.batch}: "
-        f"best {max(rates):.0f}, median {statistics.median(rates):.0f} (runs: {runs})"
+        f"best {max(rates):.0f}, median {statistics.median(rates):.0f} (runs: {runs}); per CPU second "
+        f"(this process's CPU time: the cost on a shared machine) best {max(cpu_rates):.0f}"
     )
     return 0
 
