@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from handpose_lib.checkpoint import CheckpointError  # noqa: E402
 from handpose_lib.detect import load_detector  # noqa: E402
 from handpose_lib.detector_train import (  # noqa: E402
     TEST_SEED,
@@ -38,11 +39,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="also write the results as JSON here")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    missing = [d for d in a.detectors if not Path(d).is_dir()]
+    if missing:
+        ap.error(f"no such detector folder: {', '.join(missing)}")
     cfg = DetectorTrainConfig()
     sets = {m: _frames(TEST_SEED, a.n, cfg, hand_renderer(m)) for m in ("capsule", "mesh")}
     res = {}
     for d in a.detectors:
-        det = load_detector(d, max_hands=20)
+        try:
+            det = load_detector(d, max_hands=20)
+        except (CheckpointError, OSError) as e:
+            ap.error(f"{d}: not a detector folder ({e})")
         thresh, det.score_thresh = det.score_thresh, 0.05  # AP over every detection
         r = {f"test_frames_{m}": evaluate_frames(det, f, thresh) for m, f in sets.items()}
         det.score_thresh, det.max_hands = thresh, 8
