@@ -34,6 +34,15 @@ def test_off_is_the_engine_without_extras():
     assert SyntheticConfig(hand_model="mesh", extras=SceneExtras.rich()).to_dict()["extras"]["held_prob"] > 0
 
 
+def test_extras_from_json_configs():
+    rich = SyntheticConfig(hand_model="mesh", extras=SceneExtras.rich())
+    assert SyntheticConfig(hand_model="mesh", extras="rich") == rich
+    assert SyntheticConfig(**rich.to_dict()).extras == rich.extras  # the dict round trip (TrainConfig.engine)
+    assert SyntheticConfig(hand_model="mesh", extras="held_prob=0.5").extras == SceneExtras(held_prob=0.5)
+    with pytest.raises(ValueError, match="unknown fields"):
+        SyntheticConfig(hand_model="mesh", extras={"rings": 0.5})
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="mesh hand"):
         SyntheticConfig(extras=SceneExtras(ring_prob=0.5)).check()

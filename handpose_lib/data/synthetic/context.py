@@ -6,8 +6,9 @@ head and shoulders behind.
   sampler, the same person's size, shape, skin and sleeve, its palm 90-200 mm from this hand's
   (partly in the crop, sometimes in front of it).
 - **A head and shoulders** 200-700 mm behind the hand, off to a side: a skin-shaded ellipsoid
-  head (rosy cheeks and lips through the skin shader's redness, pores through its UVs), dark
-  eyes, hair (an ellipsoid cap), and a torso in the sleeve's cloth.
+  head with a nose and ears (rosy cheeks and lips through the skin shader's redness, pores through
+  its UVs), dark eyes, eyebrows and hair (an ellipsoid cap) in the hair's colour, and a torso in
+  the sleeve's cloth.
 
 Skin parts are drawn by the rasterizer's skin shader (material 0), so their per-corner surface
 attributes (``mesh.SURFACE_ATTRIBUTES`` + UVs) are made here: the hand's own, the head's from
@@ -27,6 +28,7 @@ from .shapes import Parts, ellipsoid, mirror_cols, rotate, sphere_template
 MAT_GLASS, MAT_HAIR = 3, 6  # materials of the extras pass (``extras.MATERIALS``)
 HEAD_RES = (16, 24)
 TORSO_RES = (10, 16)
+FEATURE_RES = (6, 8)
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,24 +76,51 @@ def torso_attributes() -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=1)
-def skin_layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The skin parts' triangles (T, 3) (hand, head, torso, into their stacked vertices), corner
-    attributes (T, 3, 8) and incidence (V, D) (``mesh.incidence``'s layout, padded with T)."""
+def feature_attributes() -> torch.Tensor:
+    """(T, 3, 8) corner attributes of a nose or an ear (``FEATURE_RES`` ellipsoid): skin, a
+    little redder than the face."""
+    v, f = sphere_template(*FEATURE_RES)
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    cols = [zero + 0.25, zero + 0.35, zero, zero - 100.0, zero, x * 15 / 1200, y * 15 / 1200, zero]
+    return torch.stack(cols, -1)[f]
+
+
+def _skin_parts() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(triangles, corner attributes, vertex count) of each skin part, in :func:`add_skin`'s
+    order: the other hand, head, torso, nose, two ears."""
     hf, hca = hand_faces()
-    nh = mesh.load_mesh_hand()["vertices"].shape[0]
-    _, f_head = sphere_template(*HEAD_RES)
-    _, f_torso = sphere_template(*TORSO_RES)
-    n_head = (HEAD_RES[0] + 1) * (HEAD_RES[1] + 1)
-    faces = torch.cat([hf, f_head + nh, f_torso + nh + n_head])
-    ca = torch.cat([hca, head_attributes(), torso_attributes()])
-    V = nh + n_head + (TORSO_RES[0] + 1) * (TORSO_RES[1] + 1)
+    out = [(hf, hca, mesh.load_mesh_hand()["vertices"].shape[0])]
+    for res, ca in ((HEAD_RES, head_attributes()), (TORSO_RES, torso_attributes())):
+        out.append((sphere_template(*res)[1], ca, (res[0] + 1) * (res[1] + 1)))
+    for _ in range(3):
+        out.append(
+            (
+                sphere_template(*FEATURE_RES)[1],
+                feature_attributes(),
+                (FEATURE_RES[0] + 1) * (FEATURE_RES[1] + 1),
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def skin_layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The skin parts' triangles (T, 3) (into their stacked vertices), corner attributes
+    (T, 3, 8) and incidence (V, D) (``mesh.incidence``'s layout, padded with T)."""
+    faces, cas, V = [], [], 0
+    for f, ca, n in _skin_parts():
+        faces.append(f + V)
+        cas.append(ca)
+        V += n
+    faces = torch.cat(faces)
     rows = [[] for _ in range(V)]
     for t, tri in enumerate(faces.tolist()):
         for v in tri:
             rows[v].append(t)
     D = max(len(r) for r in rows)
     inc = torch.tensor([r + [len(faces)] * (D - len(r)) for r in rows])
-    return faces, ca, inc
+    return faces, torch.cat(cas), inc
 
 
 def other_hand(p: dict, prm: dict, shape: torch.Tensor, native: bool) -> torch.Tensor:
@@ -106,36 +135,52 @@ def other_hand(p: dict, prm: dict, shape: torch.Tensor, native: bool) -> torch.T
     return rotate(Rm, verts) + prm["hand2_T"][:, None]
 
 
+def _on_face(prm: dict, fx: float, fy: float, out: float) -> torch.Tensor:
+    """(B, 3) camera-frame point ``out`` mm in front of the face at (fx, fy) of its half axes."""
+    c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
+    x, y = fx * ax[:, 0], fy * ax[:, 1]
+    z = -ax[:, 2] * (1 - fx**2 - fy**2) ** 0.5 - out
+    return c + rotate(Rh, torch.stack([x, y, z], -1)[:, None])[:, 0]
+
+
 def add_skin(parts: Parts, p: dict, prm: dict, shape: torch.Tensor, native: bool) -> None:
-    """The skin parts, in :func:`skin_layout`'s order: the other hand, the head, the torso."""
+    """The skin parts, in :func:`skin_layout`'s order: the other hand, the head, the torso, the
+    nose, the ears."""
     B, dev = p["T"].shape[0], p["T"].device
     zero_n = torch.zeros(B, 1, 3, device=dev)
+    on = prm["body_on"]
+    c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
     V = other_hand(p, prm, shape, native)
     parts.add(V, zero_n.expand_as(V), hand_faces()[0], 0, prm["hand2_on"])
-    V, _ = ellipsoid(prm["head_c"], prm["head_R"], prm["head_axes"], *HEAD_RES)
-    parts.add(V, zero_n.expand_as(V), sphere_template(*HEAD_RES)[1], 0, prm["body_on"])
-    tc = prm["head_c"] + rotate(prm["head_R"], prm["torso_offset"][:, None])[:, 0]
-    V, _ = ellipsoid(tc, prm["head_R"], prm["torso_axes"], *TORSO_RES)
-    parts.add(V, zero_n.expand_as(V), sphere_template(*TORSO_RES)[1], 0, prm["body_on"])
+    V, _ = ellipsoid(c, Rh, ax, *HEAD_RES)
+    parts.add(V, zero_n.expand_as(V), sphere_template(*HEAD_RES)[1], 0, on)
+    tc = c + rotate(Rh, prm["torso_offset"][:, None])[:, 0]
+    V, _ = ellipsoid(tc, Rh, prm["torso_axes"], *TORSO_RES)
+    parts.add(V, zero_n.expand_as(V), sphere_template(*TORSO_RES)[1], 0, on)
+    f = sphere_template(*FEATURE_RES)[1]
+    nose = torch.tensor([8.0, 15.0, 11.0], device=dev).expand(B, 3)
+    V, _ = ellipsoid(_on_face(prm, 0.0, 0.12, -3.0), Rh, nose, *FEATURE_RES)
+    parts.add(V, zero_n.expand_as(V), f, 0, on)
+    ear = torch.tensor([5.0, 17.0, 10.0], device=dev).expand(B, 3)
+    for side in (-1.0, 1.0):
+        e = c + rotate(Rh, (ax * torch.tensor([side * 0.97, 0.02, 0.05], device=dev))[:, None])[:, 0]
+        V, _ = ellipsoid(e, Rh, ear, *FEATURE_RES)
+        parts.add(V, zero_n.expand_as(V), f, 0, on)
 
 
 def add_face_objects(parts: Parts, prm: dict) -> None:
     """The head's eyes, eyebrows and hair (objects)."""
     c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
+    dev = c.device
     _, f = sphere_template(6, 8)
 
-    def on_face(fx: float, fy: float, size, mat, out: float) -> None:
-        """An ellipsoid of half sides size (3,) on the face at (fx, fy) of the head's half axes."""
-        x, y = fx * ax[:, 0], fy * ax[:, 1]
-        z = -ax[:, 2] * (1 - fx**2 - fy**2) ** 0.5 + out
-        V, N = ellipsoid(
-            c + rotate(Rh, torch.stack([x, y, z], -1)[:, None])[:, 0], Rh, size.expand_as(ax), 6, 8
-        )
+    def feature(fx, fy, size, mat, out):
+        V, N = ellipsoid(_on_face(prm, fx, fy, out), Rh, torch.tensor(size, device=dev).expand_as(ax), 6, 8)
         parts.add(V, N, f, mat, prm["body_on"])
 
     for side in (-1.0, 1.0):
-        on_face(side * 0.35, -0.1, torch.tensor([4.5, 3.0, 3.0], device=c.device), MAT_GLASS, 1.0)
-        on_face(side * 0.36, -0.27, torch.tensor([11.0, 2.0, 3.0], device=c.device), MAT_HAIR, 1.5)
+        feature(side * 0.35, -0.1, [4.0, 2.6, 2.5], MAT_GLASS, -1.2)
+        feature(side * 0.36, -0.27, [11.0, 2.0, 3.0], MAT_HAIR, -1.2)
     hc = c + rotate(Rh, (ax * torch.tensor([0.0, -0.2, 0.14], device=c.device))[:, None])[:, 0]
     V, N = ellipsoid(hc, Rh, ax * prm["hair_scale"], *HEAD_RES)
     parts.add(V, N, sphere_template(*HEAD_RES)[1], MAT_HAIR, prm["body_on"] & prm["hair_on"])

@@ -78,6 +78,24 @@ class SceneExtras:
             infrared_prob=0.05,
         )
 
+    @classmethod
+    def parse(cls, text: str) -> SceneExtras:
+        """``"off"``, ``"rich"`` or ``"NAME=P,NAME=P"`` (fields of this class) -> SceneExtras."""
+        if text == "off":
+            return cls()
+        if text == "rich":
+            return cls.rich()
+        names = [f.name for f in fields(cls)]
+        kw = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            if name not in names or not value:
+                raise ValueError(f"scene extras {item!r}: use off, rich or NAME=P with NAME one of {names}")
+            kw[name] = float(value)
+        out = cls(**kw)
+        out.check()
+        return out
+
     def active(self) -> bool:
         return any(getattr(self, f.name) > 0 for f in fields(self))
 

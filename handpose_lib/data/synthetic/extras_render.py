@@ -74,7 +74,7 @@ def composite(p, s, app, tex, K, H, W, native, image, mask, depth, zh, zo, frac)
     app the hand's appearance with its ambient light, tex the skin detail): returns the new
     ``(image, mask, depth, zo, frac)``, zo now the nearest non-hand surface of both passes."""
     e = p["extras"]
-    image, mask, zo, frac = image.clone(), mask.clone(), zo.clone(), frac.clone()
+    mask, zo, frac = mask.clone(), zo.clone(), frac.clone()  # image: the hand pass's own, changed in place
     need = needs_pass(e)
     if bool(need.any()):
         sel = need.nonzero()[:, 0]
@@ -114,16 +114,21 @@ def tone(e: dict, image: torch.Tensor) -> torch.Tensor:
     luma; infrared weighs red most (skin glows in near infrared), lifts it with a gamma < 1 and
     darkens it away from the illuminator's centre."""
     gray, ir = e["gray"], e["infrared"]
-    if not bool((gray | ir).any()):
+    any_ = gray | ir
+    if not bool(any_.any()):
         return image
-    r, g, b = image[:, 0], image[:, 1], image[:, 2]
+    sel = any_.nonzero()[:, 0]
+    img = image[sel]
+    r, g, b = img[:, 0], img[:, 1], img[:, 2]
     luma = 0.299 * r + 0.587 * g + 0.114 * b
-    B, _, H, W = image.shape
-    nir = (0.75 * r + 0.2 * g + 0.05 * b).clamp(0, 1) ** e["ir_gamma"][:, None, None]
+    _, _, H, W = img.shape
+    nir = (0.75 * r + 0.2 * g + 0.05 * b).clamp(0, 1) ** e["ir_gamma"][sel, None, None]
     y = (torch.arange(H, device=image.device) + 0.5) / H
     x = (torch.arange(W, device=image.device) + 0.5) / W
-    c = e["ir_centre"]
+    c = e["ir_centre"][sel]
     d2 = (y[None, :, None] - c[:, 0, None, None]) ** 2 + (x[None, None, :] - c[:, 1, None, None]) ** 2
-    nir = nir * (1.0 - e["ir_falloff"][:, None, None] * d2.clamp_max(1.0))
-    out = torch.where(gray[:, None, None], luma, torch.where(ir[:, None, None], nir, 0.0))
-    return torch.where((gray | ir)[:, None, None, None], out[:, None].expand_as(image), image)
+    nir = nir * (1.0 - e["ir_falloff"][sel, None, None] * d2.clamp_max(1.0))
+    out = torch.where(gray[sel, None, None], luma, nir)
+    image = image.clone()
+    image[sel] = out[:, None].expand_as(img)
+    return image

@@ -64,7 +64,8 @@ class SyntheticConfig:
         extras: the scene extras of the mesh hand (``extras.py``: rings, watches, held objects,
             the other hand, a head and body, dead-leaves backgrounds, grayscale and infrared
             frames), each a probability, all 0 by default; ``SceneExtras.rich()`` turns them all
-            on. With all 0 the samples are those of a config without them, bit for bit.
+            on. With all 0 the samples are those of a config without them, bit for bit. A dict
+            of its fields or a string of ``SceneExtras.parse`` (``"rich"``) is converted.
     """
 
     crop_size: int = 128
@@ -79,6 +80,18 @@ class SyntheticConfig:
     jpeg_prob: float = 0.0
     hand_model: str = "capsule"
     extras: SceneExtras = field(default_factory=SceneExtras)
+
+    def __post_init__(self):
+        # JSON configs (``TrainConfig.engine``, ``to_dict``): a dict of probabilities or a preset
+        if isinstance(self.extras, dict):
+            unknown = sorted(set(self.extras) - set(SceneExtras.__dataclass_fields__))
+            if unknown:
+                raise ValueError(
+                    f"extras: unknown fields {unknown}; known: {list(SceneExtras.__dataclass_fields__)}"
+                )
+            self.extras = SceneExtras(**self.extras)
+        elif isinstance(self.extras, str):
+            self.extras = SceneExtras.parse(self.extras)
 
     def check(self) -> None:
         """Raise a clear error for a value the engine cannot draw."""
