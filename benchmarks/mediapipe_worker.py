@@ -1,9 +1,12 @@
 """Runs INSIDE the separate MediaPipe environment (created by benchmarks/inference.py).
 
 Times MediaPipe Hands 0.10.21 (full pipeline: palm detector + landmark model, static image
-mode, so the detector runs on every image) and its landmark model alone
-(`hand_landmark_full.tflite`, 224x224, through the LiteRT interpreter), and returns its 2D
-predictions on the given photos. Prints one JSON object on stdout.
+mode, so the detector runs on every image, up to ``--max-hands`` hands) and its landmark model
+alone (`hand_landmark_full.tflite`, 224x224, through the LiteRT interpreter), and returns every
+hand it finds on the given photos: 2D landmarks in pixels, its handedness label and score.
+MediaPipe's handedness assumes a mirrored (selfie) image, so on an ordinary photo its "Left" is
+a right hand (its documentation: swap the label otherwise); the caller swaps it. Prints one
+JSON object on stdout.
 
 Usage: python mediapipe_worker.py --threads 2 --repeats 20 IMAGE...
 """
@@ -21,6 +24,7 @@ def main() -> int:
     ap.add_argument("images", nargs="+")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--max-hands", type=int, default=2)
     args = ap.parse_args()
 
     import cv2
@@ -37,17 +41,22 @@ def main() -> int:
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     # --- full pipeline
-    preds = {}
+    found = {}
     times = []
-    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, model_complexity=1) as hands:
+    with mp.solutions.hands.Hands(
+        static_image_mode=True, max_num_hands=args.max_hands, model_complexity=1
+    ) as hands:
         for path, img in zip(args.images, images):
             res = hands.process(img)
             h, w = img.shape[:2]
-            if res.multi_hand_landmarks:
-                lm = res.multi_hand_landmarks[0].landmark
-                preds[path] = [[p.x * w, p.y * h] for p in lm]
-            else:
-                preds[path] = None
+            found[path] = [
+                {
+                    "joints2d": [[p.x * w, p.y * h] for p in lm.landmark],
+                    "label": hd.classification[0].label,
+                    "label_score": hd.classification[0].score,
+                }
+                for lm, hd in zip(res.multi_hand_landmarks or [], res.multi_handedness or [])
+            ]
         for _ in range(args.repeats):
             for img in images:
                 t = time.perf_counter()
@@ -81,7 +90,8 @@ def main() -> int:
                 "full_pipeline_n": len(times),
                 "landmark_ms_median": 1000 * statistics.median(lt),
                 "landmark_input": [int(v) for v in inp["shape"]],
-                "predictions": preds,
+                "max_hands": args.max_hands,
+                "hands": found,
             }
         )
     )

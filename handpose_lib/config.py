@@ -65,6 +65,9 @@ class TrainConfig:
         camera: a random camera per sample (``data.camera_effects.CameraEffects``: exposure,
             white balance, gamma, vignetting, defocus / motion blur, sensor noise, JPEG).
         All four are off by default: a recipe without them trains as before.
+        engine: fields of the procedural engine's ``data.synthetic.SyntheticConfig`` for the
+            training and validation samples (e.g. ``{"hand_model": "mesh", "left_hand_prob":
+            0.5}``); empty = the engine's defaults (``crop_size`` follows the model's input).
     Optimisation:
         epochs, batch_size (per process), lr (peak), weight_decay (AdamW, not on norms/biases),
         schedule: ``"onecycle"`` (linear warm-up then cosine to ``lr * final_lr_frac``),
@@ -106,6 +109,7 @@ class TrainConfig:
     fda: float = 0.0
     fda_beta: tuple[float, float] = (0.01, 0.05)
     camera: bool = False
+    engine: dict = field(default_factory=dict)
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3
@@ -391,9 +395,8 @@ def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Da
     size = model_config(cfg).input_size
     if cfg.data == "synthetic":
         from .data.rendered import cached_synthetic
-        from .data.synthetic import SyntheticConfig
 
-        sc = SyntheticConfig(crop_size=size)
+        sc = engine_config(cfg, size)
         return (
             cached_synthetic(cfg.n_train, cfg.data_seed, sc, progress=progress),
             cached_synthetic(cfg.n_val, cfg.data_seed + 1, sc, progress=progress),
@@ -413,6 +416,23 @@ def build_datasets(cfg: TrainConfig, progress: bool = True) -> tuple[Dataset, Da
         )
         val_set = None
     return train_set, val_set
+
+
+def engine_config(cfg: TrainConfig, crop_size: int | None = None):
+    """The ``SyntheticConfig`` of ``cfg``'s procedural samples (``cfg.engine`` over the engine's
+    defaults, crops of the model's input size); an unknown or invalid field is a ``ConfigError``."""
+    from .data.synthetic import SyntheticConfig
+
+    known = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"crop_size"}
+    unknown = sorted(set(cfg.engine) - known)
+    if unknown:
+        raise ConfigError(f"TrainConfig.engine: unknown engine fields {unknown}; known: {sorted(known)}")
+    try:
+        sc = SyntheticConfig(crop_size=crop_size or model_config(cfg).input_size, **cfg.engine)
+        sc.check()
+        return sc
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"TrainConfig.engine {cfg.engine}: {e}") from None
 
 
 # name -> (class name in handpose_lib.data, loader arguments per split "train"/"test")

@@ -25,9 +25,13 @@ so any H, W that are multiples of 4 work (the output is exactly (H/4, W/4)). The
 field of layer4 (a few hundred pixels) covers a hand that fills a 320 x 240 input.
 
 **Training targets** (:func:`encode_targets`): a Gaussian bump of peak 1 at each hand centre
-(sigma grows with the box size), and offset/size/side at the centre cell only. The loss
-(:func:`detection_loss`) is CenterNet's penalty-reduced focal loss on the heatmap plus L1 on
-offsets and log sizes and a cross-entropy on the side, the last three at the centre cells.
+(sigma grows with the box size), offset and size at the centre cell only, and the side at every
+cell where the hand's bump is above one half (a few cells for a small hand, dozens for a large
+one; where two bumps overlap, the higher one's hand). The loss (:func:`detection_loss`) is
+CenterNet's penalty-reduced focal loss on the heatmap plus L1 on offsets and log sizes at the
+centre cells and a cross-entropy on the side, averaged per hand. Reading the side over the
+bump rather than at one cell gives its head many more examples per hand, and the decoded peak
+(which may be a cell off the true centre) still sits where the side was trained.
 
 **Decoding** (:func:`decode`): sigmoid heatmap, 3x3 max-pool "NMS" (a cell is a peak if it
 equals its neighbourhood's maximum), the top ``k`` peaks, those above ``score_thresh``;
@@ -174,16 +178,21 @@ def encode_targets(boxes: list[np.ndarray], sides: list[np.ndarray], H: int, W: 
     Returns:
         ``heat`` (B, 1, H/4, W/4) Gaussian bumps in [0, 1]; ``mask`` (B, H/4, W/4) bool at the
         centre cells; ``reg`` (B, 5, H/4, W/4): offset x, y, log w, log h (cells) and side, read
-        at ``mask``.
+        at ``mask``; ``side`` (B, H/4, W/4) the side (1 = left) of the hand whose bump is highest
+        at each cell and ``side_weight`` (B, H/4, W/4): 1 / (cells of that hand) where its bump
+        is above 0.5, else 0 (each hand weighs 1 in the side loss).
     """
     B, h, w = len(boxes), H // STRIDE, W // STRIDE
     heat = np.zeros((B, 1, h, w), np.float32)
     mask = np.zeros((B, h, w), bool)
     reg = np.zeros((B, 5, h, w), np.float32)
+    side = np.zeros((B, h, w), np.float32)
+    owner = np.full((B, h, w), -1)
+    side_weight = np.zeros((B, h, w), np.float32)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     for b, (bx, sd) in enumerate(zip(boxes, sides, strict=True)):
-        for (x0, y0, x1, y1), s in zip(
-            np.asarray(bx).reshape(-1, 4), np.asarray(sd).reshape(-1), strict=True
+        for k, ((x0, y0, x1, y1), s) in enumerate(
+            zip(np.asarray(bx).reshape(-1, 4), np.asarray(sd).reshape(-1), strict=True)
         ):
             cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
             ix, iy = int(cx), int(cy)
@@ -191,6 +200,9 @@ def encode_targets(boxes: list[np.ndarray], sides: list[np.ndarray], H: int, W: 
                 continue
             sig = gaussian_sigma(x1 - x0, y1 - y0)
             g = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sig * sig))
+            mine = (g > heat[b, 0]) & (g > 0.5)
+            mine[iy, ix] = True
+            owner[b][mine], side[b][mine] = k, float(s)
             heat[b, 0] = np.maximum(heat[b, 0], g)
             mask[b, iy, ix] = True
             reg[b, :, iy, ix] = (
@@ -200,7 +212,17 @@ def encode_targets(boxes: list[np.ndarray], sides: list[np.ndarray], H: int, W: 
                 math.log(max(y1 - y0, 1.0) / STRIDE),
                 float(s),
             )
-    return {"heat": torch.from_numpy(heat), "mask": torch.from_numpy(mask), "reg": torch.from_numpy(reg)}
+    for b in range(B):
+        ids, counts = np.unique(owner[b][owner[b] >= 0], return_counts=True)
+        for k, n in zip(ids, counts, strict=True):
+            side_weight[b][owner[b] == k] = 1.0 / n
+    return {
+        "heat": torch.from_numpy(heat),
+        "mask": torch.from_numpy(mask),
+        "reg": torch.from_numpy(reg),
+        "side": torch.from_numpy(side),
+        "side_weight": torch.from_numpy(side_weight),
+    }
 
 
 def detection_loss(out: Tensor, targets: dict[str, Tensor], size_weight: float = 0.5) -> dict[str, Tensor]:
@@ -220,7 +242,9 @@ def detection_loss(out: Tensor, targets: dict[str, Tensor], size_weight: float =
         o = out[:, 1:3][m[:, :2]]
         offset = F.l1_loss(torch.sigmoid(o), reg[:, :2][m[:, :2]])
         size = F.l1_loss(out[:, 3:5][m[:, 2:4]], reg[:, 2:4][m[:, 2:4]])
-        side = F.binary_cross_entropy_with_logits(out[:, 5][mask], reg[:, 4][mask])
+        sw = targets["side_weight"]
+        ce = F.binary_cross_entropy_with_logits(out[:, 5], targets["side"], reduction="none")
+        side = (ce * sw).sum() / sw.sum()
     else:
         offset = size = side = out.sum() * 0.0
     loss = heat + offset + size_weight * size + side

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,11 +35,24 @@ import torch
 
 from . import checkpoint as ckpt
 from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
+from .data.synthetic.scene import SyntheticConfig
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
 # the recipe's fields that change the trained weights (a run resumes only with the same ones)
-TRAINING_FIELDS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "detector", "frames")
+TRAINING_FIELDS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "flip_prob",
+    "hand_model",
+    "init",
+    "minutes",
+    "detector",
+    "frames",
+)
 # a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
 # windows of them (real photos come in every aspect)
 SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
@@ -52,6 +66,14 @@ class DetectorTrainConfig:
         steps: optimiser steps (the budget).
         batch_size: frames per step.
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay to 1%.
+        flip_prob: probability that a training window is mirrored (its hands' sides swapped:
+            a mirrored right hand is a left hand).
+        hand_model: the engine's hand in the frames: ``"mesh"`` (engine v2) or ``"capsule"``.
+        init: a detector folder whose weights start the training (``None``: from scratch).
+        minutes: a wall-clock budget for the training steps (``None``: none). The cosine
+            schedule follows whichever of ``steps`` and ``minutes`` runs out first (its progress
+            is the larger of the two fractions), and training stops when the minutes are spent;
+            the sidecar says how many steps were made. On a shared CPU this keeps a budget.
         checkpoint_every: resumable checkpoint interval (steps).
         n_val: procedural frames (seed ``VAL_SEED``) on which the score threshold is chosen.
         n_test: held-out procedural frames (seed ``TEST_SEED``) for the metrics.
@@ -67,6 +89,10 @@ class DetectorTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 100
+    flip_prob: float = 0.5
+    hand_model: str = "mesh"
+    init: str | None = None
+    minutes: float | None = None
     checkpoint_every: int = 100
     n_val: int = 150
     n_test: int = 300
@@ -86,11 +112,23 @@ class DetectorTrainConfig:
 # batches
 
 
+def hand_renderer(hand_model: str) -> HandRenderer:
+    """The engine's right-hand crops for the frames: ``"mesh"`` (engine v2) or ``"capsule"``."""
+    if hand_model not in ("mesh", "capsule"):
+        raise ValueError(f"hand_model must be 'mesh' or 'capsule', not {hand_model!r}")
+    return engine_renderer(
+        SyntheticConfig(
+            occlusion="none", left_hand_prob=0.0, blur_prob=0.0, noise_max=0.0, hand_model=hand_model
+        )
+    )
+
+
 def _window(
-    frame: dict, shape: tuple[int, int], rng: np.random.Generator
+    frame: dict, shape: tuple[int, int], rng: np.random.Generator, flip_prob: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A window of the frame with the aspect of ``shape`` (H, W), resized to it: (image, boxes,
-    sides 1 = left). Hands with less than half their box inside the window are dropped."""
+    sides 1 = left). Hands with less than half their box inside the window are dropped. With
+    probability ``flip_prob`` the window is mirrored: boxes ``x -> W - x`` and every side swapped."""
     img, boxes = frame["image"], frame["boxes"]
     fh, fw = img.shape[:2]
     H, W = shape
@@ -107,16 +145,22 @@ def _window(
     s = np.array([W / cw, H / ch, W / cw, H / ch])
     small = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=cv2.INTER_AREA)
     sides = np.array([sd == "left" for sd in frame["sides"]], np.float32)
-    return small, clipped[keep] * s, sides[keep]
+    boxes_out, sides = clipped[keep] * s, sides[keep]
+    if rng.uniform() < flip_prob:
+        small = np.ascontiguousarray(small[:, ::-1])
+        boxes_out = np.stack([W - boxes_out[:, 2], boxes_out[:, 1], W - boxes_out[:, 0], boxes_out[:, 3]], -1)
+        sides = 1.0 - sides
+    return small, boxes_out, sides
 
 
 def make_batch(
-    frames: list[dict], shape: tuple[int, int], rng: np.random.Generator
+    frames: list[dict], shape: tuple[int, int], rng: np.random.Generator, flip_prob: float = 0.0
 ) -> tuple[torch.Tensor, dict]:
-    """Frames -> (images (B, 3, H, W) in [0, 1], targets of :func:`~handpose_lib.detect.encode_targets`)."""
+    """Frames -> (images (B, 3, H, W) in [0, 1], targets of :func:`~handpose_lib.detect.encode_targets`);
+    each window mirrored (sides swapped) with probability ``flip_prob``."""
     imgs, boxes, sides = [], [], []
     for f in frames:
-        im, b, s = _window(f, shape, rng)
+        im, b, s = _window(f, shape, rng, flip_prob)
         imgs.append(im)
         boxes.append(b)
         sides.append(s)
@@ -275,10 +319,13 @@ def evaluate_real_photos(detector: HandDetector, photos: list[dict] | None = Non
 # training
 
 
-def _lr_at(step: int, cfg: DetectorTrainConfig) -> float:
+def _lr_at(step: int, cfg: DetectorTrainConfig, seconds: float = 0.0) -> float:
+    """Linear warm-up, then cosine to 1% over the larger of the step and time fractions."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.minutes:
+        t = max(t, seconds / (60.0 * cfg.minutes))
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
@@ -288,14 +335,21 @@ def train_detector(
     run: str | Path | None = None,
     renderer: HandRenderer | None = None,
     log=print,
+    command: str | None = None,
 ) -> dict:
     """Train the detector for ``cfg.steps`` steps (resuming ``run`` if it holds a checkpoint),
-    evaluate it and write the model folder ``out``. Returns the sidecar's metrics."""
+    evaluate it and write the model folder ``out`` (``command``: the command line, for its
+    sidecar). Returns the sidecar's metrics."""
     torch.set_num_threads(cfg.threads)
-    renderer = renderer or engine_renderer()
+    renderer = renderer or hand_renderer(cfg.hand_model)
     run = Path(run) if run is not None else Path(out).with_name(Path(out).name + "-run")
     torch.manual_seed(0)
     net = HandDetectorNet(cfg.detector)
+    init_sha = None
+    if cfg.init is not None:  # warm start: the weights of an earlier detector (same config)
+        c0 = ckpt.load_checkpoint(cfg.init)
+        ckpt.load_weights(net, c0)
+        init_sha = c0.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256")
     decay = [p for n, p in net.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW(
@@ -303,6 +357,7 @@ def train_detector(
         lr=cfg.lr,
     )
     start, history, seconds = 0, [], 0.0
+    budget = 60.0 * cfg.minutes if cfg.minutes else math.inf
     if (run / ckpt.LAST_FILE).is_file():
         c = ckpt.load_checkpoint(run)
         old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
@@ -317,13 +372,18 @@ def train_detector(
     frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
     t0 = time.time()
     net.train()
+    done = start
     for step in range(start, cfg.steps):
+        spent = (seconds or 0.0) + time.time() - t0
+        if spent >= budget:
+            log(f"the {cfg.minutes} minute budget is spent after {step} steps")
+            break
         rng = np.random.default_rng([TRAIN_SEED, step])
         shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
         batch = frames.batch(range(step * cfg.batch_size, (step + 1) * cfg.batch_size))
-        x, targets = make_batch(batch, shape, rng)
+        x, targets = make_batch(batch, shape, rng, cfg.flip_prob)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = _lr_at(step, cfg, spent)
         losses = detection_loss(net(x), targets)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -332,15 +392,18 @@ def train_detector(
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"detector training: non-finite loss at step {step}")
         row = {"step": step + 1, **{k: round(float(v.detach()), 4) for k, v in losses.items()}}
+        row["lr"] = round(opt.param_groups[0]["lr"], 7)
         history.append(row)
+        done = step + 1
         if (step + 1) % 10 == 0:
             log(f"step {step + 1}/{cfg.steps} {row} {(time.time() - t0) / (step + 1 - start):.2f} s/step")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        last = step + 1 == cfg.steps or (seconds or 0.0) + time.time() - t0 >= budget
+        if (step + 1) % cfg.checkpoint_every == 0 or last:
             side = {"train_config": cfg.to_dict(), "step": step + 1, "history": history}
             if seconds is not None:  # None: a run that did not record its time
                 side["train_seconds"] = round(seconds + time.time() - t0, 1)
             ckpt.save_run_checkpoint(run, step + 1, net, side, optimizer=opt)
-    if seconds is not None and start < cfg.steps:
+    if seconds is not None and start < done:
         seconds += time.time() - t0
     net.eval()
     det = HandDetector(net, long_side=cfg.eval_long_side, score_thresh=0.05, max_hands=20)
@@ -355,12 +418,16 @@ def train_detector(
         "detector_config": cfg.detector.to_dict(),
         "score_thresh": thresh,
         "train_config": cfg.to_dict(),
-        "step": cfg.steps,
+        "step": done,
+        "stopped_by": "steps" if done == cfg.steps else "minutes",
         "metrics": metrics,
         "history": history[-50:],
         "provenance": {
+            "command": command,
+            "init": cfg.init,
+            "init_weights_sha256": init_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
-            "train_frames": f"HandFrames seed {TRAIN_SEED}, {cfg.steps * cfg.batch_size} frames",
+            "train_frames": f"HandFrames seed {TRAIN_SEED}, {done * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
             "train_seconds": None if seconds is None else round(seconds, 1),
@@ -398,13 +465,38 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="models/detector", help="model folder to write")
     ap.add_argument("--run", default="runs/detector", help="resumable run folder (checkpoints)")
     ap.add_argument("--steps", type=int, default=DetectorTrainConfig.steps)
+    ap.add_argument("--lr", type=float, default=DetectorTrainConfig.lr)
+    ap.add_argument("--warmup-steps", type=int, default=DetectorTrainConfig.warmup_steps)
+    ap.add_argument("--hand-model", choices=("mesh", "capsule"), default=DetectorTrainConfig.hand_model)
+    ap.add_argument("--init", metavar="DIR", help="start from this detector's weights (e.g. models/detector)")
+    ap.add_argument("--minutes", type=float, help="wall-clock budget of the training steps (see the recipe)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
     if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
         print(f"{a.out} already holds a trained detector (reused; --force trains it again)")
         return 0
-    metrics = train_detector(DetectorTrainConfig(steps=a.steps, threads=a.threads), a.out, a.run)
+    cfg = DetectorTrainConfig(
+        steps=a.steps,
+        lr=a.lr,
+        warmup_steps=a.warmup_steps,
+        hand_model=a.hand_model,
+        init=a.init,
+        minutes=a.minutes,
+        threads=a.threads,
+    )
+    if a.minutes is not None and not a.minutes > 0:
+        ap.error(f"--minutes must be positive, got {a.minutes}")
+    if a.steps < 1:
+        ap.error(f"--steps must be at least 1, got {a.steps}")
+    if a.init is not None and not (Path(a.init) / ckpt.SIDECAR_FILE).is_file():
+        ap.error(f"--init {a.init}: no detector there (a folder with {ckpt.SIDECAR_FILE} and weights)")
+    command = "python -m handpose_lib.detector_train " + " ".join(argv if argv is not None else sys.argv[1:])
+    try:
+        metrics = train_detector(cfg, a.out, a.run, command=command)
+    except ckpt.CheckpointError as e:  # a run of another recipe, weights of another config
+        print(f"detector_train: {e}", file=sys.stderr)
+        return 2
     print(
         json.dumps(
             {k: {m: v for m, v in d.items() if m != "per_photo"} for k, d in metrics.items()}, indent=1

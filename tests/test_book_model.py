@@ -180,3 +180,12 @@ def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
     rep = ev.evaluate(model, data, device="cpu", dataset="first 64")
     assert rep["overall"]["epe2d_px"] == pytest.approx(m["epe2d_px"], abs=1.5)
     assert rep["overall"]["auc3d_20_50"] == pytest.approx(m["auc3d_20_50"], abs=0.05)
+
+
+def test_v4_recipe_is_v3s_loss_on_engine_v2_with_real_photo_validation():
+    v3, v4 = bm.book_recipe(), bm.book_v4_recipe()
+    assert v4.loss == v3.loss and v4.batch_size == v3.batch_size and v4.init_from is None
+    assert v4.engine == {"hand_model": "mesh", "left_hand_prob": 0.5} and v4.camera and v4.val_real
+    assert bm._total_steps(v4) == 24_000  # the budget is fixed in steps
+    [(run, cfg)] = bm.book_v4_stages()
+    assert run == bm.BOOK_V4_DIR and cfg == v4

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -310,3 +311,18 @@ def test_recipe_ab_ingredients_change_one_thing_and_table_shows_differences():
     }
     text = ab.table(rows)
     assert "| camera | 0.450 (+0.050)" in text and "12.50 (+0.50)" in text and "| baseline | 0.400 |" in text
+
+
+def test_recipe_ab_record_adds_and_replaces_runs_by_name(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_ab", REPO / "tools" / "recipe_ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    rec = tmp_path / "sub" / "ab.json"
+    ab.record(rec, "s_mesh", {"steps": 10, "val_real_pck_0.2": 0.3}, "python tools/recipe_ab.py s_mesh")
+    ab.record(rec, "s_capsule", {"steps": 10, "val_real_pck_0.2": 0.2}, "cmd")
+    ab.record(rec, "s_mesh", {"steps": 20, "val_real_pck_0.2": 0.4}, "cmd2")
+    runs = json.loads(rec.read_text())["runs"]
+    assert [r["name"] for r in runs] == ["s_capsule", "s_mesh"]
+    assert runs[1]["steps"] == 20 and runs[1]["command"] == "cmd2" and "CPU cores" in runs[1]["machine"]

@@ -53,3 +53,22 @@ def test_yaml_values_of_the_wrong_type_or_range_are_named(tmp_path, text, match)
     y.write_text(text + "\n")
     with pytest.raises(config.ConfigError, match=match):
         config.load_config(str(y))
+
+
+def test_engine_fields_reach_the_procedural_samples(tmp_path, monkeypatch):
+    """TrainConfig.engine changes the SyntheticConfig of training and validation samples (and
+    so the cache folder); an unknown or invalid field is named."""
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path))
+    c = config.TrainConfig(n_train=4, n_val=2, engine={"hand_model": "mesh", "left_hand_prob": 0.5})
+    sc = config.engine_config(c)
+    assert sc.hand_model == "mesh" and sc.left_hand_prob == 0.5 and sc.crop_size == 128
+    assert config.engine_config(config.TrainConfig()).hand_model == "capsule"  # the engine's default
+    train, val = config.build_datasets(c, progress=False)
+    assert len(train) == 4 and len(val) == 2
+    assert train.meta["config"]["hand_model"] == "mesh" and val.meta["config"]["left_hand_prob"] == 0.5
+    with pytest.raises(config.ConfigError, match="unknown engine fields.*hand_shape"):
+        config.engine_config(config.TrainConfig(engine={"hand_shape": "mesh"}))
+    with pytest.raises(config.ConfigError, match="hand_model 'lego'"):
+        config.engine_config(config.TrainConfig(engine={"hand_model": "lego"}))
+    with pytest.raises(config.ConfigError, match="engine must be a mapping"):
+        config.TrainConfig(engine=["mesh"])

@@ -21,6 +21,10 @@ steps of batch 32 with its own one-cycle schedule, into ``runs/ab/NAME``, and pr
 - ``--overfit N``: a capacity / optimisation check: ``steps x 32 / N`` epochs over the first
   ``N`` training samples without augmentation, then the 2D EPE **on those same samples**.
 
+``--record FILE`` adds each run's result (with its command, date and machine) to a JSON file
+of A/B results, replacing an earlier run of the same name; ``models/transfer_ab.json`` is the
+record the data chapter's table of what transfers to real photos is made from.
+
 ``--ingredients A B ...`` runs one such training per ingredient (:data:`INGREDIENTS`: each is
 the recipe changed in one way only, on top of ``--set``; ``baseline`` changes nothing) into
 ``runs/ab/NAME/<ingredient>``, one after the other, and prints a table of the real-photo and
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -130,6 +135,25 @@ def run_one(run_dir: Path, steps: int, changes: dict, engine: dict, init_from=No
     return result
 
 
+def record(path: Path, name: str, result: dict, command: str) -> None:
+    """Add (or replace) run ``name``'s ``result`` in the JSON record ``path``
+    (``{"runs": [{"name", "command", "date", "machine", **result}, ...]}``)."""
+    import platform
+    from datetime import date
+
+    runs = json.loads(path.read_text())["runs"] if path.is_file() else []
+    entry = {
+        "name": name,
+        "command": command,
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        **result,
+    }
+    runs = [r for r in runs if r["name"] != name] + [entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+
+
 def table(results: dict[str, dict]) -> str:
     """A markdown table of the ingredients' results, differences to ``baseline`` in brackets."""
     base = results.get("baseline", {})
@@ -173,12 +197,16 @@ def main(argv=None) -> int:
         help="one run per ingredient, a table",
     )
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ab")
+    ap.add_argument("--record", type=Path, default=None, help="add the results to this JSON record")
     a = ap.parse_args(argv)
     changes = _json_object(ap, a.set, "--set")
     engine = _json_object(ap, a.engine, "--engine")
+    command = "python tools/recipe_ab.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if not a.ingredients:
         result = run_one(a.out / a.name, a.steps, changes, engine, a.init_from, a.overfit)
         print("RESULT", a.name, json.dumps(result), flush=True)
+        if a.record:
+            record(a.record, a.name, result, command)
         return 0
     results = {}
     for ing in a.ingredients:
@@ -192,6 +220,8 @@ def main(argv=None) -> int:
         )
         results[ing] = r
         print("RESULT", f"{a.name}/{ing}", json.dumps(r), flush=True)
+        if a.record:
+            record(a.record, f"{a.name}/{ing}", r, command)
     print(f"\n{a.steps} steps of batch 32 each, real photos: 16 shipped photos, GT-box crops\n")
     print(table(results), flush=True)
     return 0

@@ -164,3 +164,50 @@ def noise_texture(n: int = 256) -> torch.Tensor:
     smooth = cv2.GaussianBlur(padded, (0, 0), 3.0)[16:-16, 16:-16]
     smooth = smooth / (np.abs(smooth).max() + 1e-6)
     return torch.from_numpy(np.stack([white, smooth]))
+
+
+DEAD_LEAVES_N = 48
+
+
+def dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A dead-leaves image (h, w, 3) uint8: opaque discs and ellipses dropped on top of each other,
+    radii with density ~ r^-3 (between 1.5 px and half the image at 128 px, scaled with the
+    image), the model whose statistics (scale invariance, 1/f^2 power spectrum, occlusion edges)
+    match natural images' (Lee, Mumford and Huang 2001). Colours from a few hues per image."""
+    size = min(h, w) / 128.0
+    r_min, r_max = 1.5 * size, 64.0 * size
+    n = 5000
+    u = rng.uniform(size=n)
+    r = (r_min**-2 + u * (r_max**-2 - r_min**-2)) ** -0.5  # inverse CDF of p(r) ~ r^-3
+    hues = rng.uniform(0, 1, rng.integers(1, 4))
+    base_s, base_v = rng.uniform(0.05, 0.55), rng.uniform(0.25, 0.75)
+    hsv = np.stack(
+        [
+            (hues[rng.integers(len(hues), size=n)] + rng.normal(0, 0.04, n)) % 1.0 * 180,
+            np.clip(base_s + rng.normal(0, 0.2, n), 0, 1) * 255,
+            np.clip(base_v + rng.normal(0, 0.25, n), 0.03, 1) * 255,
+        ],
+        -1,
+    ).astype(np.uint8)
+    rgb = cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    img[:] = rgb[0]
+    cx, cy = rng.uniform(-r_max, w + r_max, n), rng.uniform(-r_max, h + r_max, n)
+    aspect, angle = rng.uniform(0.4, 1.0, n), rng.uniform(0, 180, n)
+    for i in range(1, n):  # painted back to front: the last leaf is in front
+        axes = (max(1, int(r[i])), max(1, int(r[i] * aspect[i])))
+        cv2.ellipse(
+            img, (int(cx[i]), int(cy[i])), axes, float(angle[i]), 0, 360, rgb[i].tolist(), -1, cv2.LINE_AA
+        )
+    img = cv2.GaussianBlur(img, (0, 0), 0.6)
+    noise = rng.normal(0, 4, (h, w, 1)).astype(np.float32)
+    return np.clip(img + noise, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def dead_leaves_pool(h: int, w: int) -> torch.Tensor:
+    """(DEAD_LEAVES_N, 3, h + PAD, w + PAD) uint8 dead-leaves images (fixed seed), drawn by the
+    scene extras (``extras.py``) like the photograph pool."""
+    rng = np.random.default_rng(2001)
+    out = [dead_leaves(rng, h + PAD, w + PAD) for _ in range(DEAD_LEAVES_N)]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()

@@ -22,7 +22,7 @@ import math
 import torch
 
 from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, project
-from . import mesh, raster, raster_native
+from . import extras_render, mesh, raster, raster_native
 from .backgrounds import background_pool, noise_texture
 from .geometry import FINGER_RADII
 from .hand import FINGER_ORDER
@@ -353,7 +353,13 @@ def render_mesh(
         image, mask, depth, zh, zo, tri_h, frac = raster_native.render_pixels(*args, bgp, pool, H, W)
     else:
         image, mask, depth, zh, zo, tri_h, frac = raster.render_pixels(*args, backgrounds(scene1, H, W), H, W)
+    if "extras" in p:  # rings, watches, held objects, the other hand, a head: a second pass
+        image, mask, depth, zo, frac = extras_render.composite(
+            p, s, app, tex, K, H, W, native, image, mask, depth, zh, zo, frac
+        )
     image = postprocess(image, scene1, native=native)
+    if "extras" in p:
+        image = extras_render.tone(p["extras"], image)
     uv = project(s["joints"], K)
     r = JOINT_RADIUS.to(K.device) * p["scale"][:, None]
     vis = visibility_from_depth(s["joints"], uv, zh, zo, tri_h, r, H, W)

@@ -14,12 +14,13 @@ the exact mirror image of its right-hand version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ..sample import project
-from . import camera, hand, occluders
+from . import camera, extras, hand, occluders
+from .extras import SceneExtras
 from .geometry import hand_cones
 from .rng import Stream
 
@@ -60,6 +61,11 @@ class SyntheticConfig:
         hand_model: ``"capsule"`` (engine v1: round cones, ray cast) or ``"mesh"`` (engine v2:
             the rigged MakeHuman hand and forearm, rasterized, see ``mesh_render.py``); the same
             draws give the same skeleton, labels, camera, objects and background in both.
+        extras: the scene extras of the mesh hand (``extras.py``: rings, watches, held objects,
+            the other hand, a head and body, dead-leaves backgrounds, grayscale and infrared
+            frames), each a probability, all 0 by default; ``SceneExtras.rich()`` turns them all
+            on. With all 0 the samples are those of a config without them, bit for bit. A dict
+            of its fields or a string of ``SceneExtras.parse`` (``"rich"``) is converted.
     """
 
     crop_size: int = 128
@@ -73,12 +79,32 @@ class SyntheticConfig:
     blur_prob: float = 0.25
     jpeg_prob: float = 0.0
     hand_model: str = "capsule"
+    extras: SceneExtras = field(default_factory=SceneExtras)
+
+    def __post_init__(self):
+        # JSON configs (``TrainConfig.engine``, ``to_dict``): a dict of probabilities or a preset
+        if isinstance(self.extras, dict):
+            unknown = sorted(set(self.extras) - set(SceneExtras.__dataclass_fields__))
+            if unknown:
+                raise ValueError(
+                    f"extras: unknown fields {unknown}; known: {list(SceneExtras.__dataclass_fields__)}"
+                )
+            self.extras = SceneExtras(**self.extras)
+        elif isinstance(self.extras, str):
+            self.extras = SceneExtras.parse(self.extras)
 
     def check(self) -> None:
         """Raise a clear error for a value the engine cannot draw."""
         self.level()
         if self.hand_model not in HAND_MODELS:
             raise ValueError(f"hand_model {self.hand_model!r}: use one of {list(HAND_MODELS)}")
+        if not isinstance(self.extras, SceneExtras):
+            raise TypeError(f"extras must be a SceneExtras, got {type(self.extras).__name__}")
+        self.extras.check()
+        if self.extras.active() and self.hand_model != "mesh":
+            raise ValueError(
+                'the scene extras need the mesh hand: SyntheticConfig(hand_model="mesh", extras=...)'
+            )
 
     def level(self) -> float:
         """The occlusion level as a float in [0, 1]."""
@@ -96,6 +122,8 @@ class SyntheticConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["family_probs"] = list(self.family_probs)
+        if not self.extras.active():
+            del d["extras"]  # configs without extras keep their dict (and the cached sets' hashes)
         return d
 
 
@@ -150,6 +178,9 @@ def sample_scene(seed: int, idx, cfg: SyntheticConfig, device="cpu") -> dict:
     p["appearance"] = _appearance(rs, cfg)
     p["box"] = camera.crop_box(rs, project(joints, p["K_full"]))
     p["left"] = rs.uniform(1)[:, 0] < cfg.left_hand_prob
+    if cfg.extras.active():  # their own stream: the draws above stay the same
+        H, W = (camera.FRAME_H, camera.FRAME_W) if cfg.full_frame else (cfg.crop_size, cfg.crop_size)
+        p = extras.with_extras(p, extras.sample_extras(seed, idx, cfg.extras, p, H, W), H, W)
     return p
 
 

@@ -1,0 +1,190 @@
+"""What is round a hand in a photograph (scene extras, ``extras.py``): the other hand, and a
+head and shoulders behind.
+
+- **The other hand**: the same mesh (``mesh.py``), mirrored into a left hand (``x -> -x`` in the
+  hand frame, triangles turned round), with its own pose, orientation and wrist from the pose
+  sampler, the same person's size, shape, skin and sleeve, its palm 90-200 mm from this hand's
+  (partly in the crop, sometimes in front of it).
+- **A head and shoulders** 200-700 mm behind the hand, off to a side: a skin-shaded ellipsoid
+  head with a nose and ears (rosy cheeks and lips through the skin shader's redness, pores through
+  its UVs), dark eyes, eyebrows and hair (an ellipsoid cap) in the hair's colour, and a torso in
+  the sleeve's cloth.
+
+Skin parts are drawn by the rasterizer's skin shader (material 0), so their per-corner surface
+attributes (``mesh.SURFACE_ATTRIBUTES`` + UVs) are made here: the hand's own, the head's from
+its template, the torso's a ``forearm_mm`` beyond any sleeve start (cloth).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from . import mesh, raster_native
+from .extras import CLOTH_MM
+from .shapes import Parts, ellipsoid, mirror_cols, rotate, sphere_template
+
+MAT_GLASS, MAT_HAIR = 3, 6  # materials of the extras pass (``extras.MATERIALS``)
+HEAD_RES = (16, 24)
+TORSO_RES = (10, 16)
+FEATURE_RES = (6, 8)
+JAW_TAPER = 0.25
+
+
+@functools.lru_cache(maxsize=1)
+def hand_faces() -> tuple[torch.Tensor, torch.Tensor]:
+    """The mirrored hand's triangles (T, 3) (winding turned round) and corner attributes (T, 3, 8)."""
+    m = mesh.load_mesh_hand()
+    ca = torch.cat(
+        [mesh.surface_attributes()[m["faces"]], m["face_uv"], torch.zeros(len(m["faces"]), 3, 1)], -1
+    )
+    return m["faces"][:, [0, 2, 1]], ca[:, [0, 2, 1]]
+
+
+@functools.lru_cache(maxsize=1)
+def head_attributes() -> torch.Tensor:
+    """(T, 3, 8) corner attributes of the head template: a little palm-like lightness, red cheeks
+    and lips, no sleeve, UVs in millimetres / 1200 (the skin detail's scale)."""
+    v, f = sphere_template(*HEAD_RES)
+    x, y, z = v.unbind(-1)  # head frame: x right, y down, z away from the camera
+    front = (-z).clamp(0, 1)
+    cheeks = torch.exp(-(((x.abs() - 0.5) ** 2) + (y - 0.2) ** 2) / 0.03) * front
+    lips = torch.exp(-((x**2) / 0.02 + (y - 0.5) ** 2 / 0.004)) * front
+    red = (0.6 * cheeks + lips).clamp(0, 1)
+    th = torch.acos(z.clamp(-1, 1))
+    ph = torch.atan2(y, x)
+    cols = [
+        torch.full_like(x, 0.25),
+        red,
+        torch.zeros_like(x),
+        torch.full_like(x, -100.0),
+        torch.zeros_like(x),
+    ]
+    cols += [ph * 80.0 / 1200.0, th * 90.0 / 1200.0, torch.zeros_like(x)]
+    return torch.stack(cols, -1)[f]
+
+
+@functools.lru_cache(maxsize=1)
+def torso_attributes() -> torch.Tensor:
+    """(T, 3, 8) corner attributes of the torso template: cloth (``forearm_mm`` = CLOTH_MM + its
+    height in mm, so the sleeve's stripes run round it)."""
+    v, f = sphere_template(*TORSO_RES)
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    cols = [zero, zero, zero, CLOTH_MM + 260.0 * y, zero, x * 200 / 1200, y * 260 / 1200, zero]
+    return torch.stack(cols, -1)[f]
+
+
+@functools.lru_cache(maxsize=1)
+def feature_attributes() -> torch.Tensor:
+    """(T, 3, 8) corner attributes of a nose or an ear (``FEATURE_RES`` ellipsoid): skin, a
+    little redder than the face."""
+    v, f = sphere_template(*FEATURE_RES)
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    cols = [zero + 0.25, zero + 0.35, zero, zero - 100.0, zero, x * 15 / 1200, y * 15 / 1200, zero]
+    return torch.stack(cols, -1)[f]
+
+
+def _skin_parts() -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(triangles, corner attributes, vertex count) of each skin part, in :func:`add_skin`'s
+    order: the other hand, head, torso, nose, two ears."""
+    hf, hca = hand_faces()
+    out = [(hf, hca, mesh.load_mesh_hand()["vertices"].shape[0])]
+    for res, ca in ((HEAD_RES, head_attributes()), (TORSO_RES, torso_attributes())):
+        out.append((sphere_template(*res)[1], ca, (res[0] + 1) * (res[1] + 1)))
+    for _ in range(3):
+        out.append(
+            (
+                sphere_template(*FEATURE_RES)[1],
+                feature_attributes(),
+                (FEATURE_RES[0] + 1) * (FEATURE_RES[1] + 1),
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def skin_layout() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The skin parts' triangles (T, 3) (into their stacked vertices), corner attributes
+    (T, 3, 8) and incidence (V, D) (``mesh.incidence``'s layout, padded with T)."""
+    faces, cas, V = [], [], 0
+    for f, ca, n in _skin_parts():
+        faces.append(f + V)
+        cas.append(ca)
+        V += n
+    faces = torch.cat(faces)
+    rows = [[] for _ in range(V)]
+    for t, tri in enumerate(faces.tolist()):
+        for v in tri:
+            rows[v].append(t)
+    D = max(len(r) for r in rows)
+    inc = torch.tensor([r + [len(faces)] * (D - len(r)) for r in rows])
+    return faces, torch.cat(cas), inc
+
+
+def other_hand(p: dict, prm: dict, shape: torch.Tensor, native: bool) -> torch.Tensor:
+    """(B, V, 3) camera-frame vertices of the other (left) hand: pose ``prm["hand2_angles"]``,
+    rotation ``hand2_R``, forearm ``hand2_wrist``, wrist ``hand2_T``; p's scale and segment
+    lengths and the shape targets ``shape`` (B, S) of this hand."""
+    Rm = mirror_cols(prm["hand2_R"])
+    if native:
+        X, _ = mesh.pose_transforms(prm["hand2_angles"], p["scale"], p["seg"], prm["hand2_wrist"], shape)
+        return raster_native.pose(X, mesh.target_weights(shape), Rm, prm["hand2_T"])
+    verts, _ = mesh.pose_mesh(prm["hand2_angles"], p["scale"], p["seg"], prm["hand2_wrist"], shape)
+    return rotate(Rm, verts) + prm["hand2_T"][:, None]
+
+
+def _on_face(prm: dict, fx: float, fy: float, out: float) -> torch.Tensor:
+    """(B, 3) camera-frame point ``out`` mm in front of the face at (fx, fy) of its half axes."""
+    c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
+    x, y = fx * ax[:, 0], fy * ax[:, 1]
+    z = -ax[:, 2] * (1 - fx**2 - fy**2) ** 0.5 - out
+    return c + rotate(Rh, torch.stack([x, y, z], -1)[:, None])[:, 0]
+
+
+def add_skin(parts: Parts, p: dict, prm: dict, shape: torch.Tensor, native: bool) -> None:
+    """The skin parts, in :func:`skin_layout`'s order: the other hand, the head, the torso, the
+    nose, the ears."""
+    B, dev = p["T"].shape[0], p["T"].device
+    zero_n = torch.zeros(B, 1, 3, device=dev)
+    on = prm["body_on"]
+    c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
+    V = other_hand(p, prm, shape, native)
+    parts.add(V, zero_n.expand_as(V), hand_faces()[0], 0, prm["hand2_on"])
+    V, _ = ellipsoid(c, Rh, ax, *HEAD_RES, taper=JAW_TAPER)
+    parts.add(V, zero_n.expand_as(V), sphere_template(*HEAD_RES)[1], 0, on)
+    tc = c + rotate(Rh, prm["torso_offset"][:, None])[:, 0]
+    V, _ = ellipsoid(tc, Rh, prm["torso_axes"], *TORSO_RES)
+    parts.add(V, zero_n.expand_as(V), sphere_template(*TORSO_RES)[1], 0, on)
+    f = sphere_template(*FEATURE_RES)[1]
+    nose = torch.tensor([8.0, 15.0, 11.0], device=dev).expand(B, 3)
+    V, _ = ellipsoid(_on_face(prm, 0.0, 0.12, -3.0), Rh, nose, *FEATURE_RES)
+    parts.add(V, zero_n.expand_as(V), f, 0, on)
+    ear = torch.tensor([5.0, 17.0, 10.0], device=dev).expand(B, 3)
+    for side in (-1.0, 1.0):
+        e = c + rotate(Rh, (ax * torch.tensor([side * 0.97, 0.02, 0.05], device=dev))[:, None])[:, 0]
+        V, _ = ellipsoid(e, Rh, ear, *FEATURE_RES)
+        parts.add(V, zero_n.expand_as(V), f, 0, on)
+
+
+def add_face_objects(parts: Parts, prm: dict) -> None:
+    """The head's eyes, eyebrows and hair (objects)."""
+    c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
+    dev = c.device
+    _, f = sphere_template(6, 8)
+
+    def feature(fx, fy, size, mat, out):
+        V, N = ellipsoid(_on_face(prm, fx, fy, out), Rh, torch.tensor(size, device=dev).expand_as(ax), 6, 8)
+        parts.add(V, N, f, mat, prm["body_on"])
+
+    for side in (-1.0, 1.0):
+        feature(side * 0.35, -0.1, [4.0, 2.6, 2.5], MAT_GLASS, -1.2)
+        feature(side * 0.36, -0.27, [11.0, 2.0, 3.0], MAT_HAIR, -1.2)
+    long = prm["hair_long"][:, None]  # long hair reaches below the chin behind the face
+    off = torch.tensor([0.0, -0.2, 0.14], device=dev) + long * torch.tensor([0.0, 0.35, 0.1], device=dev)
+    hc = c + rotate(Rh, (ax * off)[:, None])[:, 0]
+    scale = prm["hair_scale"] + long * torch.tensor([0.03, 0.35, 0.0], device=dev)
+    V, N = ellipsoid(hc, Rh, ax * scale, *HEAD_RES)
+    parts.add(V, N, sphere_template(*HEAD_RES)[1], MAT_HAIR, prm["body_on"] & prm["hair_on"])
