@@ -304,6 +304,9 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
             zmin = (z < zmin || z != z) ? z : zmin;
         }
         float area = (T.u[1] - T.u[0]) * (T.v[2] - T.v[0]) - (T.v[1] - T.v[0]) * (T.u[2] - T.u[0]);
+        // a hand triangle wound clockwise (area > 0: raster.back_faces) is dropped whatever else
+        // holds: skip the rest of its set-up
+        if (mat[t] == 0 && area > 0) { T.valid = false; continue; }
         T.sgn = area > 0 ? 1.0f : -1.0f;
         T.inv_area = 1.0f / (area * T.sgn);
         float umin = std::fmin(std::fmin(T.u[0], T.u[1]), T.u[2]), umax = std::fmax(std::fmax(T.u[0], T.u[1]), T.u[2]);
@@ -497,14 +500,17 @@ extern "C" void hp_mesh_pose(int B, int V, int K, int S2, const float* V0, const
                              const int32_t* idx, const float* wts, const float* X, const float* R, const float* T,
                              float* out, int nthreads) {
     auto work = [&](int b0, int step) {
-        std::vector<float> rest((size_t)V * 3);
+        std::vector<float> rest((size_t)V * 3), d((size_t)V * 3);
         for (int b = b0; b < B; b += step) {
             const float* w = tw + (int64_t)b * S2;
-            for (int i = 0; i < V * 3; ++i) {
-                float d = w[0] * basis[i];
-                for (int k = 1; k < S2; ++k) d = d + w[k] * basis[(int64_t)k * V * 3 + i];
-                rest[i] = V0[i] + d;
+            // target by target over all coordinates (the same sums per coordinate, in order; the
+            // inner loop vectorises)
+            for (int i = 0; i < V * 3; ++i) d[i] = w[0] * basis[i];
+            for (int k = 1; k < S2; ++k) {
+                const float* bk = basis + (int64_t)k * V * 3;
+                for (int i = 0; i < V * 3; ++i) d[i] = d[i] + w[k] * bk[i];
             }
+            for (int i = 0; i < V * 3; ++i) rest[i] = V0[i] + d[i];
             const float* Xb = X + (int64_t)b * 22 * 12;
             const float* Rb = R + b * 9;
             const float* Tb = T + b * 3;
