@@ -55,10 +55,18 @@ model: env
 	@echo ">> training or reusing the book model (models/book-tiny)"
 	$(PY) -m handpose_lib.cli book-model
 
-# the hand detector: 1,000 steps of 16 procedural frames on one CPU thread (about an hour)
+# the hand detector, two stages on one CPU thread (models/detector/README.md): 1,000 steps on
+# capsule-hand frames (about an hour), then 35 minutes on mesh-hand frames warm-started from them
 detector: env
-	@echo ">> training or reusing the hand detector (models/detector; resumable run in runs/detector)"
-	$(PY) -m handpose_lib.detector_train --out models/detector --run runs/detector
+	@if [ -f models/detector/checkpoint.json ]; then \
+	  echo ">> models/detector already holds a trained detector (reused; delete it to train again)"; \
+	else \
+	  echo ">> training the hand detector (resumable runs in runs/detector-*)" && \
+	  $(PY) -m handpose_lib.detector_train --out runs/detector-v1 --run runs/detector-v1-run \
+	    --hand-model capsule --steps 1000 && \
+	  $(PY) -m handpose_lib.detector_train --out models/detector --run runs/detector-v2-run \
+	    --hand-model mesh --init runs/detector-v1 --steps 3000 --minutes 35 --lr 1e-3 --warmup-steps 50; \
+	fi
 
 # ---------------------------------------------------------------------------------------
 # tests

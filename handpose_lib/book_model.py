@@ -208,12 +208,16 @@ def book_v4_recipe() -> TrainConfig:
       with left hands half of the time (``left_hand_prob=0.5``): real photos show both hands
       and a crop around a hand does not say which side it is, so the model learns both (the
       photo pipeline still mirrors left hands the detector names);
+    - **the mesh hand transfers**: from scratch, 2,000 steps each, engine v2 scored PCK@0.2
+      0.467 on the real photos against engine v1's 0.365 (``models/README.md``);
     - **a camera per sample** (``camera``: exposure, white balance, gamma, vignetting, blur,
       noise, JPEG, low resolution): the only ingredient ahead with both seeds of the first A/B
       fine-tunes (``models/README.md``);
     - **more, and fresh, data for more steps**: 48,000 samples, 16 epochs of batch 32 (24,000
       steps, 1.5x v3's 15,929), one one-cycle schedule (3 % warm-up to 2e-3) instead of two
-      stages; the budget is fixed in steps, about 3.5 hours on 2 free cores;
+      stages; the budget is fixed in steps (about 2 hours at the 100 img/s of two free
+      AVX-512 cores in float32; bf16 autocast measured slower there, 86-93 img/s, so the
+      recipe keeps ``amp="auto"``, off on a CPU);
     - **validated on the real photos every epoch** (``val_real``), besides 512 procedural
       samples of the same engine (seed 1).
 

@@ -321,8 +321,10 @@ default 65 for phones and webcams). --box and --side override the detector. Writ
 (or NAME_pred.mp4 for a video: the previous frame's hand gives the next box, One-Euro smoothing,
 frames/s printed) and NAME_hands.json (per hand: box, side, score, 2D px, 3D root-relative mm,
 3D camera mm). An image without a hand says so and is not an error. Folders give their images
-and videos. The shipped detector is a first version (1 of the 16 shipped photos found: see
-models/detector/README.md), so it is not on by default.
+and videos. The shipped detector, trained on procedural frames only, still misses most hands in
+real photos, its left/right is at chance, and on the shipped photos it does not beat the centred
+square end to end (benchmarks/results/pipeline.json, models/detector/README.md), so it is not on
+by default.
 """
 
 

@@ -485,10 +485,18 @@ def main(argv=None) -> int:
         minutes=a.minutes,
         threads=a.threads,
     )
+    if a.minutes is not None and not a.minutes > 0:
+        ap.error(f"--minutes must be positive, got {a.minutes}")
+    if a.steps < 1:
+        ap.error(f"--steps must be at least 1, got {a.steps}")
     if a.init is not None and not (Path(a.init) / ckpt.SIDECAR_FILE).is_file():
         ap.error(f"--init {a.init}: no detector there (a folder with {ckpt.SIDECAR_FILE} and weights)")
     command = "python -m handpose_lib.detector_train " + " ".join(argv if argv is not None else sys.argv[1:])
-    metrics = train_detector(cfg, a.out, a.run, command=command)
+    try:
+        metrics = train_detector(cfg, a.out, a.run, command=command)
+    except ckpt.CheckpointError as e:  # a run of another recipe, weights of another config
+        print(f"detector_train: {e}", file=sys.stderr)
+        return 2
     print(
         json.dumps(
             {k: {m: v for m, v in d.items() if m != "per_photo"} for k, d in metrics.items()}, indent=1

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,7 +146,7 @@ def record(path: Path, name: str, result: dict, command: str) -> None:
         "name": name,
         "command": command,
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         **result,
     }
     runs = [r for r in runs if r["name"] != name] + [entry]

@@ -29,6 +29,7 @@ MAT_GLASS, MAT_HAIR = 3, 6  # materials of the extras pass (``extras.MATERIALS``
 HEAD_RES = (16, 24)
 TORSO_RES = (10, 16)
 FEATURE_RES = (6, 8)
+JAW_TAPER = 0.25
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,7 +153,7 @@ def add_skin(parts: Parts, p: dict, prm: dict, shape: torch.Tensor, native: bool
     c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
     V = other_hand(p, prm, shape, native)
     parts.add(V, zero_n.expand_as(V), hand_faces()[0], 0, prm["hand2_on"])
-    V, _ = ellipsoid(c, Rh, ax, *HEAD_RES)
+    V, _ = ellipsoid(c, Rh, ax, *HEAD_RES, taper=JAW_TAPER)
     parts.add(V, zero_n.expand_as(V), sphere_template(*HEAD_RES)[1], 0, on)
     tc = c + rotate(Rh, prm["torso_offset"][:, None])[:, 0]
     V, _ = ellipsoid(tc, Rh, prm["torso_axes"], *TORSO_RES)
@@ -181,6 +182,9 @@ def add_face_objects(parts: Parts, prm: dict) -> None:
     for side in (-1.0, 1.0):
         feature(side * 0.35, -0.1, [4.0, 2.6, 2.5], MAT_GLASS, -1.2)
         feature(side * 0.36, -0.27, [11.0, 2.0, 3.0], MAT_HAIR, -1.2)
-    hc = c + rotate(Rh, (ax * torch.tensor([0.0, -0.2, 0.14], device=c.device))[:, None])[:, 0]
-    V, N = ellipsoid(hc, Rh, ax * prm["hair_scale"], *HEAD_RES)
+    long = prm["hair_long"][:, None]  # long hair reaches below the chin behind the face
+    off = torch.tensor([0.0, -0.2, 0.14], device=dev) + long * torch.tensor([0.0, 0.35, 0.1], device=dev)
+    hc = c + rotate(Rh, (ax * off)[:, None])[:, 0]
+    scale = prm["hair_scale"] + long * torch.tensor([0.03, 0.35, 0.0], device=dev)
+    V, N = ellipsoid(hc, Rh, ax * scale, *HEAD_RES)
     parts.add(V, N, sphere_template(*HEAD_RES)[1], MAT_HAIR, prm["body_on"] & prm["hair_on"])

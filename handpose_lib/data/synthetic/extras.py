@@ -197,6 +197,7 @@ def sample_extras(seed: int, idx: torch.Tensor, ex: SceneExtras, p: dict, H: int
     # a head and shoulders behind
     e["body_on"] = u[:, 9] < ex.body_prob
     e["hair_on"] = u[:, 10] < 0.9
+    e["hair_long"] = (u[:, 26] < 0.4).float()
     k = 0.9 + 0.2 * u[:, 11:12]
     e["head_axes"] = torch.tensor([72.0, 98.0, 88.0], device=dev) * k
     e["hair_scale"] = torch.stack([1.08 + 0.04 * u[:, 12], 0.9 + 0.08 * u[:, 13], 1.06 + 0.04 * u[:, 12]], -1)

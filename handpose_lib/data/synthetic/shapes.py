@@ -145,10 +145,15 @@ def ring_template(segments: int = 20, tube: int = 6) -> tuple[torch.Tensor, torc
 # placed shapes: (vertices (B, n, 3), normals (B, n, 3))
 
 
-def ellipsoid(c, Rm, axes, rings: int = 10, segments: int = 16):
-    """Ellipsoid with centre c (B, 3), orientation Rm (B, 3, 3) and semi-axes (B, 3)."""
+def ellipsoid(c, Rm, axes, rings: int = 10, segments: int = 16, taper: float = 0.0):
+    """Ellipsoid with centre c (B, 3), orientation Rm (B, 3, 3) and semi-axes (B, 3); ``taper``
+    narrows its +y half across x (1 - taper y): a jaw (the normals stay the ellipsoid's)."""
     v, _ = sphere_template(rings, segments)
     v = v.to(c.device)[None]
+    if taper:
+        v = v * torch.stack(
+            [1 - taper * v[..., 1].clamp_min(0), torch.ones_like(v[..., 1]), torch.ones_like(v[..., 1])], -1
+        )
     P = c[:, None] + rotate(Rm, v * axes[:, None])
     return P, unit(rotate(Rm, v / axes[:, None]))
 
