@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -31,6 +32,7 @@ const int PAD = 16, BG_W = 12;
 const int APP_W = 48, CA_W = 8, OBJ_W = 8, NUM_OBJ = 6, NUM_LIGHTS = 3;
 const float PORE_SCALE = 1024.0f, BLOTCH_SCALE = 160.0f;
 const float AO_STEP = (float)0.06;
+const int AO_R = 3;  // raster.AO_RADIUS
 const int AO_OFF[8][2] = {{-3, 0}, {3, 0}, {0, -3}, {0, 3}, {-2, -2}, {-2, 2}, {2, -2}, {2, 2}};
 enum {
     A_SKIN = 0, A_PALM_MIX = 3, A_PALM_TONE = 4, A_RED = 7, A_PORES = 8, A_BLOTCH = 9, A_CREASE = 10,
@@ -54,12 +56,19 @@ inline float tex_at(const float* tex, int n, int c, float s, float t) {
     return tex[((int64_t)c * n + i) * n + j];
 }
 
-struct Surf {  // surface points of one image, one array per quantity (see light_points)
-    std::vector<float> nx, ny, nz, rx, ry, rz, ndv, a0, a1, a2, wrap, sss, spec_k, rimw, ao;
-    void resize(size_t n) {
-        for (auto* v : {&nx, &ny, &nz, &rx, &ry, &rz, &ndv, &a0, &a1, &a2, &wrap, &sss, &spec_k, &rimw, &ao})
-            v->resize(n);
-    }
+// the covered pixels are shaded in chunks of CHUNK points, one array per quantity, so that the
+// per-point arithmetic runs as loops over points that the compiler vectorises (see shade_chunk)
+const int CHUNK = 256;
+struct Surf {
+    // filled per point by render_one: interpolated position, normal (not unit) and attributes,
+    // material (1: skin), an object's albedo, ambient occlusion, the pixel
+    float px[CHUNK], py[CHUNK], pz[CHUNK], nx[CHUNK], ny[CHUNK], nz[CHUNK];
+    float palm[CHUNK], red[CHUNK], nail[CHUNK], fa[CHUNK], crease[CHUNK], tu[CHUNK], tv[CHUNK];
+    float oa0[CHUNK], oa1[CHUNK], oa2[CHUNK], ao[CHUNK];
+    int32_t hand[CHUNK], q[CHUNK];
+    // shade_chunk's: texel indices, texels, colours
+    int32_t ip[CHUNK], ib[CHUNK];
+    float pores[CHUNK], blotch[CHUNK], out0[CHUNK], out1[CHUNK], out2[CHUNK];
 };
 
 struct Tri {
@@ -83,72 +92,19 @@ inline bool weights_at(const Tri& t, float x, float y, float& z, float w[3], boo
     return inside;
 }
 
-// raster.shade_points for one point
-// raster.shade_points up to the lights for one point: its normal, reflected view ray, albedo and
-// lighting parameters go to entry i of S
-void surface_point(const float* p, const float* nrm, int mat, const float* attr, const float* app,
-                   const float* objapp, const float* tex, int tn, Surf& S, int i) {
-    float n[3];
-    unit3(nrm, n);
-    bool hand = mat == 0;
-    float d[3];
-    unit3(p, d);
-    float ndv = dot3(n, d);
-    float refl[3];
-    for (int c = 0; c < 3; ++c) refl[c] = d[c] - n[c] * (2.0f * ndv);
-    float palm = attr[0], red = attr[1], nail = attr[2], fa_mm = attr[3], crease = attr[4];
-    float tu = attr[5], tv = attr[6];
-    const float* off = app + A_TEX_OFF;
-    // albedo: only the branch the pixel takes is computed (the reference computes all three and
-    // selects, which gives the same values)
-    float alb[3], ns = 0.0f;
-    bool sleeve = hand && (fa_mm > app[A_SLEEVE_START]);
-    if (hand) {
-        float pores = tex_at(tex, tn, 0, tu * PORE_SCALE + off[0], tv * PORE_SCALE + off[1]);
-        if (sleeve) {
-            float band = fa_mm / app[A_SLEEVE_PERIOD];
-            float stripe = band - 2.0f * std::floor(band * 0.5f);
-            stripe = stripe >= 1.0f ? app[A_SLEEVE_STRIPE] : 0.0f;
-            float cloth_f = (1.0f - stripe) + (0.5f * app[A_PORES]) * pores;
-            for (int c = 0; c < 3; ++c) alb[c] = app[A_SLEEVE + c] * cloth_f;
-        } else {
-            float blotch = tex_at(tex, tn, 1, tu * BLOTCH_SCALE + off[1], tv * BLOTCH_SCALE + off[0]);
-            const float red_tint[3] = {(float)0.10, (float)-0.16, (float)-0.14};
-            float pm = palm * app[A_PALM_MIX];
-            float r = red * app[A_RED];
-            float grain = 1.0f + (app[A_PORES] * pores + app[A_BLOTCH] * blotch);
-            ns = t_clamp((nail - 0.5f) * 3.0f + 0.5f, 0.0f, 1.0f);
-            for (int c = 0; c < 3; ++c) {
-                float s = app[A_SKIN + c];
-                float a = s + (app[A_PALM_TONE + c] - s) * pm;
-                a = a * (1.0f + r * red_tint[c]);
-                a = a * grain;
-                a = a * (1.0f - crease * app[A_CREASE]);
-                a = a + (app[A_NAIL + c] - a) * ns;
-                alb[c] = a;
-            }
-        }
-    } else {
-        int k = mat - 1;
-        k = k < 0 ? 0 : (k > NUM_OBJ - 1 ? NUM_OBJ - 1 : k);
-        const float* oa = objapp + k * OBJ_W;
-        float sc = oa[4];
-        float cs = (std::floor(p[0] / sc) + std::floor(p[1] / sc)) + std::floor(p[2] / sc);
-        float checker = (cs - 2.0f * std::floor(cs * 0.5f)) * 0.35f;
-        float sb = std::floor(dot3(p, oa + 5) / sc);
-        float stripes = (sb - 2.0f * std::floor(sb * 0.5f)) * 0.35f;
-        float fac = 1.0f - (oa[3] == 1 ? checker : (oa[3] == 2 ? stripes : 0.0f));
-        for (int c = 0; c < 3; ++c) alb[c] = oa[c] * fac;
-    }
-    bool skin_px = hand && !sleeve;
-    S.nx[i] = n[0]; S.ny[i] = n[1]; S.nz[i] = n[2];
-    S.rx[i] = refl[0]; S.ry[i] = refl[1]; S.rz[i] = refl[2];
-    S.ndv[i] = ndv;
-    S.a0[i] = alb[0]; S.a1[i] = alb[1]; S.a2[i] = alb[2];
-    S.wrap[i] = skin_px ? app[A_WRAP] : 0.1f;
-    S.sss[i] = skin_px ? app[A_SSS] : 0.0f;
-    S.spec_k[i] = app[A_SPEC] * (skin_px ? 1.0f + 2.0f * ns : (hand ? 0.3f : 1.5f));
-    S.rimw[i] = skin_px ? 1.0f : 0.3f;
+// the object albedo of raster.shade_points (colour, checker or stripes) of a point p (3,) of
+// material mat >= 1
+inline void object_albedo(const float* p, int mat, const float* objapp, float* alb) {
+    int k = mat - 1;
+    k = k < 0 ? 0 : (k > NUM_OBJ - 1 ? NUM_OBJ - 1 : k);
+    const float* oa = objapp + k * OBJ_W;
+    float sc = oa[4];
+    float cs = (std::floor(p[0] / sc) + std::floor(p[1] / sc)) + std::floor(p[2] / sc);
+    float checker = (cs - 2.0f * std::floor(cs * 0.5f)) * 0.35f;
+    float sb = std::floor(dot3(p, oa + 5) / sc);
+    float stripes = (sb - 2.0f * std::floor(sb * 0.5f)) * 0.35f;
+    float fac = 1.0f - (oa[3] == 1 ? checker : (oa[3] == 2 ? stripes : 0.0f));
+    for (int c = 0; c < 3; ++c) alb[c] = oa[c] * fac;
 }
 
 struct Light {
@@ -170,59 +126,129 @@ inline void add_light(const Light& L, float nx, float ny, float nz, float rx, fl
     p0 = p0 + L.r * sk; p1 = p1 + L.g * sk; p2 = p2 + L.b * sk;
 }
 
-// the lights of raster.shade_points for the n surface points of S (a loop over points, so it
-// vectorises); colours out (3, n)
-void light_points(Surf& S, int n, const float* app, float* out) {
+// raster.shade_points for the n <= CHUNK points of S (colours to S.out0-2): three loops over the
+// points, the first and the last vectorised (every branch computed, then selected, like the
+// reference), the texture reads between them
+void shade_chunk(Surf& S, int n, const float* app, const float* tex, int tn) {
+    const float off0 = app[A_TEX_OFF], off1 = app[A_TEX_OFF + 1];
+    const int32_t m = tn - 1, plane = tn * tn;
+    // raster._tex's texel indices; the coordinates are small (UVs in [0, 1] times the scales plus
+    // offsets < 256), so int32 holds their floor; the mask keeps any index in the texture
+    {
+        const float* __restrict tu = S.tu;
+        const float* __restrict tv = S.tv;
+        int32_t* __restrict ip = S.ip;
+        int32_t* __restrict ib = S.ib;
+        for (int i = 0; i < n; ++i) {
+            float s0 = tu[i] * PORE_SCALE + off0, t0 = tv[i] * PORE_SCALE + off1;
+            float s1 = tu[i] * BLOTCH_SCALE + off1, t1 = tv[i] * BLOTCH_SCALE + off0;
+            ip[i] = ((int32_t)std::floor(t0) & m) * tn + ((int32_t)std::floor(s0) & m);
+            ib[i] = plane + ((int32_t)std::floor(t1) & m) * tn + ((int32_t)std::floor(s1) & m);
+        }
+    }
+    for (int i = 0; i < n; ++i) {
+        S.pores[i] = tex[S.ip[i]];
+        S.blotch[i] = tex[S.ib[i]];
+    }
     const float tint[3] = {1.0f, (float)0.45, (float)0.3};
+    const float red_tint[3] = {(float)0.10, (float)-0.16, (float)-0.14};
     Light Lp[NUM_LIGHTS];
     for (int k = 0; k < NUM_LIGHTS; ++k) {
         const float* L = app + A_LIGHTS + 6 * k;
         Lp[k] = {L[0], L[1], L[2], L[3], L[4], L[5]};
     }
     const float amb0 = app[A_AMBIENT], amb1 = app[A_AMBIENT + 1], amb2 = app[A_AMBIENT + 2];
-    const float rim_a = app[A_RIM];
-    const float* __restrict nx = S.nx.data();
-    const float* __restrict ny = S.ny.data();
-    const float* __restrict nz = S.nz.data();
-    const float* __restrict rx = S.rx.data();
-    const float* __restrict ry = S.ry.data();
-    const float* __restrict rz = S.rz.data();
-    const float* __restrict ndvp = S.ndv.data();
-    const float* __restrict wr = S.wrap.data();
-    const float* __restrict ss = S.sss.data();
-    const float* __restrict sp = S.spec_k.data();
-    const float* __restrict rw = S.rimw.data();
-    const float* __restrict aop = S.ao.data();
-    const float* __restrict a0 = S.a0.data();
-    const float* __restrict a1 = S.a1.data();
-    const float* __restrict a2 = S.a2.data();
-    float* __restrict o0 = out;
-    float* __restrict o1 = out + n;
-    float* __restrict o2 = out + 2 * n;
+    const float rim_a = app[A_RIM], a_wrap = app[A_WRAP], a_sss = app[A_SSS], a_spec = app[A_SPEC];
+    const float start = app[A_SLEEVE_START], period = app[A_SLEEVE_PERIOD], a_stripe = app[A_SLEEVE_STRIPE];
+    const float a_pores = app[A_PORES], a_blotch = app[A_BLOTCH], a_palm = app[A_PALM_MIX], a_red = app[A_RED];
+    const float a_crease = app[A_CREASE];
+    const float sk0 = app[A_SKIN], sk1 = app[A_SKIN + 1], sk2 = app[A_SKIN + 2];
+    const float pt0 = app[A_PALM_TONE], pt1 = app[A_PALM_TONE + 1], pt2 = app[A_PALM_TONE + 2];
+    const float nl0 = app[A_NAIL], nl1 = app[A_NAIL + 1], nl2 = app[A_NAIL + 2];
+    const float sl0 = app[A_SLEEVE], sl1 = app[A_SLEEVE + 1], sl2 = app[A_SLEEVE + 2];
+    const float* __restrict px = S.px;
+    const float* __restrict py = S.py;
+    const float* __restrict pz = S.pz;
+    const float* __restrict nxp = S.nx;
+    const float* __restrict nyp = S.ny;
+    const float* __restrict nzp = S.nz;
+    const float* __restrict palm = S.palm;
+    const float* __restrict red = S.red;
+    const float* __restrict nail = S.nail;
+    const float* __restrict fa = S.fa;
+    const float* __restrict crease = S.crease;
+    const float* __restrict oa0 = S.oa0;
+    const float* __restrict oa1 = S.oa1;
+    const float* __restrict oa2 = S.oa2;
+    const float* __restrict aop = S.ao;
+    const float* __restrict pores_p = S.pores;
+    const float* __restrict blotch_p = S.blotch;
+    const int32_t* __restrict handp = S.hand;
+    float* __restrict o0 = S.out0;
+    float* __restrict o1 = S.out1;
+    float* __restrict o2 = S.out2;
     for (int i = 0; i < n; ++i) {
-        float wrap = wr[i];
+        // unit normal, view direction, reflected view ray
+        float ax = nxp[i], ay = nyp[i], az = nzp[i];
+        float inv_n = 1.0f / t_sqrt((ax * ax + ay * ay) + az * az);
+        float nx = ax * inv_n, ny = ay * inv_n, nz = az * inv_n;
+        float bx = px[i], by = py[i], bz = pz[i];
+        float inv_d = 1.0f / t_sqrt((bx * bx + by * by) + bz * bz);
+        float dx = bx * inv_d, dy = by * inv_d, dz = bz * inv_d;
+        float ndv = (nx * dx + ny * dy) + nz * dz;
+        float rx = dx - nx * (2.0f * ndv), ry = dy - ny * (2.0f * ndv), rz = dz - nz * (2.0f * ndv);
+        // albedo: sleeve, skin (tone, palm, red, grain, creases, nails) or the object's
+        bool hand = handp[i] != 0;
+        bool sleeve = hand & (fa[i] > start);  // &, not &&: a branch would stop the vectoriser
+        bool skin_px = hand & !sleeve;
+        float pores = pores_p[i];
+        float band = fa[i] / period;
+        float stripe = band - 2.0f * std::floor(band * 0.5f);
+        stripe = stripe >= 1.0f ? a_stripe : 0.0f;
+        float cloth_f = (1.0f - stripe) + (0.5f * a_pores) * pores;
+        float pm = palm[i] * a_palm;
+        float r = red[i] * a_red;
+        float grain = 1.0f + (a_pores * pores + a_blotch * blotch_p[i]);
+        float cr = 1.0f - crease[i] * a_crease;
+        float ns = t_clamp((nail[i] - 0.5f) * 3.0f + 0.5f, 0.0f, 1.0f);
+        float s0 = sk0 + (pt0 - sk0) * pm, s1 = sk1 + (pt1 - sk1) * pm, s2 = sk2 + (pt2 - sk2) * pm;
+        s0 = ((s0 * (1.0f + r * red_tint[0])) * grain) * cr;
+        s1 = ((s1 * (1.0f + r * red_tint[1])) * grain) * cr;
+        s2 = ((s2 * (1.0f + r * red_tint[2])) * grain) * cr;
+        s0 = s0 + (nl0 - s0) * ns;
+        s1 = s1 + (nl1 - s1) * ns;
+        s2 = s2 + (nl2 - s2) * ns;
+        float a0 = hand ? (sleeve ? sl0 * cloth_f : s0) : oa0[i];
+        float a1 = hand ? (sleeve ? sl1 * cloth_f : s1) : oa1[i];
+        float a2 = hand ? (sleeve ? sl2 * cloth_f : s2) : oa2[i];
+        // the lights
+        float wrap = skin_px ? a_wrap : 0.1f;
+        float sss = skin_px ? a_sss : 0.0f;
+        float spec_k = a_spec * (skin_px ? 1.0f + 2.0f * ns : (hand ? 0.3f : 1.5f));
+        float rimw = skin_px ? 1.0f : 0.3f;
         float inv_wrap = 1.0f / (1.0f + wrap);
         float l0 = amb0, l1 = amb1, l2 = amb2, c0 = 0, c1 = 0, c2 = 0, p0 = 0, p1 = 0, p2 = 0;
-        add_light(Lp[0], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
-        add_light(Lp[1], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
-        add_light(Lp[2], nx[i], ny[i], nz[i], rx[i], ry[i], rz[i], wrap, inv_wrap, sp[i], l0, l1, l2, c0, c1, c2, p0, p1, p2);
-        float f = 1.0f - t_clamp(-ndvp[i], 0.0f, 1.0f);
+        add_light(Lp[0], nx, ny, nz, rx, ry, rz, wrap, inv_wrap, spec_k, l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        add_light(Lp[1], nx, ny, nz, rx, ry, rz, wrap, inv_wrap, spec_k, l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        add_light(Lp[2], nx, ny, nz, rx, ry, rz, wrap, inv_wrap, spec_k, l0, l1, l2, c0, c1, c2, p0, p1, p2);
+        float f = 1.0f - t_clamp(-ndv, 0.0f, 1.0f);
         float f2 = f * f;
-        float rim = (((f2 * f2) * f) * rim_a) * rw[i];
-        float sss = ss[i], o = aop[i];
-        o0[i] = t_clamp((a0[i] * (l0 * o + c0 * (sss * tint[0])) + p0 * o) + (l0 * rim) * 0.5f, 0.0f, 1.0f);
-        o1[i] = t_clamp((a1[i] * (l1 * o + c1 * (sss * tint[1])) + p1 * o) + (l1 * rim) * 0.5f, 0.0f, 1.0f);
-        o2[i] = t_clamp((a2[i] * (l2 * o + c2 * (sss * tint[2])) + p2 * o) + (l2 * rim) * 0.5f, 0.0f, 1.0f);
+        float rim = (((f2 * f2) * f) * rim_a) * rimw;
+        float o = aop[i];
+        o0[i] = t_clamp((a0 * (l0 * o + c0 * (sss * tint[0])) + p0 * o) + (l0 * rim) * 0.5f, 0.0f, 1.0f);
+        o1[i] = t_clamp((a1 * (l1 * o + c1 * (sss * tint[1])) + p1 * o) + (l1 * rim) * 0.5f, 0.0f, 1.0f);
+        o2[i] = t_clamp((a2 * (l2 * o + c2 * (sss * tint[2])) + p2 * o) + (l2 * rim) * 0.5f, 0.0f, 1.0f);
     }
 }
+
 
 void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int32_t* inc, int D,
                 const float* P, const float* N_obj, const int32_t* faces,
                 const int32_t* mat, const float* CA, const float* K4, const float* app, const float* objapp,
                 const float* tex, int tn, const float* bgp, const uint8_t* pool, int n_pool, float* image,
                 uint8_t* mask, float* depth, float* zh, float* zo, int32_t* tri_h, float* frac, std::vector<Tri>& tris, std::vector<float>& uvz, std::vector<int32_t>& th, std::vector<int32_t>& to,
-                std::vector<float>& nrm_buf, std::vector<float>& fn_buf, Surf& surf, std::vector<int>& hit_q,
-                std::vector<float>& lit) {
+                std::vector<float>& nrm_buf, std::vector<float>& fn_buf, Surf& surf, std::vector<float>& zf,
+                std::vector<float>& ao_buf) {
     const float* Pb = P + (int64_t)b * Nv * 3;
     // normals: the hand's from its triangles (raster.vertex_normals), the objects' given
     nrm_buf.resize((size_t)Nv * 3);
@@ -364,11 +390,41 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
             }
         }
     }
+    // raster.ambient_occlusion of every pixel, a loop over each row that vectorises: the front
+    // depth zf with a border of AO_R pixels of inf (the reference's padding)
+    const int ZW = W + 2 * AO_R;
+    zf.assign((size_t)(H + 2 * AO_R) * ZW, INF);
+    for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x) {
+            int q = y * W + x;
+            zf[(size_t)(y + AO_R) * ZW + AO_R + x] = zhb[q] < zob[q] ? zhb[q] : zob[q];
+        }
+    ao_buf.resize(HW);
+    for (int y = 0; y < H; ++y) {
+        const float* zc = zf.data() + (size_t)(y + AO_R) * ZW + AO_R;
+        float* __restrict ar = ao_buf.data() + y * W;
+        for (int x = 0; x < W; ++x) {
+            float zq = zc[x], count = 0.0f;
+            for (int k = 0; k < 8; ++k) {
+                float nb = zc[x + AO_OFF[k][0] * ZW + AO_OFF[k][1]];
+                count = count + (((nb < zq - 4.0f) & (nb > zq - 60.0f)) ? 1.0f : 0.0f);
+            }
+            ar[x] = 1.0f - AO_STEP * count;
+        }
+    }
+    // the front surface of each pixel: mask, depth, and the covered pixels' points, shaded a
+    // chunk at a time (shade_chunk) over the background
     uint8_t* mk = mask + (int64_t)b * HW;
     float* dp = depth + (int64_t)b * HW;
-    int n_hand = 0, n_occ = 0, n_hit = 0;
-    surf.resize(HW);
-    hit_q.resize(HW);
+    int n_hand = 0, n_occ = 0, n = 0;
+    auto flush = [&]() {
+        shade_chunk(surf, n, ap, tex, tn);
+        for (int i = 0; i < n; ++i) {
+            int q = surf.q[i];
+            col[q] = surf.out0[i]; col[HW + q] = surf.out1[i]; col[2 * HW + q] = surf.out2[i];
+        }
+        n = 0;
+    };
     for (int q = 0; q < HW; ++q) {
         int t;
         bool front = th[q] >= 0 && (to[q] < 0 || zhb[q] < zob[q] || (zhb[q] == zob[q] && th[q] < to[q]));
@@ -381,34 +437,30 @@ void render_one(int b, int H, int W, int Nv, int Nt, int Nvh, int Nth, const int
         const Tri& T = tris[t];
         float z, w[3];
         weights_at(T, (float)(q % W) + 0.5f, (float)(q / W) + 0.5f, z, w, false);
-        float p[3], nrm[3], attr[CA_W];
         const int32_t* f = faces + t * 3;
-        for (int c = 0; c < 3; ++c) {
-            p[c] = (w[0] * Pb[f[0] * 3 + c] + w[1] * Pb[f[1] * 3 + c]) + w[2] * Pb[f[2] * 3 + c];
-            nrm[c] = (w[0] * Nb[f[0] * 3 + c] + w[1] * Nb[f[1] * 3 + c]) + w[2] * Nb[f[2] * 3 + c];
-        }
-        const float* ca = CA + (int64_t)t * 3 * CA_W;
-        for (int c = 0; c < CA_W; ++c) attr[c] = (w[0] * ca[c] + w[1] * ca[CA_W + c]) + w[2] * ca[2 * CA_W + c];
-        surface_point(p, nrm, mat[t], attr, ap, oa, tex, tn, surf, n_hit);
-        // raster.ambient_occlusion
-        float zq = front ? zhb[q] : zob[q], count = 0.0f;
-        int qy = q / W, qx = q % W;
-        for (int k = 0; k < 8; ++k) {
-            int yy = qy + AO_OFF[k][0], xx = qx + AO_OFF[k][1];
-            if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
-            int qq = yy * W + xx;
-            float nb = zhb[qq] < zob[qq] ? zhb[qq] : zob[qq];
-            count = count + (((nb < zq - 4.0f) && (nb > zq - 60.0f)) ? 1.0f : 0.0f);
-        }
-        surf.ao[n_hit] = 1.0f - AO_STEP * count;
-        hit_q[n_hit++] = q;
+        const float *P0 = Pb + f[0] * 3, *P1 = Pb + f[1] * 3, *P2 = Pb + f[2] * 3;
+        const float *N0 = Nb + f[0] * 3, *N1 = Nb + f[1] * 3, *N2 = Nb + f[2] * 3;
+        float p[3];
+        for (int c = 0; c < 3; ++c) p[c] = (w[0] * P0[c] + w[1] * P1[c]) + w[2] * P2[c];
+        surf.px[n] = p[0]; surf.py[n] = p[1]; surf.pz[n] = p[2];
+        surf.nx[n] = (w[0] * N0[0] + w[1] * N1[0]) + w[2] * N2[0];
+        surf.ny[n] = (w[0] * N0[1] + w[1] * N1[1]) + w[2] * N2[1];
+        surf.nz[n] = (w[0] * N0[2] + w[1] * N1[2]) + w[2] * N2[2];
+        const float* ca = CA + (int64_t)t * 3 * CA_W;  // attribute 7 is not used by the shading
+        float attr[7];
+        for (int c = 0; c < 7; ++c) attr[c] = (w[0] * ca[c] + w[1] * ca[CA_W + c]) + w[2] * ca[2 * CA_W + c];
+        surf.palm[n] = attr[0]; surf.red[n] = attr[1]; surf.nail[n] = attr[2]; surf.fa[n] = attr[3];
+        surf.crease[n] = attr[4]; surf.tu[n] = attr[5]; surf.tv[n] = attr[6];
+        bool hand = mat[t] == 0;
+        surf.hand[n] = hand;
+        float alb[3] = {0.0f, 0.0f, 0.0f};
+        if (!hand) object_albedo(p, mat[t], oa, alb);
+        surf.oa0[n] = alb[0]; surf.oa1[n] = alb[1]; surf.oa2[n] = alb[2];
+        surf.ao[n] = ao_buf[q];
+        surf.q[n] = q;
+        if (++n == CHUNK) flush();
     }
-    lit.resize((size_t)3 * n_hit);
-    light_points(surf, n_hit, ap, lit.data());
-    for (int i = 0; i < n_hit; ++i) {
-        int q = hit_q[i];
-        col[q] = lit[i]; col[HW + q] = lit[n_hit + i]; col[2 * HW + q] = lit[2 * n_hit + i];
-    }
+    if (n > 0) flush();
     frac[b] = (float)n_occ / (float)(n_hand < 1 ? 1 : n_hand);
     std::copy(th.begin(), th.end(), tri_h + (int64_t)b * HW);
 }
@@ -425,13 +477,12 @@ extern "C" void hp_mesh_render(int B, int H, int W, int Nv, int Nt, int Nvh, int
         std::vector<Tri> tris;
         std::vector<float> uvz;
         std::vector<int32_t> th, to;
-        std::vector<float> nrm_buf, fn_buf, lit;
-        std::vector<int> hit_q;
-        Surf surf;
+        std::vector<float> nrm_buf, fn_buf, zf, ao_buf;
+        std::unique_ptr<Surf> surf(new Surf);
         for (int b = b0; b < B; b += step)
             render_one(b, H, W, Nv, Nt, Nvh, Nth, inc, D, P, N_obj, faces, mat, CA, K4, app, objapp, tex, tn, bgp, pool, n_pool, image,
-                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf, surf, hit_q,
-                       lit);
+                       mask, depth, zh, zo, tri_h, frac, tris, uvz, th, to, nrm_buf, fn_buf, *surf, zf,
+                       ao_buf);
     };
     int nt = nthreads < 1 ? 1 : (nthreads > B ? B : nthreads);
     if (nt <= 1) { work(0, 1); return; }
