@@ -289,6 +289,35 @@ def mirror_x(joints, width: float | None = None):
     return out
 
 
+def chirality(joints):
+    """Which hand a 3D skeleton is, as a signed volume: (..., 21, 3) -> (...).
+
+    The determinant of the wrist->index MCP, wrist->pinky MCP and wrist->thumb MCP vectors
+    (mm^3 for joints in mm; any units, any root). The thumb's base sits in front of the palm's
+    plane, on the side the fingers flex to, so the sign is the hand's: positive for a right
+    hand, negative for a left one, and a mirror image (:func:`mirror_x`) flips it. A rotation
+    or a scale does not change the sign, so it reads the side off predicted 3D in any frame.
+    """
+    _check_last_dims(joints, NUM_JOINTS, "joints")
+    if joints.shape[-1] != 3:
+        raise ValueError(f"joints: expected 3D joints (..., 21, 3), got {tuple(joints.shape)}")
+    w = joints[..., 0, :]
+    cols = [joints[..., JOINT_NAMES.index(n), :] - w for n in ("index_mcp", "pinky_mcp", "thumb_mcp")]
+    if _is_torch(joints):
+        import torch
+
+        return torch.linalg.det(torch.stack(cols, -1))
+    return np.linalg.det(np.stack(cols, -1))
+
+
+def side_from_3d(joints) -> list[str]:
+    """``"right"`` or ``"left"`` for each skeleton of (..., 21, 3) by :func:`chirality`
+    (a flat list in row-major order of the leading dimensions)."""
+    c = chirality(joints)
+    c = c.detach().cpu().numpy() if _is_torch(c) else np.asarray(c)
+    return ["right" if v > 0 else "left" for v in np.ravel(c)]
+
+
 # ----------------------------------------------------------------------------------------
 # 3D units: the network predicts root-relative joints in units of the reference bone.
 # This is the one place where millimetres and normalised units are converted.
