@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
+from test_synthetic import render_reference_and_native
 
 from handpose_lib.data.sample import VIS_OBJECT, VIS_SELF, VIS_VISIBLE, project
 from handpose_lib.data.synthetic import (
     SyntheticConfig,
     SyntheticHands,
     camera,
-    compiled,
     hand,
     mesh,
     mesh_render,
@@ -169,15 +169,7 @@ def test_samples_at_the_benchmark_settings_equal_the_torch_reference():
     against is unchanged; speed is measured by benchmarks/synthetic_bench.py)."""
     ds = SyntheticHands(10**6, SEED, SyntheticConfig(hand_model="mesh"))
     idx = [0, 1, 17, 123, 4096, 99999]
-    try:
-        native.set_native(False)
-        compiled.set_compile(False)
-        ref = ds.render_batch(idx)
-        native.set_native(True)
-        out = ds.render_batch(idx)
-    finally:
-        native.set_native("auto")
-        compiled.set_compile("auto")
+    ref, out = render_reference_and_native(ds, idx)
     keys = [k for k, v in ref.items() if isinstance(v, torch.Tensor)]
     assert {"image", "mask", "depth", "visibility", "joints2d", "joints3d"} <= set(keys)
     for k in keys:

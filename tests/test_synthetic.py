@@ -334,6 +334,21 @@ def test_compiled_kernels_equal_reference():
         assert torch.equal(render._tile_keys(*args, compiled=True), render._tile_keys.reference(*args)), kind
 
 
+def render_reference_and_native(ds, idx):
+    """``ds.render_batch(idx)`` twice: the eager torch reference, then the C++ kernel's path
+    (both switches back on "auto" afterwards, also after an error)."""
+    try:
+        native.set_native(False)
+        compiled.set_compile(False)
+        ref = ds.render_batch(idx)
+        native.set_native(True)
+        out = ds.render_batch(idx)
+    finally:
+        native.set_native("auto")
+        compiled.set_compile("auto")
+    return ref, out
+
+
 @pytest.mark.skipif(not native.available(), reason="the C++ kernel needs a C++ compiler")
 @pytest.mark.parametrize(
     "cfg",
@@ -348,15 +363,7 @@ def test_native_kernel_equals_torch_reference(cfg):
     images and depth to float32 rounding (in fact the same bits)."""
     ds = SyntheticHands(1000, seed=21, config=cfg)
     idx = range(8) if cfg.full_frame else range(24)
-    try:
-        native.set_native(False)
-        compiled.set_compile(False)
-        ref = ds.render_batch(idx)
-        native.set_native(True)
-        out = ds.render_batch(idx)
-    finally:
-        native.set_native("auto")
-        compiled.set_compile("auto")
+    ref, out = render_reference_and_native(ds, idx)
     for k, v in ref.items():
         if k in ("image", "depth"):
             assert (v - out[k]).abs().max() <= 1e-4, k

@@ -22,7 +22,7 @@ import math
 import torch
 
 from ..sample import VIS_OBJECT, VIS_OUTSIDE, VIS_SELF, VIS_VISIBLE, project
-from . import extras_render, mesh, raster, raster_native
+from . import extras_render, mesh, raster, raster_native, shapes
 from .backgrounds import background_pool, noise_texture
 from .geometry import FINGER_RADII
 from .hand import FINGER_ORDER
@@ -57,23 +57,6 @@ JOINT_RADIUS = _joint_radius()
 
 # ---------------------------------------------------------------------------------------------
 # objects as triangles
-
-
-def _sphere_template():
-    """Unit sphere: vertices (Nv, 3) (= normals) and triangles (Nt, 3)."""
-    th = torch.arange(SPHERE_RINGS + 1) * (math.pi / SPHERE_RINGS)
-    ph = torch.arange(SPHERE_SEGMENTS + 1) * (2 * math.pi / SPHERE_SEGMENTS)
-    t, p = torch.meshgrid(th, ph, indexing="ij")
-    v = torch.stack([torch.sin(t) * torch.cos(p), torch.sin(t) * torch.sin(p), torch.cos(t)], -1).reshape(
-        -1, 3
-    )
-    faces = []
-    S = SPHERE_SEGMENTS + 1
-    for i in range(SPHERE_RINGS):
-        for j in range(SPHERE_SEGMENTS):
-            a, b, c, d = i * S + j, i * S + j + 1, (i + 1) * S + j, (i + 1) * S + j + 1
-            faces += [(a, c, b), (b, c, d)]
-    return v, torch.tensor(faces)
 
 
 def _box_template():
@@ -118,7 +101,7 @@ def _cylinder_template():
     return v, n, torch.tensor(f)
 
 
-SPHERE = _sphere_template()
+SPHERE = shapes.sphere_template(SPHERE_RINGS, SPHERE_SEGMENTS)  # (117, 3) vertices, (192, 3) faces
 BOX = _box_template()
 CYLINDER = _cylinder_template()
 
