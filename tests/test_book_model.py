@@ -186,6 +186,18 @@ def test_v4_recipe_is_v3s_loss_on_engine_v2_with_real_photo_validation():
     v3, v4 = bm.book_recipe(), bm.book_v4_recipe()
     assert v4.loss == v3.loss and v4.batch_size == v3.batch_size and v4.init_from is None
     assert v4.engine == {"hand_model": "mesh", "left_hand_prob": 0.5} and v4.camera and v4.val_real
-    assert bm._total_steps(v4) == 24_000  # the budget is fixed in steps
-    [(run, cfg)] = bm.book_v4_stages()
-    assert run == bm.BOOK_V4_DIR and cfg == v4
+    assert bm._total_steps(v4) == 6_000  # the budget is fixed in steps: stage 1 stops at 6,000
+    assert v4.epochs * (v4.n_train // v4.batch_size) == 24_000  # ... of a schedule for 24,000
+    [(run1, cfg1), (run2, cfg2)] = bm.book_v4_stages()
+    assert run1 == bm.BOOK_V4_DIR and cfg1 == v4 and run2 == bm.BOOK_V4_STAGE2_DIR
+    assert cfg2.init_from == str(bm.BOOK_V4_DIR.resolve()) and cfg2.max_steps is None
+    assert bm._total_steps(cfg1) + bm._total_steps(cfg2) == 15_000  # v3: 15,929
+    assert (cfg2.lr, cfg2.seed, cfg2.engine, cfg2.camera) == (1e-3, 1, v4.engine, True)
+
+
+def test_v4_committed_stage1_matches_the_recipe_and_is_complete():
+    """The committed stage-1 run (models/book-tiny-v4-run) is a run of book_v4_recipe() that
+    reached its max_steps: copied to runs/, train_stages goes on with stage 2, never resumes it."""
+    last = ck.load_checkpoint(bm.REPO_ROOT / "models" / "book-tiny-v4-run")
+    assert same_recipe(last.meta["train_config"], bm.book_v4_recipe().to_dict())
+    assert last.step == bm._total_steps(bm.book_v4_recipe())
