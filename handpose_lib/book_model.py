@@ -1,9 +1,12 @@
 """The book model: its recipe and two training stages, building and packaging it, and loading it.
 
-- :func:`book_recipe` (stage 1) and :func:`book_stage2_recipe` (stage 2, a warm restart from
-  stage 1's weights), in order :func:`book_stages`; :func:`train_stages` trains, resumes or
-  reuses each; :func:`build_book_model` (``make model``) evaluates the result on the test set and
-  writes ``models/book-tiny`` (fp16 weights, a sidecar with provenance: :func:`git_commit`).
+- version 4 (the book model since 2026-12-03, engine v2's mesh hand): :func:`book_v4_recipe`
+  (stage 1) and :func:`book_v4_stage2_recipe` (stage 2, a warm restart from stage 1's weights),
+  in order :func:`book_stages`; version 3 (engine v1's capsule hand): :func:`book_recipe` and
+  :func:`book_stage2_recipe` (:func:`book_v3_stages`), whose loss and optimiser v4 keeps;
+  :func:`train_stages` trains, resumes or reuses each stage; :func:`build_book_model`
+  (``make model``) evaluates the result on the test set and writes ``models/book-tiny`` (fp16
+  weights, a sidecar with provenance: :func:`git_commit`).
 - :func:`load_book_model`: what the chapters call. The committed model when present, else a
   model trained once by the active profile (:func:`profile`): ``quick`` (default,
   :func:`quick_recipe`, minutes on a CPU) or ``full`` (the book recipe's stages).
@@ -27,7 +30,7 @@ import torch
 from . import checkpoint as ckpt
 from . import train as tr
 from .config import ConfigError, TrainConfig, same_recipe, tiny_recipe
-from .data.rendered import test_set
+from .data.rendered import TEST_ENGINE, test_set
 from .inference import load_trained, model_from_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +40,7 @@ QUICK_RUN_DIR = REPO_ROOT / "runs" / "quick-book"
 # runs/book-tiny), so a run of an older recipe is never resumed or packaged as the new one
 BOOK_RUN_DIR = REPO_ROOT / "runs" / "book-tiny-v2"  # stage 1 (it was the whole of version 2)
 BOOK_STAGE2_DIR = REPO_ROOT / "runs" / "book-tiny-v3"  # stage 2, a warm restart from stage 1
-BOOK_V4_DIR = REPO_ROOT / "runs" / "book-tiny-v4"  # version 4, stage 1: engine v2 (the mesh hand), from scratch
+BOOK_V4_DIR = REPO_ROOT / "runs" / "book-tiny-v4"  # version 4, stage 1: engine v2 (mesh hand), from scratch
 BOOK_V4_STAGE2_DIR = REPO_ROOT / "runs" / "book-tiny-v4-stage2"  # version 4, stage 2: a warm restart
 PROFILES = ("quick", "full")
 
@@ -108,7 +111,7 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
     if prof == "quick":
         stages, what = [(QUICK_RUN_DIR, quick_recipe())], "a quick model into runs/quick-book"
     else:
-        stages, what = book_stages(), "the book recipe's two stages into runs/book-tiny-v2 and -v3"
+        stages, what = book_stages(), "the book recipe's two stages into runs/book-tiny-v4 and -v4-stage2"
     done = all(_pointer_step(d) >= _total_steps(sc) for d, sc in stages)
     if not done:
         say(
@@ -139,6 +142,11 @@ def _pointer_step(run_dir: Path) -> int:
     (0 when there is none); loading the checkpoint itself would read and hash the weights."""
     p = run_dir / ckpt.LAST_FILE
     return int(json.loads(p.read_text()).get("step", 0)) if p.is_file() else 0
+
+
+def _epochs(cfg: TrainConfig) -> int:
+    """The epochs a stage trains (a ``max_steps`` stage stops after fewer than ``epochs``)."""
+    return -(-_total_steps(cfg) // (cfg.n_train // cfg.batch_size))
 
 
 def _total_steps(cfg: TrainConfig) -> int:
@@ -193,11 +201,12 @@ def book_stage2_recipe(stage1_dir: str | os.PathLike | None = None) -> TrainConf
     )
 
 
-def book_stages(
+def book_v3_stages(
     stage1_dir: str | os.PathLike | None = None, stage2_dir: str | os.PathLike | None = None
 ) -> list[tuple[Path, TrainConfig]]:
-    """The book model's training stages in order, ``[(run folder, config), ...]``; the folders
-    default to :data:`BOOK_RUN_DIR` and :data:`BOOK_STAGE2_DIR`."""
+    """Version 3's training stages (engine v1, the capsule hand), ``[(run folder, config), ...]``;
+    the folders default to :data:`BOOK_RUN_DIR` and :data:`BOOK_STAGE2_DIR`. The book model is
+    version 4 since 2026-12-03 (:func:`book_stages`); v3 stays reproducible from git history."""
     stage1, stage2 = Path(stage1_dir or BOOK_RUN_DIR), Path(stage2_dir or BOOK_STAGE2_DIR)
     return [(stage1, book_recipe()), (stage2, book_stage2_recipe(stage1))]
 
@@ -236,7 +245,7 @@ def book_v4_recipe() -> TrainConfig:
         n_train=48_000,
         epochs=16,
         max_steps=6_000,
-        engine={"hand_model": "mesh", "left_hand_prob": 0.5},
+        engine=dict(TEST_ENGINE),  # {"hand_model": "mesh", "left_hand_prob": 0.5}
         camera=True,
         val_real=True,
         ckpt_every_min=5.0,
@@ -271,6 +280,9 @@ def book_v4_stages(
     :data:`BOOK_V4_DIR` and :data:`BOOK_V4_STAGE2_DIR`)."""
     stage1, stage2 = Path(stage1_dir or BOOK_V4_DIR), Path(stage2_dir or BOOK_V4_STAGE2_DIR)
     return [(stage1, book_v4_recipe()), (stage2, book_v4_stage2_recipe(stage1))]
+
+
+book_stages = book_v4_stages  # the book model's stages (``make model``): version 4
 
 
 def train_stages(
@@ -318,13 +330,13 @@ def train_stages(
 
 def book_history(stages: Sequence[tuple[Path, TrainConfig]]) -> list[dict]:
     """The stages' ``metrics.jsonl`` rows as one curve: each row gets its ``stage`` (1, 2, ..),
-    and ``epoch``/``step`` count on from the earlier stages (stage 2's first epoch is 11)."""
+    and ``epoch``/``step`` count on from the earlier stages (v4's stage 2 starts at epoch 5)."""
     rows: list[dict] = []
     epochs = steps = 0
     for k, (run_dir, cfg) in enumerate(stages, 1):
         for r in ckpt.read_metrics(run_dir):
             rows.append({**r, "stage": k, "epoch": r["epoch"] + epochs, "step": r["step"] + steps})
-        epochs, steps = epochs + cfg.epochs, steps + _total_steps(cfg)
+        epochs, steps = epochs + _epochs(cfg), steps + _total_steps(cfg)
     return rows
 
 
@@ -397,7 +409,7 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
         "budget": {
             "steps": sum(_total_steps(sc) for _, sc in stages),
             "steps_per_stage": [_total_steps(sc) for _, sc in stages],
-            "epochs": sum(sc.epochs for _, sc in stages),
+            "epochs": sum(_epochs(sc) for _, sc in stages),
             "samples_seen": sum(_total_steps(sc) * sc.batch_size for _, sc in stages),
             "unique_procedural_samples": stages[-1][1].n_train,
             "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),

@@ -216,6 +216,13 @@ def _add_eval(sub):
     )
     p.add_argument("--data-root", default=None, help="folder of a real data set")
     p.add_argument(
+        "--hand-model",
+        default="mesh",
+        choices=["mesh", "capsule"],
+        help="--data synthetic: engine v2's mesh hands, both sides (the test set), or engine v1's "
+        "capsule hands (right hands; the test set of models v1-v3)",
+    )
+    p.add_argument(
         "--n", type=_positive_int, default=None, help="number of samples (default: all / 2000 for synthetic)"
     )
     p.add_argument("--alignment", default="gt_ref", choices=["gt_ref", "hand3d"], help="3D scale alignment")
@@ -251,7 +258,7 @@ def cmd_eval(a) -> int:
     model, c = load_trained(a.checkpoint, which=a.which, device=str(pick_device(a.device)))
     size = model.config.input_size
     if a.data == "synthetic":
-        data, name = test_set(n=a.n or TEST_N, image_size=size)
+        data, name = test_set(n=a.n or TEST_N, image_size=size, hand_model=a.hand_model)
     elif a.data == "real-hands":  # the 16 shipped photos: 2D labels only, cropped around them
         from .data import real_hands_sample
         from .data.crop import HandCrop
@@ -615,9 +622,10 @@ BOOK_HELP = """
 example:
   make model          # = python -m handpose_lib.cli book-model
 
-Trains the tiny config on procedural data in two stages, runs/book-tiny-v2 (10 epochs) then
-runs/book-tiny-v3 (7 more from its weights), resuming a stopped run and reusing a finished one;
-evaluates the result on the procedural test set, and writes models/book-tiny/ (fp16
+Trains book model v4, the tiny config on engine v2's mesh hands, in two stages: runs/book-tiny-v4
+(6,000 steps; models/book-tiny-v4-run holds that finished run: copy it there to skip it) then
+runs/book-tiny-v4-stage2 (9,000 more from its weights), resuming a stopped run and reusing a
+finished one; evaluates the result on the procedural test set, and writes models/book-tiny/ (fp16
 safetensors and a JSON sidecar with the command, commit, budget and metrics).
 """
 
@@ -630,8 +638,8 @@ def _add_book(sub):
         epilog=_fmt(BOOK_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stage1", default=None, help="stage 1's run folder (default runs/book-tiny-v2)")
-    p.add_argument("--stage2", default=None, help="stage 2's run folder (default runs/book-tiny-v3)")
+    p.add_argument("--stage1", default=None, help="stage 1's run folder (default runs/book-tiny-v4)")
+    p.add_argument("--stage2", default=None, help="stage 2's run folder (default runs/book-tiny-v4-stage2)")
     p.add_argument("--out", default=None, help="package folder (default models/book-tiny)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_book_model)

@@ -16,7 +16,7 @@ from handpose_lib.data.rendered import test_set
 
 def _finished_run(run, cfg, m, **meta):
     """A stand-in for a finished run of ``cfg`` (its final checkpoint, no training)."""
-    total = cfg.epochs * (cfg.n_train // cfg.batch_size)
+    total = bm._total_steps(cfg)
     meta = {"model_config": m.config.to_dict(), "train_config": cfg.to_dict(), "step": total, **meta}
     ck.save_run_checkpoint(run, total, m, meta)
     return ck.load_checkpoint(run)
@@ -68,11 +68,12 @@ def test_book_stages_continue_from_stage_one(tmp_path):
     assert (one, two) == (tmp_path / "a", tmp_path / "b")
     assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
     assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
-    assert same_recipe(
-        c1.to_dict(),
-        c2.to_dict() | {k: c1.to_dict()[k] for k in ("epochs", "lr", "warmup_frac", "seed", "init_from")},
-    )
-    assert bm.book_stages()[0][0] == bm.BOOK_RUN_DIR and bm.book_stages()[1][0] == bm.BOOK_STAGE2_DIR
+    changed = ("epochs", "max_steps", "lr", "warmup_frac", "seed", "init_from")
+    assert same_recipe(c1.to_dict(), c2.to_dict() | {k: c1.to_dict()[k] for k in changed})
+    assert c1.engine == c2.engine == {"hand_model": "mesh", "left_hand_prob": 0.5}  # engine v2
+    assert bm.book_stages()[0][0] == bm.BOOK_V4_DIR and bm.book_stages()[1][0] == bm.BOOK_V4_STAGE2_DIR
+    (v3a, _), (v3b, v3c2) = bm.book_v3_stages()  # version 3 stays reproducible
+    assert (v3a, v3b) == (bm.BOOK_RUN_DIR, bm.BOOK_STAGE2_DIR) and v3c2.engine == {}
 
 
 def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
@@ -117,12 +118,12 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     _finished_run(two, c2, m, init_from=moved)  # stage 1 has moved since: its weights count, not its path
     n1, n2 = first.step, c2.epochs * (c2.n_train // c2.batch_size)
     for run, rows in (
-        (one, [{"epoch": 10, "step": n1, "time_s": 2.0, "val_epe2d_px": 9.0}]),
+        (one, [{"epoch": 4, "step": n1, "time_s": 2.0, "val_epe2d_px": 9.0}]),
         (
             two,
             [
                 {"epoch": 1, "step": 900, "time_s": 3.0, "val_epe2d_px": 8.0},
-                {"epoch": 7, "step": n2, "time_s": 1.0, "val_epe2d_px": 7.0},
+                {"epoch": 6, "step": n2, "time_s": 1.0, "val_epe2d_px": 7.0},
             ],
         ),
     ):
@@ -134,14 +135,14 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     c = ck.load_checkpoint(tmp_path / "out")
     budget = c.meta["provenance"]["budget"]
     assert c.meta["metrics"]["benchmark"] == "fake-n3" and c.step == n2
-    assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 17
+    assert budget["steps"] == n1 + n2 and budget["steps_per_stage"] == [n1, n2] and budget["epochs"] == 10
     assert budget["train_wall_time_s"] == 6.0
     assert c.meta["provenance"]["last_stage_started_from"]["sha256"] == first.weights_sha256
     curve = ck.read_metrics(tmp_path / "out")
     assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [
-        (1, 10, n1),
-        (2, 11, n1 + 900),
-        (2, 17, n1 + n2),
+        (1, 4, n1),  # stage 1 stops at max_steps after 4 of its 16 planned epochs
+        (2, 5, n1 + 900),
+        (2, 10, n1 + n2),
     ]
     assert [r["val_epe2d_px"] for r in curve] == [9.0, 8.0, 7.0]
     assert (tmp_path / "out" / "benchmark.json").is_file()

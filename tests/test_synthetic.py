@@ -473,3 +473,24 @@ def test_render_fails_loudly_when_an_image_cannot_be_written(tmp_path, monkeypat
     monkeypatch.setattr(sio.cv2, "imwrite", lambda path, img: False)  # what OpenCV does on failure
     with pytest.raises(OSError, match="cannot write .*000000.png"):
         render_to_disk(tmp_path / "ds", 1, seed=1, progress=False)
+
+
+def test_test_sets_are_versioned_and_the_capsule_set_is_engine_v1s(tmp_path, monkeypatch):
+    """The test set of GENERATOR_VERSION 2.0 draws engine v2 (mesh hands, both sides); the capsule
+    set keeps engine v1's samples bit for bit under a name of its own."""
+    from handpose_lib.data.rendered import TEST_ENGINE, test_set
+    from handpose_lib.data.synthetic import SyntheticConfig, SyntheticHands
+
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path))
+    mesh, name = test_set(n=4, image_size=64)
+    caps, cname = test_set(n=4, image_size=64, hand_model="capsule")
+    v = dataset.GENERATOR_VERSION
+    assert (name, cname) == (f"synthetic-v{v}-seed2-n4", f"synthetic-v{v}-capsule-seed2-n4")
+    for got, engine in ((caps, {}), (mesh, TEST_ENGINE)):
+        ref = SyntheticHands(4, seed=2, config=SyntheticConfig(crop_size=64, **engine))
+        for i in range(4):
+            want = (ref[i]["image"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0)
+            assert torch.equal(torch.from_numpy(got.images[i].copy()), want)
+            assert torch.allclose(got[i]["joints2d"], ref[i]["joints2d"])
+    with pytest.raises(ValueError, match="hand_model"):
+        test_set(n=4, hand_model="sphere")

@@ -25,6 +25,10 @@ from .cached import TEST_SEED, ArraySet, cache_dir, is_complete, write_labels
 from .synthetic import GENERATOR_VERSION, SyntheticConfig, SyntheticHands
 
 TEST_N = 2000  # samples of the test set
+# engine v2 as the test set draws it (and book model v4 trains on it): the mesh hand, left hands
+# half of the time, the engine's default occluders. ``test_set(hand_model="capsule")`` gives the
+# set of engine v1 (GENERATOR_VERSION 1.1), bit for bit, under a name of its own.
+TEST_ENGINE = {"hand_model": "mesh", "left_hand_prob": 0.5}
 RENDER_CHUNK = 64  # samples per render call of cached_synthetic (speed only)
 
 
@@ -117,13 +121,22 @@ def _render_into(folder: Path, ds: SyntheticHands, workers: int, progress: bool)
     return labels
 
 
-def test_set(n: int = TEST_N, image_size: int = 128) -> tuple[ArraySet, str]:
-    """The versioned procedural test set: ``n`` samples (default 2000) of the engine with its
-    default occluders, seed :data:`~handpose_lib.data.cached.TEST_SEED`; returns
-    ``(dataset, name)``, and the name carries the generator version (bump the version when the
-    engine changes, so that numbers of different engines are never compared)."""
-    ds = cached_synthetic(n, TEST_SEED, SyntheticConfig(crop_size=image_size), progress=False)
-    return ds, f"synthetic-v{GENERATOR_VERSION}-seed{TEST_SEED}-n{n}"
+def test_set(n: int = TEST_N, image_size: int = 128, hand_model: str = "mesh") -> tuple[ArraySet, str]:
+    """The versioned procedural test set: ``n`` samples (default 2000) of :data:`TEST_ENGINE`
+    (the engine's default occluders), seed :data:`~handpose_lib.data.cached.TEST_SEED`; returns
+    ``(dataset, name)``. The name carries the generator version (bump the version when the
+    engine changes, so that numbers of different engines are never compared):
+    ``synthetic-v2.0-seed2-n2000``. ``hand_model="capsule"`` draws engine v1's right-hand capsule
+    set instead (the v1.1 test set's samples, bit for bit), named ``synthetic-v2.0-capsule-...``.
+    """
+    if hand_model == "mesh":
+        config, tag = SyntheticConfig(crop_size=image_size, **TEST_ENGINE), ""
+    elif hand_model == "capsule":
+        config, tag = SyntheticConfig(crop_size=image_size), "capsule-"
+    else:
+        raise ValueError(f"test_set: hand_model must be 'mesh' or 'capsule', got {hand_model!r}")
+    ds = cached_synthetic(n, TEST_SEED, config, progress=False)
+    return ds, f"synthetic-v{GENERATOR_VERSION}-{tag}seed{TEST_SEED}-n{n}"
 
 
 test_set.__test__ = False  # not a pytest test, though its name starts with "test"

@@ -14,14 +14,17 @@ import torch
 from ..sample import VIS_VISIBLE, project
 from . import camera, hand
 from .geometry import FINGER_RADII, FOREARM_RADII, TIP_INSET
-from .mesh_render import MESH_GENERATOR_VERSION, render_mesh
+from .mesh_render import render_mesh
 from .render import render, visibility
 from .scene import SyntheticConfig, sample_scene, scene_of
 
 # 1.1: correctly rounded square roots and explicit dot products in the ray kernels (so eager and
 # compiled kernels give the same bits); images and depth moved by float32 rounding only
 # (<= 3e-5 and <= 2e-4 mm), joints, visibility and masks unchanged.
-GENERATOR_VERSION = "1.1"
+# 2.0: engine v2 (issue 18): the rigged mesh hand (``hand_model="mesh"``), left hands, scene
+# extras and the camera; the procedural test set is drawn from the mesh hand (both sides). The
+# capsule hand renders the same bits as in 1.1 (its samples are only named 2.0).
+GENERATOR_VERSION = "2.0"
 
 
 def _joint_radius() -> torch.Tensor:
@@ -94,8 +97,7 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
             "id": [f"synthetic-{seed}-{i}" for i in idx.tolist()],
             "seed": torch.full((B,), int(seed), dtype=torch.int64),
             "index": idx.cpu(),
-            "generator_version": [MESH_GENERATOR_VERSION if cfg.hand_model == "mesh" else GENERATOR_VERSION]
-            * B,
+            "generator_version": [GENERATOR_VERSION] * B,
             "pose_family": [hand.POSE_FAMILIES[f] for f in p["family"].tolist()],
             "egocentric": p["egocentric"].cpu(),
             "grasped_object": p["objects"]["grasped"].cpu(),

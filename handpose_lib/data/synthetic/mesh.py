@@ -28,9 +28,10 @@ Where our 21 joints sit on the mesh (the joint mapping, ``JOINT_BONES``):
 - PIP and DIP: the heads of ``finger*-2.R`` and ``finger*-3.R``, the centres of the middle and
   end knuckles;
 - tip: on the axis of the distal bone, ``TIP_INSET_MM`` inside the point where that axis leaves
-  the fingertip's skin (the skeleton's tail of ``finger*-3.R`` is about 4 mm inside the end of
-  the finger, not where the annotated fingertip is): the end of the finger as annotators click
-  it, kept just under the skin so that the joint is inside the mesh's fingertip.
+  the fingertip's skin (the skeleton's tail of ``finger*-3.R`` lies 0.6 mm beyond to 1.8 mm
+  inside the end of the finger, measured over the five fingers, so it is not a reliable point
+  under the skin): the end of the finger as annotators click it, kept just under the skin so
+  that the joint is inside the mesh's fingertip.
 
 The palm and forearm are not part of the kinematic chain: the carpus (``wrist.R``) scales with
 the hand, each metacarpal runs from its rest head (scaled) to the kinematic MCP, and the forearm

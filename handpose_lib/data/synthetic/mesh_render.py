@@ -30,8 +30,6 @@ from .occluders import hsv_to_rgb
 from .render import backgrounds, postprocess
 from .rng import Stream
 
-# engine v2 while it is being built (issue 18); becomes GENERATOR_VERSION 2.0 with book model v4
-MESH_GENERATOR_VERSION = "2.0.dev0"
 MESH_SALT = 18
 SELF_TOL_MM = 3.0
 SPHERE_RINGS, SPHERE_SEGMENTS = 8, 12
