@@ -486,7 +486,7 @@ def main(argv=None) -> int:
                 r["crops_s"]
                 for r in eng
                 if hand in r["engine"] and ("cpu" in r["engine"] or "DataLoader" in r["engine"])
-            ),  # noqa: E501
+            ),
             default=0,
         )
         goals.append(
