@@ -403,6 +403,10 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
     def shown(d: Path) -> str:
         return str(d.resolve().relative_to(REPO_ROOT)) if d.resolve().is_relative_to(REPO_ROOT) else str(d)
 
+    started = dict(final.meta.get("init_from") or {})  # path, step, sha256 of stage 1's end
+    if "path" in started and "runs" in Path(started["path"]).parts:  # trained in another checkout
+        parts = Path(started["path"]).parts
+        started["path"] = str(Path(*parts[parts.index("runs") :]))
     return {
         "command": "make model  (python -m handpose_lib.cli book-model)",
         "commit": git_commit(),
@@ -415,7 +419,7 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
             "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
         },
         "stages": [shown(d) for d, _ in stages],
-        "last_stage_started_from": final.meta.get("init_from"),  # path, step, sha256 of stage 1's end
+        "last_stage_started_from": started,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "weights": "float16 (trained in float32)",
     }
