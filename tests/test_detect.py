@@ -264,3 +264,25 @@ def test_committed_detector_loads_and_reproduces_its_photo_numbers():
     for g, w in zip(got["per_photo"], want["per_photo"], strict=True):
         assert g["photo"] == w["photo"] and g["found"] == w["found"]
         assert abs(g["iou"] - w["iou"]) < 0.02
+
+
+def test_detector_candidates_tool_rank_auc_and_run(capsys):
+    """tools/detector_candidates.py: its AUC against hand-computed values, and a run on the
+    committed detector and book model that finds the photos' hits among the candidates."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "detector_candidates.py"
+    spec = importlib.util.spec_from_file_location("detector_candidates", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    hit = np.array([True, True, False, False])
+    # pairs (hit, non-hit): 0.9>0.1, 0.9>0.5, 0.5=0.5 (half), 0.5>0.1 -> 3.5 / 4
+    assert tool.rank_auc(hit, np.array([0.9, 0.5, 0.5, 0.1])) == 0.875
+    assert tool.rank_auc(hit, np.array([0.0, 0.0, 1.0, 1.0])) == 0.0
+    assert np.isnan(tool.rank_auc(np.array([True, True]), np.array([1.0, 2.0])))
+    assert tool.main(["--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("hit ranks") == 16 and "AUC of hits against the others" in out
