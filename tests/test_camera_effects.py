@@ -259,11 +259,14 @@ def test_the_committed_models_recipe_loads_and_matches_its_book_recipe():
     from handpose_lib import checkpoint as ck
     from handpose_lib.config import TrainConfig, same_recipe
 
+    from handpose_lib.book_model import book_v4_stage2_recipe
+
     meta = ck.load_checkpoint(MODEL).meta
-    saved = meta["train_config"]
-    assert not any(k in saved for k in NEW_FIELDS)  # trained before the options existed
-    cfg = TrainConfig.from_dict(saved)
-    assert not (cfg.recrop or cfg.fda or cfg.camera)
+    saved = meta["train_config"]  # book model v4's last stage: trained with the options
+    assert all(k in saved for k in NEW_FIELDS)
+    cfg, want = TrainConfig.from_dict(saved), book_v4_stage2_recipe()
+    assert (cfg.camera, cfg.fda, cfg.recrop, cfg.val_real) == (want.camera, want.fda, want.recrop, want.val_real)
+    assert cfg.camera and not (cfg.recrop or cfg.fda)
     assert same_recipe(saved, cfg.to_dict())
 
 
