@@ -69,10 +69,9 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
         vis = visibility(scene, joints, uv, JOINT_RADIUS.to(device) * p["scale"][:, None], H, W)
     # left hands: mirror image, labels and camera (u -> W - u, x -> -x)
     if bool(left.any()):
-        m = left[:, None, None, None]
-        out["image"] = torch.where(m, out["image"].flip(-1), out["image"])
-        out["mask"] = torch.where(m[:, 0], out["mask"].flip(-1), out["mask"])
-        out["depth"] = torch.where(m[:, 0], out["depth"].flip(-1), out["depth"])
+        li = left.nonzero()[:, 0]  # only the left samples' pixels move (in place)
+        for key in ("image", "mask", "depth"):
+            out[key][li] = out[key][li].flip(-1)
         M = torch.tensor([[-1.0, 0, W], [0, 1, 0], [0, 0, 1]], device=device)
         N = torch.diag(torch.tensor([-1.0, 1, 1], device=device))
         K = torch.where(left[:, None, None], M @ K @ N, K)
