@@ -257,15 +257,19 @@ def test_recipe_options_default_off_and_old_recipes_still_compare_equal():
 
 def test_the_committed_models_recipe_loads_and_matches_its_book_recipe():
     from handpose_lib import checkpoint as ck
-    from handpose_lib.config import TrainConfig, same_recipe
-
     from handpose_lib.book_model import book_v4_stage2_recipe
+    from handpose_lib.config import TrainConfig, same_recipe
 
     meta = ck.load_checkpoint(MODEL).meta
     saved = meta["train_config"]  # book model v4's last stage: trained with the options
     assert all(k in saved for k in NEW_FIELDS)
     cfg, want = TrainConfig.from_dict(saved), book_v4_stage2_recipe()
-    assert (cfg.camera, cfg.fda, cfg.recrop, cfg.val_real) == (want.camera, want.fda, want.recrop, want.val_real)
+    assert (cfg.camera, cfg.fda, cfg.recrop, cfg.val_real) == (
+        want.camera,
+        want.fda,
+        want.recrop,
+        want.val_real,
+    )
     assert cfg.camera and not (cfg.recrop or cfg.fda)
     assert same_recipe(saved, cfg.to_dict())
 
