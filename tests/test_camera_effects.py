@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -333,3 +334,9 @@ def test_recipe_ab_record_adds_and_replaces_runs_by_name(tmp_path):
     runs = json.loads(rec.read_text())["runs"]
     assert [r["name"] for r in runs] == ["s_capsule", "s_mesh"]
     assert runs[1]["steps"] == 20 and runs[1]["command"] == "cmd2" and "CPU cores" in runs[1]["machine"]
+    # the recorded command is quoted for a shell and leaves out where the record is kept
+    argv = ["s_x", "--steps", "5", "--engine", '{"hand_model": "mesh"}']
+    argv_recorded = [*argv, "--record", "r.json", "--record=r2.json"]
+    cmd = ab.command_line(argv_recorded)
+    assert cmd == 'python tools/recipe_ab.py s_x --steps 5 --engine \'{"hand_model": "mesh"}\''
+    assert shlex.split(cmd)[2:] == argv

@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -135,6 +136,20 @@ def run_one(run_dir: Path, steps: int, changes: dict, engine: dict, init_from=No
     return result
 
 
+def command_line(argv: list[str]) -> str:
+    """The command that repeats a run, quoted for a shell (its JSON arguments too), without
+    ``--record`` (where the result is kept is not part of what was trained)."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--record":
+            skip = True
+        elif not arg.startswith("--record="):
+            args.append(arg)
+    return "python tools/recipe_ab.py " + shlex.join(args)
+
+
 def record(path: Path, name: str, result: dict, command: str) -> None:
     """Add (or replace) run ``name``'s ``result`` in the JSON record ``path``
     (``{"runs": [{"name", "command", "date", "machine", **result}, ...]}``)."""
@@ -201,7 +216,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     changes = _json_object(ap, a.set, "--set")
     engine = _json_object(ap, a.engine, "--engine")
-    command = "python tools/recipe_ab.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line(argv if argv is not None else sys.argv[1:])
     if not a.ingredients:
         result = run_one(a.out / a.name, a.steps, changes, engine, a.init_from, a.overfit)
         print("RESULT", a.name, json.dumps(result), flush=True)
