@@ -145,7 +145,7 @@ def main() -> int:
             ),
             section(
                 "pipeline.json",
-                "The whole pipeline next to MediaPipe (one thread each, a busy machine: rough latencies)",
+                "The whole pipeline next to MediaPipe (one thread each; shared machine: rough latencies)",
                 [
                     (
                         "Photo in, hands out: 16 real photos (found: IoU >= 0.5 with the annotated box)",
