@@ -563,8 +563,12 @@ def main(argv=None) -> int:
     # --- best tiny CPU backend at batch 1
     tiny_cpu = [r for r in rows if r["config"] == "tiny" and r["device"] == "cpu" and "b1_ms" in r]
     best = min(tiny_cpu, key=lambda r: r["b1_ms"]) if tiny_cpu else None
+    # the goal is the float32 roofline; bf16 rows are set against the bf16 matmul peak of the run
     paper_cpu = [r for r in rows if r["config"] == "paper" and r["device"] == "cpu" and "roofline" in r]
-    best_paper = max(paper_cpu, key=lambda r: r["roofline"]) if paper_cpu else None
+    paper_fp32 = [r for r in paper_cpu if "bf16" not in r["backend"]]
+    best_paper = max(paper_fp32, key=lambda r: r["roofline"]) if paper_fp32 else None
+    paper_bf16 = [r for r in paper_cpu if "bf16" in r["backend"]]
+    bf16_paper = max(paper_bf16, key=lambda r: r["gflop_s"]) if paper_bf16 and peak.get("bf16") else None
 
     # --- accuracy and end-to-end time on the real photos (ours)
     paths, gt, vis, samples = real_photos()
@@ -741,11 +745,17 @@ def main(argv=None) -> int:
     if best_paper:
         goals.append(
             {
-                "goal": "paper on CPU: >= 60% of the roofline, batched",
+                "goal": "paper on CPU: >= 60% of the float32 roofline, batched",
                 "measured": f"{100 * best_paper['roofline']:.0f}% ({best_paper['backend']}, "
                 f"{best_paper['gflop_s']:.1f} of {theory:.0f} GFLOP/s); "
                 f"{100 * best_paper['of_measured']:.0f}% of the best measured peak "
-                f"({peak['measured_fp32']:.0f} GFLOP/s)",
+                f"({peak['measured_fp32']:.0f} GFLOP/s)"
+                + (
+                    f"; bf16: {100 * bf16_paper['gflop_s'] / peak['bf16']:.0f}% of the run's bf16 peak "
+                    f"({bf16_paper['backend']}, {bf16_paper['gflop_s']:.1f} of {peak['bf16']:.0f} GFLOP/s)"
+                    if bf16_paper
+                    else ""
+                ),
                 "target": ">= 60%",
                 "met": best_paper["roofline"] >= 0.6,
             }
