@@ -72,7 +72,8 @@ class DetectorTrainConfig:
         init: a detector folder whose weights start the training (``None``: from scratch).
         minutes: a wall-clock budget for the training steps (``None``: none). The cosine
             schedule follows whichever of ``steps`` and ``minutes`` runs out first (its progress
-            is the larger of the two fractions), and training stops when the minutes are spent;
+            is the larger of the two fractions), and training stops when the minutes are spent
+            (after at least one step);
             the sidecar says how many steps were made. On a shared CPU this keeps a budget.
         checkpoint_every: resumable checkpoint interval (steps).
         n_val: procedural frames (seed ``VAL_SEED``) on which the score threshold is chosen.
@@ -375,7 +376,7 @@ def train_detector(
     done = start
     for step in range(start, cfg.steps):
         spent = (seconds or 0.0) + time.time() - t0
-        if spent >= budget:
+        if spent >= budget and step > 0:  # a run makes at least one step, whatever its budget
             log(f"the {cfg.minutes} minute budget is spent after {step} steps")
             break
         rng = np.random.default_rng([TRAIN_SEED, step])
