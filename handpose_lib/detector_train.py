@@ -37,6 +37,7 @@ from . import checkpoint as ckpt
 from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
 from .data.synthetic.scene import SyntheticConfig
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
+from .device import cpu_bf16_supported
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
 # the recipe's fields that change the trained weights (a run resumes only with the same ones)
@@ -52,7 +53,10 @@ TRAINING_FIELDS = (
     "minutes",
     "detector",
     "frames",
+    "amp",
 )
+# a recorded run that predates a training field had this value (a run resumes only with the same)
+FIELD_DEFAULTS = {"amp": "off"}
 # a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
 # windows of them (real photos come in every aspect)
 SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
@@ -81,7 +85,13 @@ class DetectorTrainConfig:
         score_thresh: detections below are not reported (recall/precision/hands found);
             ``None``: the threshold with the best F1 on the validation frames.
         eval_long_side: input long side for the evaluation (the photos' default).
-        threads: torch CPU threads.
+        threads: torch CPU threads of the training process.
+        amp: ``"off"`` (float32) or ``"bf16"`` (bfloat16 autocast of the network's forward pass;
+            the loss in float32). The command line's ``--amp auto`` picks ``"bf16"`` on a CPU
+            with native bf16 kernels (``device.cpu_bf16_supported``) and ``"off"`` elsewhere.
+        workers: processes that make the frames of the coming steps while the network trains
+            (0: the training process makes them). Step ``s``'s batch is a pure function of
+            ``s``, so the weights do not depend on it.
         detector, frames: the network and the frames.
     """
 
@@ -100,6 +110,8 @@ class DetectorTrainConfig:
     score_thresh: float | None = None
     eval_long_side: int = 320
     threads: int = 1
+    amp: str = "off"
+    workers: int = 0
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     frames: FrameConfig = field(default_factory=FrameConfig)
 
@@ -167,6 +179,45 @@ def make_batch(
         sides.append(s)
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
     return x, encode_targets(boxes, sides, *shape)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``s``: step ``s``'s training batch ``(x (B, 3, H, W), targets)``, a pure function of
+    ``s`` (frames ``s * B .. (s + 1) * B - 1`` of :data:`TRAIN_SEED`, the window shape and flips
+    drawn from ``default_rng([TRAIN_SEED, s])``), so DataLoader workers may make it."""
+
+    def __init__(self, cfg: DetectorTrainConfig, renderer: HandRenderer):
+        self.cfg, self.frames = cfg, HandFrames(TRAIN_SEED, cfg.frames, renderer)
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, dict]:
+        rng = np.random.default_rng([TRAIN_SEED, int(step)])
+        shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
+        b = self.cfg.batch_size
+        batch = self.frames.batch(range(step * b, (step + 1) * b))
+        return make_batch(batch, shape, rng, self.cfg.flip_prob)
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def step_batches(cfg: DetectorTrainConfig, renderer: HandRenderer, start: int):
+    """The batches of steps ``start .. cfg.steps - 1`` in order, made by ``cfg.workers`` processes
+    (one thread each) ahead of the training, or in this process when ``cfg.workers`` is 0."""
+    ds = StepBatches(cfg, renderer)
+    if cfg.workers <= 0:
+        return (ds[s] for s in range(start, cfg.steps))
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=None,
+        sampler=range(start, cfg.steps),
+        num_workers=cfg.workers,
+        prefetch_factor=4,
+        worker_init_fn=_one_thread,
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -362,7 +413,7 @@ def train_detector(
     if (run / ckpt.LAST_FILE).is_file():
         c = ckpt.load_checkpoint(run)
         old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
-        if any(old.get(k) != new[k] for k in TRAINING_FIELDS):
+        if any(old.get(k, FIELD_DEFAULTS.get(k)) != new[k] for k in TRAINING_FIELDS):
             raise ckpt.CheckpointError(
                 f"{run}: holds a run of another detector recipe; use another --run folder"
             )
@@ -370,22 +421,21 @@ def train_detector(
         c.restore(optimizer=opt)
         start, history, seconds = c.step, c.meta.get("history", []), c.meta.get("train_seconds")
         log(f"resuming {run} at step {start}")
-    frames = HandFrames(TRAIN_SEED, cfg.frames, renderer)
+    if cfg.amp not in ("off", "bf16"):
+        raise ValueError(f"amp must be 'off' or 'bf16', not {cfg.amp!r}")
     t0 = time.time()
     net.train()
     done = start
-    for step in range(start, cfg.steps):
+    for step, (x, targets) in enumerate(step_batches(cfg, renderer, start), start):
         spent = (seconds or 0.0) + time.time() - t0
         if spent >= budget and step > 0:  # a run makes at least one step, whatever its budget
             log(f"the {cfg.minutes} minute budget is spent after {step} steps")
             break
-        rng = np.random.default_rng([TRAIN_SEED, step])
-        shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
-        batch = frames.batch(range(step * cfg.batch_size, (step + 1) * cfg.batch_size))
-        x, targets = make_batch(batch, shape, rng, cfg.flip_prob)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg, spent)
-        losses = detection_loss(net(x), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            pred = net(x)
+        losses = detection_loss(pred.float(), targets)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -461,6 +511,13 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def resolve_amp(amp: str) -> str:
+    """``"auto"`` -> ``"bf16"`` on a CPU with native bf16 kernels, else ``"off"``; others as given."""
+    if amp != "auto":
+        return amp
+    return "bf16" if cpu_bf16_supported() else "off"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Train the hand detector on procedural frames (make detector).")
     ap.add_argument("--out", default="models/detector", help="model folder to write")
@@ -471,7 +528,16 @@ def main(argv=None) -> int:
     ap.add_argument("--hand-model", choices=("mesh", "capsule"), default=DetectorTrainConfig.hand_model)
     ap.add_argument("--init", metavar="DIR", help="start from this detector's weights (e.g. models/detector)")
     ap.add_argument("--minutes", type=float, help="wall-clock budget of the training steps (see the recipe)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    ap.add_argument(
+        "--workers", type=int, default=0, help="processes making the frames ahead (0: the training one)"
+    )
+    ap.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16"),
+        default="off",
+        help="bf16 autocast; auto: bf16 where this CPU has native bf16 kernels",
+    )
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
     if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
@@ -485,6 +551,8 @@ def main(argv=None) -> int:
         init=a.init,
         minutes=a.minutes,
         threads=a.threads,
+        workers=a.workers,
+        amp=resolve_amp(a.amp),
     )
     if a.minutes is not None and not a.minutes > 0:
         ap.error(f"--minutes must be positive, got {a.minutes}")

@@ -247,6 +247,34 @@ def test_train_detector_smoke(tmp_path):
     assert meta["provenance"]["train_frames"].endswith(f"{2 * meta['step']} frames")
 
 
+def test_step_batches_are_the_same_from_workers_and_bf16_recipe(tmp_path):
+    """Frames made by a DataLoader worker equal the training process's own (step s's batch is a
+    pure function of s), so the weights do not depend on ``workers``; a bf16 run trains, records
+    its ``amp``, and a run folder of another ``amp`` is refused on resume."""
+    from handpose_lib import checkpoint as ckpt
+    from handpose_lib.detector_train import StepBatches, hand_renderer, resolve_amp, step_batches
+
+    cfg = DetectorTrainConfig(steps=3, batch_size=2)
+    renderer = hand_renderer("capsule")
+    inline = list(step_batches(cfg, renderer, 1))
+    pooled = list(step_batches(DetectorTrainConfig(steps=3, batch_size=2, workers=1), renderer, 1))
+    assert len(inline) == len(pooled) == 2
+    for (x0, t0), (x1, t1) in zip(inline, pooled, strict=True):
+        assert torch.equal(x0, x1) and all(torch.equal(t0[k], t1[k]) for k in t0)
+    x, _ = StepBatches(cfg, renderer)[2]
+    assert torch.equal(x, inline[1][0])
+    assert resolve_amp("off") == "off" and resolve_amp("auto") in ("off", "bf16")
+    bf = DetectorTrainConfig(steps=1, batch_size=2, n_val=2, n_test=2, warmup_steps=1, amp="bf16")
+    train_detector(bf, tmp_path / "m", tmp_path / "run", renderer=renderer, log=lambda *_: None)
+    meta = json.loads((tmp_path / "m" / "checkpoint.json").read_text())
+    assert meta["train_config"]["amp"] == "bf16" and meta["step"] == 1
+    w = detect.load_detector(tmp_path / "m").net.state_dict()
+    assert all(torch.isfinite(v.float()).all() for v in w.values())
+    off = DetectorTrainConfig(steps=2, batch_size=2, n_val=2, n_test=2, warmup_steps=1, amp="off")
+    with pytest.raises(ckpt.CheckpointError, match="another detector recipe"):
+        train_detector(off, tmp_path / "m2", tmp_path / "run", renderer=renderer, log=lambda *_: None)
+
+
 def test_committed_detector_loads_and_reproduces_its_photo_numbers():
     from pathlib import Path
 
