@@ -107,7 +107,12 @@ def _add_train(sub):
     p.add_argument("--n-train", type=int, default=None, help="procedural training samples")
     p.add_argument("--n-val", type=int, default=None, help="procedural validation samples")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:1 | mps")
-    p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "off"], help="mixed precision")
+    p.add_argument(
+        "--amp",
+        default=None,
+        choices=["auto", "bf16", "fp16", "off", "measure"],
+        help="mixed precision (measure: on a CPU, time float32 and bf16 first and train with the faster)",
+    )
     p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this step")
     p.add_argument("--seed", type=int, default=None)

@@ -81,7 +81,11 @@ class TrainConfig:
     Engine:
         device: ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
         amp: ``"auto"`` (bf16 on CUDA where supported, else fp16; off on CPU/MPS), ``"bf16"``,
-        ``"fp16"`` (CUDA only) or ``"off"``. channels_last: NHWC memory layout.
+        ``"fp16"`` (CUDA only), ``"off"``, or ``"measure"``: as ``"auto"`` on a GPU; on a CPU
+        the run times a few training passes of its model in float32 and in bf16 autocast
+        (``device.measure_cpu_amp``), trains with the faster, and records both speeds and the
+        choice in its sidecar (``amp_measured``; a resumed run keeps the recorded choice).
+        channels_last: NHWC memory layout.
         num_workers: DataLoader worker processes; pin_memory on CUDA.
         threads: torch CPU threads (0 = torch's default).
     Bookkeeping:
@@ -141,8 +145,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.model must be 'tiny' or 'paper', got {self.model!r}")
         if self.schedule not in ("onecycle", "cosine", "step", "constant"):
             raise ConfigError(f"TrainConfig.schedule: unknown schedule {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16 or off, got {self.amp!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off", "measure"):
+            raise ConfigError(f"TrainConfig.amp must be auto, bf16, fp16, off or measure, got {self.amp!r}")
         for name in ("epochs", "batch_size", "n_train", "val_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -5,7 +5,8 @@
 - :func:`autocast_dtype`: the autocast dtype a recipe's ``amp`` field means on a device.
 - :func:`autocast` (that dtype's ``torch.autocast`` context), :func:`to_device` (a batch) and
   :func:`to_host` (scalars back as floats, one copy).
-- :func:`cpu_bf16_supported`: whether this CPU has native bfloat16 kernels.
+- :func:`cpu_bf16_supported`: whether this CPU has native bfloat16 kernels;
+  :func:`measure_cpu_amp`: whether float32 or bf16 autocast trains a model faster on this CPU.
 - :func:`setup_distributed`: joins the process group ``torchrun`` describes (:class:`DistInfo`).
 
 Layer 2: imports only torch and ``config`` (for :class:`~handpose_lib.config.ConfigError`).
@@ -76,7 +77,7 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             raise ConfigError("amp=fp16 needs CUDA; use bf16 or off on this device")
         return torch.float16
-    if device.type == "cuda":  # auto
+    if device.type == "cuda":  # auto, measure
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
 
@@ -115,6 +116,58 @@ def cpu_bf16_supported() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # older torch builds without the probe
         return False
+
+
+def _tensors(out: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output: a tensor, a dict, a list/tuple or a dataclass of them."""
+    if torch.is_tensor(out):
+        return [out]
+    if isinstance(out, dict):
+        items = list(out.values())
+    elif isinstance(out, (list, tuple)):
+        items = list(out)
+    else:
+        items = list(getattr(out, "__dict__", {}).values())
+    return [t for v in items for t in _tensors(v)]
+
+
+def measure_cpu_amp(model: torch.nn.Module, example: torch.Tensor, passes: int = 3) -> dict:
+    """Time training passes (forward, a scalar of all outputs, backward) of a copy of ``model`` on
+    ``example`` (B, C, H, W) in float32 and in bf16 autocast on the CPU, alternating (after one
+    warm-up pass each) so a load change on a shared machine hits both alike; the median of each.
+
+    Returns ``{"choice": "bf16" | "off", "fp32_img_s", "bf16_img_s", "passes"}``; ``"off"`` where
+    this CPU has no native bf16 kernels (emulated bf16 is slower; nothing is timed then).
+    ``model`` itself is not touched: no weight, buffer or gradient changes, no global RNG draw.
+    """
+    import copy
+    import statistics
+    import time
+
+    if not cpu_bf16_supported():
+        return {"choice": "off", "fp32_img_s": None, "bf16_img_s": None, "passes": 0}
+    net = copy.deepcopy(model).cpu().train()
+
+    def one(dtype: torch.dtype | None) -> float:
+        t = time.perf_counter()
+        with autocast(torch.device("cpu"), dtype):
+            out = net(example)
+        sum(v.float().mean() for v in _tensors(out) if v.is_floating_point()).backward()
+        net.zero_grad(set_to_none=True)
+        return time.perf_counter() - t
+
+    one(None), one(torch.bfloat16)  # warm-up: oneDNN builds its kernels on the first pass
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(passes):
+        times["fp32"].append(one(None))
+        times["bf16"].append(one(torch.bfloat16))
+    speed = {k: len(example) / statistics.median(v) for k, v in times.items()}
+    return {
+        "choice": "bf16" if speed["bf16"] > speed["fp32"] else "off",
+        "fp32_img_s": round(speed["fp32"], 1),
+        "bf16_img_s": round(speed["bf16"], 1),
+        "passes": passes,
+    }
 
 
 @dataclass

@@ -74,7 +74,16 @@ from .config import (
 )
 from .data.augment import EpochSampler, TrainView
 from .data.sample import collate
-from .device import DistInfo, autocast, autocast_dtype, pick_device, setup_distributed, to_device, to_host
+from .device import (
+    DistInfo,
+    autocast,
+    autocast_dtype,
+    measure_cpu_amp,
+    pick_device,
+    setup_distributed,
+    to_device,
+    to_host,
+)
 from .evaluate import evaluate_predictions, real_photos_metrics
 
 BEST_METRIC = "val_epe3d_mm"  # best.json: the epoch with the lowest validation 3D EPE
@@ -369,6 +378,10 @@ def _start(model, train_set, val_set, cfg, run_dir: Path, loss_fn, resume: bool,
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.amp == "measure" and device.type == "cpu":
+        measured = _measure_amp(model, cfg, info, last)
+        amp_dtype = torch.bfloat16 if measured["choice"] == "bf16" else None
+        extra_meta = {**dict(extra_meta or {}), "amp_measured": measured}
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(train_set) // (cfg.batch_size * info.world)
     if steps_per_epoch < 1:
@@ -390,6 +403,26 @@ def _start(model, train_set, val_set, cfg, run_dir: Path, loss_fn, resume: bool,
     _make_loaders(run, train_set, val_set)
     _start_bookkeeping(run, last, init, resume, extra_meta)
     return run
+
+
+def _measure_amp(model, cfg: TrainConfig, info: DistInfo, last: ckpt.Checkpoint | None) -> dict:
+    """``amp="measure"`` on a CPU: the resumed run's recorded choice, or float32 against bf16
+    timed on this machine (:func:`~handpose_lib.device.measure_cpu_amp`, a random batch of the
+    recipe's size, no global RNG draw); every process of a distributed run takes rank 0's."""
+    if last is not None and isinstance(last.meta.get("amp_measured"), dict):
+        return last.meta["amp_measured"]
+    measured = None
+    if info.is_main:
+        size = getattr(getattr(model, "config", None), "input_size", 128)
+        x = torch.rand((cfg.batch_size, 3, size, size), generator=torch.Generator().manual_seed(0))
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        measured = measure_cpu_amp(model, x)
+    if info.enabled:
+        box = [measured]
+        torch.distributed.broadcast_object_list(box, src=0)
+        measured = box[0]
+    return measured
 
 
 def _load_start_weights(model, cfg: TrainConfig, last: ckpt.Checkpoint | None) -> ckpt.Checkpoint | None:

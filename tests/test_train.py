@@ -173,6 +173,49 @@ def test_resume_is_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_measure_cpu_amp_times_a_copy_and_leaves_the_model_alone():
+    from handpose_lib import device
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.zeros(1, 3, 8, 8))
+    x = torch.rand(4, 3, 8, 8)
+    before, rng = _weights(net), torch.get_rng_state()
+    got = device.measure_cpu_amp(net, x, passes=2)
+    after = _weights(net)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too
+    assert torch.equal(rng, torch.get_rng_state()) and all(p.grad is None for p in net.parameters())
+    assert got["choice"] in ("off", "bf16")
+    if device.cpu_bf16_supported():
+        assert got["fp32_img_s"] > 0 and got["bf16_img_s"] > 0 and got["passes"] == 2
+        assert got["choice"] == ("bf16" if got["bf16_img_s"] > got["fp32_img_s"] else "off")
+    else:
+        assert got == {"choice": "off", "fp32_img_s": None, "bf16_img_s": None, "passes": 0}
+    # outputs of every shape a model returns: tensors in dicts, lists and dataclasses
+    o = Out(torch.ones(2), torch.ones(3))
+    assert [t.numel() for t in device._tensors({"a": [o, torch.ones(1)]})] == [2, 3, 1]
+
+
+def test_amp_measure_trains_with_the_measured_choice_and_keeps_it_on_resume(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(model, x):
+        calls.append(tuple(x.shape))
+        return {"choice": "bf16", "fp32_img_s": 10.0, "bf16_img_s": 20.0, "passes": 3}
+
+    monkeypatch.setattr(tr, "measure_cpu_amp", fake)
+    _, part = _fit(cfg(amp="measure", max_steps=3), tmp_path / "r")
+    assert calls == [(8, 3, 128, 128)]  # the recipe's batch at the model's input size
+    side = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert side["train_config"]["amp"] == "measure" and side["amp_measured"]["choice"] == "bf16"
+    assert part.step == 3
+    # a resumed run does not measure again: it keeps the recorded choice
+    monkeypatch.setattr(tr, "measure_cpu_amp", lambda *a: pytest.fail("measured again on resume"))
+    _, res = _fit(cfg(amp="measure"), tmp_path / "r", resume=True)
+    assert res.finished
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["amp_measured"]["bf16_img_s"] == 20.0
+
+
 def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path):
     first, _ = _fit(cfg(epochs=1), tmp_path / "stage1")
     # stage 2 with 0 effective lr: the weights it starts from are exactly stage 1's
