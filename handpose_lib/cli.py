@@ -325,18 +325,20 @@ Every hand, photos and videos (handpose_lib.pipeline):
   handpose predict --checkpoint models/book-tiny hand.jpg --box 120 80 360 330 --side left --fov 70 --out p/
 
 With --detector, --side, --K or --fov, or when an input is a folder or a video, each input goes
-through the pipeline: the detector finds every hand (box, left/right, score; without --detector
-one right hand in the largest centred square), left hands are mirrored into the model and back,
-and 3D comes also in the camera frame (root depth from the 2D and the relative 3D with a
---ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or --fov, horizontal degrees,
-default 65 for phones and webcams). --box and --side override the detector. Writes NAME_pred.png
-(or NAME_pred.mp4 for a video: the previous frame's hand gives the next box, One-Euro smoothing,
-frames/s printed) and NAME_hands.json (per hand: box, side, score, 2D px, 3D root-relative mm,
-3D camera mm). An image without a hand says so and is not an error. Folders give their images
-and videos. The shipped detector, trained on procedural frames only, still misses most hands in
-real photos, its left/right is at chance, and on the shipped photos it does not beat the centred
-square end to end (benchmarks/results/pipeline.json, models/detector/README.md), so it is not on
-by default.
+through the pipeline: the detector finds every hand (box, score; without --detector one hand in
+the largest centred square). Left or right: a model trained on both hands (book model v4) is
+shown the crop as it is and the side is read off its own 3D (its chirality); for a model trained
+on right hands only, the detector's side is used and left hands are mirrored into the model and
+back (as every hand of --side left is). 3D comes also in the camera frame (root depth from the
+2D and the relative 3D with a --ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or
+--fov, horizontal degrees, default 65 for phones and webcams). --box and --side override the
+detector. Writes NAME_pred.png (or NAME_pred.mp4 for a video: the previous frame's hand gives
+the next box, One-Euro smoothing, frames/s printed) and NAME_hands.json (per hand: box, side,
+score, 2D px, 3D root-relative mm, 3D camera mm). An image without a hand says so and is not an
+error. Folders give their images and videos. The shipped detector, trained on procedural frames
+only, still misses most hands in real photos, its own left/right is at chance, and on the
+shipped photos it does not beat the centred square end to end (benchmarks/results/pipeline.json,
+models/detector/README.md), so it is not on by default.
 """
 
 
@@ -436,14 +438,14 @@ def cmd_predict_pipeline(a) -> int:
     from .checkpoint import CheckpointError
     from .device import pick_device
     from .inference import load_trained
-    from .pipeline import DEFAULT_FOV_DEG, HandPipeline, predict_files
+    from .pipeline import DEFAULT_FOV_DEG, HandPipeline, predict_files, trained_on_both_hands
 
     if a.margin <= -0.5:
         raise CLIError(f"--margin must be > -0.5 (a crop of positive size), got {a.margin}")
     if a.fov is not None and not a.fov < 179:
         raise CLIError(f"--fov must be below 179 degrees, got {a.fov}")
     device = str(pick_device(a.device))
-    model, _ = load_trained(a.checkpoint, device=device)
+    model, ck = load_trained(a.checkpoint, device=device)
     det = None
     if a.detector:
         from .detect import load_detector
@@ -463,6 +465,7 @@ def cmd_predict_pipeline(a) -> int:
         fov=a.fov or DEFAULT_FOV_DEG,
         ref_bone_mm=a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM,
         margin=a.margin,
+        both_hands=trained_on_both_hands(ck.meta),
     )
     try:
         res = predict_files(pipe, a.images, a.out, box=a.box, side=a.side, overwrite=a.overwrite)

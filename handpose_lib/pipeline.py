@@ -11,6 +11,8 @@ For every hand of an image (:class:`HandPipeline`)::
                 left hand: predicted on the mirrored image around the mirrored box, so the
                 model (trained on right hands) sees a right hand; the answer is mirrored back
                 (u -> W - u, x -> -x)
+                (a model trained on both hands, book model v4: the side is read off its own 3D,
+                ``skeleton.chirality``, on the unmirrored crop; see "Left or right" below)
                 3D x hand-size prior -> root-relative mm
                 root solve -> 3D in the camera frame (mm)
 
@@ -28,6 +30,15 @@ pixels (:func:`solve_root`). A hand 10 % larger than the prior comes out 10 % fu
 Without ``K`` the camera is a pinhole with the principal point at the image centre and a
 horizontal field of view ``fov`` (:data:`DEFAULT_FOV_DEG` = 65 degrees: phone main cameras are
 about 65-70 degrees (26 mm equivalent), webcams 55-70 degrees horizontally).
+
+**Left or right** (``side_source``). A model trained on right hands only (v1-v3) must be shown
+a right hand, so the side has to come from elsewhere (the detector's side head, which is at
+chance: ``models/detector/README.md``). A model trained on both hands (``left_hand_prob > 0`` in
+its recipe's engine, book model v4) sees the crop as it is, and its 3D answer is a left or a
+right hand: the sign of :func:`~handpose_lib.skeleton.chirality` of the predicted joints is the
+side (right on 0.74 of engine v2 samples, ``tools/handedness_check.py``). ``side_source="auto"``
+(the default) picks ``"pose"`` for such a model and ``"detector"`` otherwise. A side given by
+the caller (``--side``) always wins: that hand is mirrored in and out as above.
 
 **Video** (:class:`HandTracker`): the detector runs on the first frame and again whenever a hand
 is lost; otherwise the box of each hand is the box of its joints in the previous frame. A hand
@@ -172,6 +183,11 @@ class HandPipeline:
         fov: horizontal field of view in degrees when ``K`` is ``None``.
         ref_bone_mm: the hand-size prior (middle MCP -> PIP length).
         margin: crop margin around a box, per side.
+        side_source: where a hand's side comes from when the caller gives none: ``"pose"`` (the
+            chirality of the model's 3D on the unmirrored crop), ``"detector"`` (its side head,
+            else right) or ``"auto"``: ``"pose"`` when ``both_hands`` is true.
+        both_hands: whether the model was trained on left and right hands (``load_pipeline``
+            reads it from the checkpoint's recipe).
     """
 
     def __init__(
@@ -182,7 +198,14 @@ class HandPipeline:
         fov: float = DEFAULT_FOV_DEG,
         ref_bone_mm: float = skeleton.MEAN_REFERENCE_BONE_MM,
         margin: float = MARGIN,
+        side_source: str = "auto",
+        both_hands: bool = False,
     ):
+        if side_source not in ("auto", "pose", "detector"):
+            raise ValueError(f"side_source must be 'auto', 'pose' or 'detector', not {side_source!r}")
+        if side_source == "auto":
+            side_source = "pose" if both_hands else "detector"
+        self.side_source = side_source
         self.model = model.eval()
         self.detector = detector
         self.K = None if K is None else np.asarray(K, np.float64).reshape(3, 3)
@@ -218,7 +241,8 @@ class HandPipeline:
 
         Each hand is one :func:`~handpose_lib.inference.predict_image`; a left hand's is made on
         the mirrored image around the mirrored box (u -> W - u), and its answer mirrored back
-        (u -> W - u, x -> -x in 3D)."""
+        (u -> W - u, x -> -x in 3D). A side of ``None``: the crop as it is, the side read off the
+        predicted 3D (:func:`~handpose_lib.skeleton.side_from_3d`)."""
         K = self.camera(image)
         W = image.shape[1]
         mirrored = None
@@ -235,6 +259,8 @@ class HandPipeline:
             else:
                 p = predict_image(self.model, image, box, self.margin)
                 uv, rel, crop = p.joints2d, p.joints3d, dict(p.crop, mirrored=False)
+                if side is None:
+                    side = skeleton.side_from_3d(np.asarray(rel, np.float64))[0]
             rel_mm = skeleton.denormalise_3d(np.asarray(rel, np.float64), self.ref_bone_mm)
             root = solve_root(uv, rel_mm, K)
             score = 1.0 if scores is None else float(scores[i])
@@ -247,15 +273,23 @@ class HandPipeline:
         if boxes is None:
             dets = self.detect(image)
             boxes, scores = [d.box for d in dets], [d.score for d in dets]
-            sides = [d.side for d in dets] if sides is None else _broadcast(sides, len(dets))
+            sides = [self.side_of(d) for d in dets] if sides is None else _broadcast(sides, len(dets))
             return self.estimate(image, boxes, sides, scores)
         boxes = [tuple(float(v) for v in b) for b in boxes]
         if sides is None:
             sides = [self.guess_side(image, b) for b in boxes]
+            return self.estimate(image, boxes, sides)
         return self.estimate(image, boxes, _broadcast(sides, len(boxes)))
 
-    def guess_side(self, image: np.ndarray, box) -> str:
-        """The detector's side for a given box (its best detection overlapping it), else right."""
+    def side_of(self, det: Detection) -> str | None:
+        """A detection's side for :meth:`estimate`: ``None`` (read off the pose) or the detector's."""
+        return None if self.side_source == "pose" else det.side
+
+    def guess_side(self, image: np.ndarray, box) -> str | None:
+        """The side for a given box: ``None`` with ``side_source="pose"`` (read off the pose);
+        else the detector's (its best detection overlapping it), else right."""
+        if self.side_source == "pose":
+            return None
         if self.detector is None:
             return "right"
         from .detect import box_iou
@@ -282,9 +316,18 @@ def load_pipeline(
     from .detect import load_detector
     from .inference import load_trained
 
-    net, _ = load_trained(model, device=device)
+    net, c = load_trained(model, device=device)
     det = None if detector is None else load_detector(detector, device=device)
+    kw.setdefault("both_hands", trained_on_both_hands(c.meta))
     return HandPipeline(net, det, **kw)
+
+
+def trained_on_both_hands(meta: dict) -> bool:
+    """Whether a pose checkpoint's recipe (its sidecar ``meta``) trained on left hands as well:
+    procedural data with ``left_hand_prob > 0`` in its ``engine`` overrides."""
+    tc = meta.get("train_config") or {}
+    engine = tc.get("engine") or {}
+    return tc.get("data", "synthetic") == "synthetic" and float(engine.get("left_hand_prob", 0.0)) > 0
 
 
 def _broadcast(sides, n: int) -> list[str]:
@@ -340,10 +383,11 @@ class OneEuroFilter:
 @dataclass
 class _Track:
     box: tuple[float, float, float, float]
-    side: str
+    side: str | None  # None: read off the pose in every frame, reported by the majority so far
     score: float
     f2d: OneEuroFilter
     f3d: OneEuroFilter
+    votes: int = 0  # frames read as right minus frames read as left
 
 
 class HandTracker:
@@ -356,7 +400,9 @@ class HandTracker:
             detector's score threshold (hysteresis: a hand is harder to find than to keep).
         min_cutoff, beta: One-Euro parameters for the joints (2D in px, 3D in mm).
         box, side: a fixed box (x0, y0, x1, y1) for every frame (no detector, no tracking) and a
-            forced side ("left"/"right"; detected hands keep the detector's otherwise).
+            forced side ("left"/"right"; otherwise a hand's side comes from the pipeline's
+            ``side_source``: read off the pose in every frame and reported as the track's
+            majority so far, or the detector's).
     """
 
     def __init__(
@@ -379,7 +425,7 @@ class HandTracker:
         self.tracks: list[_Track] = []
         self.detector_runs = 0
 
-    def _track(self, box, side: str, score: float) -> _Track:
+    def _track(self, box, side: str | None, score: float) -> _Track:
         return _Track(
             tuple(box),
             self.side or side,
@@ -391,7 +437,8 @@ class HandTracker:
     def _new_tracks(self, image) -> None:
         self.detector_runs += 1
         self.tracks = [
-            self._track(d.box, d.side, d.score) for d in self.pipeline.detect(image)[: self.max_hands]
+            self._track(d.box, self.pipeline.side_of(d), d.score)
+            for d in self.pipeline.detect(image)[: self.max_hands]
         ]
 
     def step(self, image: np.ndarray, t: float) -> list[Hand]:
@@ -414,6 +461,9 @@ class HandTracker:
             [tr.score for tr in self.tracks],
         )
         for tr, h in zip(self.tracks, hands, strict=True):
+            if tr.side is None:  # the side read off the pose: the track's majority, steadier
+                tr.votes += 1 if h.side == "right" else -1
+                h.side = "right" if tr.votes >= 0 else "left"
             h.joints2d = tr.f2d(h.joints2d, t)
             cam = tr.f3d(h.joints3d_cam_mm, t)
             h.joints3d_cam_mm, h.joints3d_rel_mm = cam, cam - cam[:1]

@@ -101,6 +101,59 @@ def test_left_hand_mirroring_round_trip(model, procedural_frame):
     assert np.abs(np.stack([W - wrong.joints2d[:, 0], wrong.joints2d[:, 1]], -1) - right.joints2d).max() > 1.0
 
 
+def test_side_read_off_the_pose_for_a_model_trained_on_both_hands(model, procedural_frame):
+    """side_source="pose": the crop as it is (no mirroring), the side the chirality of the
+    predicted 3D; a side given by the caller still wins; load_pipeline picks "pose" for book
+    model v4 (trained on both hands) and "detector" for a right-hands-only recipe."""
+    from handpose_lib.pipeline import load_pipeline, trained_on_both_hands
+
+    img, uv, _, _ = procedural_frame
+    W, box = img.shape[1], joints_box(uv)
+    pose = HandPipeline(model, side_source="pose")
+    (as_right,) = HandPipeline(model)(img, boxes=[box], sides="right")
+    flipped, fbox = np.ascontiguousarray(img[:, ::-1]), (W - box[2], box[1], W - box[0], box[3])
+    for image, b in ((img, box), (flipped, fbox)):
+        (h,) = pose(image, boxes=[b])
+        assert h.crop["mirrored"] is False
+        assert h.side == skeleton.side_from_3d(h.joints3d_rel_mm)[0]
+    (h,) = pose(img, boxes=[box])
+    np.testing.assert_allclose(h.joints2d, as_right.joints2d)  # the same unmirrored crop
+    (given,) = pose(flipped, boxes=[fbox], sides="left")
+    assert given.side == "left" and given.crop["mirrored"] is True
+    assert h.side == "right"  # this procedural right hand is read as one
+    det = _FakeDetector(box, side="left")  # detected: the side is read off the pose, not the detector's
+    (dd,) = HandPipeline(model, det, side_source="pose")(img)
+    assert dd.side == "right" and dd.crop["mirrored"] is False
+    (dl,) = HandPipeline(model, det, side_source="detector")(img)
+    assert dl.side == "left" and dl.crop["mirrored"] is True
+    assert load_pipeline(BOOK_MODEL, detector=None).side_source == "pose"
+    assert HandPipeline(model).side_source == "detector"
+    assert trained_on_both_hands({"train_config": {"engine": {"left_hand_prob": 0.5}}})
+    assert not trained_on_both_hands({"train_config": {"engine": {}}})
+    assert not trained_on_both_hands(
+        {"train_config": {"data": "freihand", "engine": {"left_hand_prob": 0.5}}}
+    )
+    with pytest.raises(ValueError, match="side_source"):
+        HandPipeline(model, side_source="guess")
+
+
+def test_tracker_reports_the_majority_of_the_sides_read_off_the_pose(model, procedural_frame):
+    img, uv, _, _ = procedural_frame
+    pipe = HandPipeline(model, _FakeDetector(joints_box(uv)), side_source="pose")
+    real_estimate, reads = pipe.estimate, iter(["left", "right", "right", "left", "left", "left"])
+
+    def estimate(image, boxes, sides, scores=None):
+        assert sides == [None]  # every frame is read afresh
+        hands = real_estimate(image, boxes, sides, scores)
+        hands[0].side = next(reads)
+        return hands
+
+    pipe.estimate = estimate
+    tracker = HandTracker(pipe)
+    got = [tracker.step(img, t / 10)[0].side for t in range(6)]
+    assert got == ["left", "right", "right", "right", "left", "left"]  # ties go to right
+
+
 def test_pipeline_hand_fields_and_camera(model, procedural_frame):
     img, uv, j3, K = procedural_frame
     (h,) = HandPipeline(model, K=K)(img, boxes=[joints_box(uv)], sides=["right"])
@@ -169,12 +222,12 @@ def _clip(img, uv, n=10, step=(6, 3)):
 class _FakeDetector:
     """Knows where the hand is in the first frame; counts its full-frame runs."""
 
-    def __init__(self, box, presence=1.0):
-        self.box, self.p, self.calls = box, presence, 0
+    def __init__(self, box, presence=1.0, side="right"):
+        self.box, self.p, self.calls, self.side = box, presence, 0, side
 
     def __call__(self, image):
         self.calls += 1
-        return [Detection(self.box, "right", 0.9, 0.1)]
+        return [Detection(self.box, self.side, 0.9, 0.1 if self.side == "right" else 0.9)]
 
     def presence(self, crop):
         assert crop.shape[0] == 3
