@@ -400,9 +400,6 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
     """The sidecar's ``provenance``: command, commit, compute budget, stage folders, machine."""
     import platform
 
-    def shown(d: Path) -> str:
-        return str(d.resolve().relative_to(REPO_ROOT)) if d.resolve().is_relative_to(REPO_ROOT) else str(d)
-
     started = dict(final.meta.get("init_from") or {})  # path, step, sha256 of stage 1's end
     if "path" in started and "runs" in Path(started["path"]).parts:  # trained in another checkout
         parts = Path(started["path"]).parts
@@ -418,7 +415,7 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
             "unique_procedural_samples": stages[-1][1].n_train,
             "train_wall_time_s": round(sum(r.get("time_s", 0.0) for r in hist), 1),
         },
-        "stages": [shown(d) for d, _ in stages],
+        "stages": [_shown(d) for d, _ in stages],
         "last_stage_started_from": started,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         "weights": "float16 (trained in float32)",

@@ -30,6 +30,7 @@ from handpose_lib.data.crop import crop_image  # noqa: E402
 from handpose_lib.detect import box_iou, load_detector  # noqa: E402
 from handpose_lib.detector_train import real_photos  # noqa: E402
 from handpose_lib.inference import load_trained  # noqa: E402
+from handpose_lib.pipeline import MARGIN  # noqa: E402
 
 
 def rank_auc(hit: np.ndarray, v: np.ndarray) -> float:
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
             print(f"{name:<34} no candidate")
             continue
         ious = box_iou([d.box for d in dets], p["box"])[:, 0]
-        xs = torch.stack([crop_image(p["image"], model.config.input_size, d.box, 0.2)[0] for d in dets])
+        xs = torch.stack([crop_image(p["image"], model.config.input_size, d.box, MARGIN)[0] for d in dets])
         with torch.no_grad():
             o = model(xs)
         peak = o.probs.flatten(2).max(-1).values.mean(-1).numpy()
