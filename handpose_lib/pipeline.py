@@ -5,8 +5,8 @@ Layer 4: uses the detector (``detect.py``), the crop (``data/crop.py``) and a tr
 For every hand of an image (:class:`HandPipeline`)::
 
     image (H, W, 3) uint8 --detector--> boxes, sides, scores          (or --box/--side given)
-      per hand: inference.predict_image: square crop around the box (+20 % per side),
-                (3, 128, 128) -> model -> 2D (21, 2) in image px (un-cropped), 3D (21, 3)
+      per hand: square crop around the box (+20 % per side), the crops of all the hands in one
+                batch (B, 3, 128, 128) -> model -> 2D (21, 2) in image px (un-cropped), 3D (21, 3)
                 root-relative in units of one bone
                 left hand: predicted on the mirrored image around the mirrored box, so the
                 model (trained on right hands) sees a right hand; the answer is mirrored back
@@ -61,9 +61,8 @@ import numpy as np
 import torch
 
 from . import skeleton
-from .data.crop import crop_image
+from .data.crop import crop_image, uncrop_points
 from .detect import Detection, HandDetector
-from .inference import predict_image
 
 DEFAULT_FOV_DEG = 65.0
 MARGIN = 0.2  # crop margin around a box, per side (the training crops' margin)
@@ -239,32 +238,46 @@ class HandPipeline:
     def estimate(self, image: np.ndarray, boxes, sides, scores=None) -> list[Hand]:
         """The hands in the given boxes (x0, y0, x1, y1) with the given sides.
 
-        Each hand is one :func:`~handpose_lib.inference.predict_image`; a left hand's is made on
+        The crops of all the hands go through the model as one batch (as
+        :func:`~handpose_lib.inference.predict_image` one by one). A left hand's crop is cut from
         the mirrored image around the mirrored box (u -> W - u), and its answer mirrored back
         (u -> W - u, x -> -x in 3D). A side of ``None``: the crop as it is, the side read off the
         predicted 3D (:func:`~handpose_lib.skeleton.side_from_3d`)."""
+        if len(boxes) == 0:
+            return []
         K = self.camera(image)
         W = image.shape[1]
         mirrored = None
-        hands = []
-        for i, (box, side) in enumerate(zip(boxes, sides, strict=True)):
-            box = tuple(float(v) for v in box)
+        boxes = [tuple(float(v) for v in b) for b in boxes]
+        crops, params = [], []
+        for box, side in zip(boxes, sides, strict=True):
             if side == "left":
                 if mirrored is None:
                     mirrored = np.ascontiguousarray(image[:, ::-1])
-                p = predict_image(self.model, mirrored, (W - box[2], box[1], W - box[0], box[3]), self.margin)
-                uv = np.stack([W - p.joints2d[:, 0], p.joints2d[:, 1]], -1)
-                rel = p.joints3d * np.array([-1.0, 1.0, 1.0])
-                crop = dict(p.crop, x0=W - p.crop["x0"] - p.crop["side"], mirrored=True)
+                x, pr = crop_image(mirrored, self.size, (W - box[2], box[1], W - box[0], box[3]), self.margin)
             else:
-                p = predict_image(self.model, image, box, self.margin)
-                uv, rel, crop = p.joints2d, p.joints3d, dict(p.crop, mirrored=False)
+                x, pr = crop_image(image, self.size, box, self.margin)
+            crops.append(x)
+            params.append(pr)
+        with torch.no_grad():
+            out = self.model(torch.stack(crops).to(self.device))
+        uv_all = out.coords2d.float().cpu().numpy().astype(np.float64)
+        rel_all = out.joints3d.float().cpu().numpy().astype(np.float64)
+        hands = []
+        for i, (box, side, pr) in enumerate(zip(boxes, sides, params, strict=True)):
+            uv, rel = uncrop_points(uv_all[i], pr), rel_all[i]
+            if side == "left":
+                uv = np.stack([W - uv[:, 0], uv[:, 1]], -1)
+                rel = rel * np.array([-1.0, 1.0, 1.0])
+                crop = dict(pr, x0=W - pr["x0"] - pr["side"], mirrored=True)
+            else:
+                crop = dict(pr, mirrored=False)
                 if side is None:
-                    side = skeleton.side_from_3d(np.asarray(rel, np.float64))[0]
-            rel_mm = skeleton.denormalise_3d(np.asarray(rel, np.float64), self.ref_bone_mm)
+                    side = skeleton.side_from_3d(rel)[0]
+            rel_mm = skeleton.denormalise_3d(rel, self.ref_bone_mm)
             root = solve_root(uv, rel_mm, K)
             score = 1.0 if scores is None else float(scores[i])
-            hands.append(Hand(box, side, score, np.asarray(uv, np.float64), rel_mm, rel_mm + root, crop))
+            hands.append(Hand(box, side, score, uv, rel_mm, rel_mm + root, crop))
         return hands
 
     def __call__(self, image: np.ndarray, boxes=None, sides=None) -> list[Hand]:

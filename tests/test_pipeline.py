@@ -101,6 +101,26 @@ def test_left_hand_mirroring_round_trip(model, procedural_frame):
     assert np.abs(np.stack([W - wrong.joints2d[:, 0], wrong.joints2d[:, 1]], -1) - right.joints2d).max() > 1.0
 
 
+def test_hands_of_a_frame_go_through_the_model_as_one_batch(model, procedural_frame):
+    """estimate() batches the crops: the same answers as predict_image hand by hand."""
+    from handpose_lib.inference import predict_image
+
+    img, uv, _, _ = procedural_frame
+    W, box = img.shape[1], joints_box(uv)
+    boxes = [box, (10.0, 20.0, 150.0, 170.0), (W - box[2], box[1], W - box[0], box[3])]
+    sides = ["right", "left", None]
+    hands = HandPipeline(model).estimate(img, boxes, sides, [0.9, 0.5, 0.7])
+    assert [h.score for h in hands] == [0.9, 0.5, 0.7] and hands[1].side == "left"
+    flipped = np.ascontiguousarray(img[:, ::-1])
+    one = predict_image(model, flipped, (W - 150.0, 20.0, W - 10.0, 170.0))
+    np.testing.assert_allclose(hands[1].joints2d[:, 0], W - one.joints2d[:, 0], atol=1e-3)
+    for h, b in ((hands[0], boxes[0]), (hands[2], boxes[2])):
+        one = predict_image(model, img, b)
+        np.testing.assert_allclose(h.joints2d, one.joints2d, atol=1e-3)
+        assert h.side == skeleton.side_from_3d(one.joints3d.astype(np.float64))[0] or b is boxes[0]
+    assert HandPipeline(model).estimate(img, [], []) == []
+
+
 def test_side_read_off_the_pose_for_a_model_trained_on_both_hands(model, procedural_frame):
     """side_source="pose": the crop as it is (no mirroring), the side the chirality of the
     predicted 3D; a side given by the caller still wins; load_pipeline picks "pose" for book
