@@ -667,14 +667,14 @@ def main(argv=None) -> int:
 
         reps = 2 if args.quick else 5
         systems = [("ours: detector + pose model (HandPipeline)", args.detector)]
-        systems.append(("ours: no detector (centre square, right; predict's default)", None))
+        systems.append(("ours: no detector (centre square; predict's default)", None))
         for name, det_dir in systems:
             if det_dir is not None and not det_dir.is_dir():
                 print(f"{det_dir}: no detector, its pipeline row is skipped", flush=True)
                 continue
             pipe = load_pipeline(args.pose_model, det_dir)
             answers, ms = ours_pipeline(pipe, photos, reps)
-            row = {"system": name, "ms_per_frame": ms}
+            row = {"system": name, "ms_per_frame": ms, "side_source": pipe.side_source}
             if det_dir is not None:
                 meta = json.loads((det_dir / "checkpoint.json").read_text())
                 hand_model = meta.get("train_config", {}).get("hand_model", "capsule")
