@@ -26,8 +26,7 @@ from common import machine_info, timeit  # noqa: E402
 
 from handpose_lib.detect import load_detector  # noqa: E402
 from handpose_lib.detector_train import evaluate_real_photos, real_photos  # noqa: E402
-from handpose_lib.inference import load_trained  # noqa: E402
-from handpose_lib.pipeline import HandPipeline, trained_on_both_hands  # noqa: E402
+from handpose_lib.pipeline import load_pipeline  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,8 +41,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     kw = {} if a.score_thresh is None else {"score_thresh": a.score_thresh}
     det = load_detector(a.detector, long_side=a.long_side, **kw)
-    model, ck = load_trained(a.model)
-    pipe = HandPipeline(model, det, both_hands=trained_on_both_hands(ck.meta))
+    pipe = load_pipeline(a.model, det)
     photos = real_photos()
     found = evaluate_real_photos(det, photos)
     frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)

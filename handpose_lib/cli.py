@@ -437,15 +437,13 @@ def cmd_predict_pipeline(a) -> int:
     from . import skeleton
     from .checkpoint import CheckpointError
     from .device import pick_device
-    from .inference import load_trained
-    from .pipeline import DEFAULT_FOV_DEG, HandPipeline, predict_files, trained_on_both_hands
+    from .pipeline import DEFAULT_FOV_DEG, load_pipeline, predict_files
 
     if a.margin <= -0.5:
         raise CLIError(f"--margin must be > -0.5 (a crop of positive size), got {a.margin}")
     if a.fov is not None and not a.fov < 179:
         raise CLIError(f"--fov must be below 179 degrees, got {a.fov}")
     device = str(pick_device(a.device))
-    model, ck = load_trained(a.checkpoint, device=device)
     det = None
     if a.detector:
         from .detect import load_detector
@@ -458,14 +456,14 @@ def cmd_predict_pipeline(a) -> int:
     if a.K:
         fx, fy, cx, cy = a.K
         K = [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
-    pipe = HandPipeline(
-        model,
+    pipe = load_pipeline(
+        a.checkpoint,
         det,
+        device=device,
         K=K,
         fov=a.fov or DEFAULT_FOV_DEG,
         ref_bone_mm=a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM,
         margin=a.margin,
-        both_hands=trained_on_both_hands(ck.meta),
     )
     try:
         res = predict_files(pipe, a.images, a.out, box=a.box, side=a.side, overwrite=a.overwrite)

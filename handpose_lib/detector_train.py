@@ -37,7 +37,7 @@ from . import checkpoint as ckpt
 from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
 from .data.synthetic.scene import SyntheticConfig
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
-from .device import cpu_bf16_supported
+from .device import autocast, measure_cpu_amp
 
 TRAIN_SEED, VAL_SEED, TEST_SEED = 0, 1, 2
 # the recipe's fields that change the trained weights (a run resumes only with the same ones)
@@ -87,8 +87,9 @@ class DetectorTrainConfig:
         eval_long_side: input long side for the evaluation (the photos' default).
         threads: torch CPU threads of the training process.
         amp: ``"off"`` (float32) or ``"bf16"`` (bfloat16 autocast of the network's forward pass;
-            the loss in float32). The command line's ``--amp auto`` picks ``"bf16"`` on a CPU
-            with native bf16 kernels (``device.cpu_bf16_supported``) and ``"off"`` elsewhere.
+            the loss in float32). The command line's ``--amp measure`` (alias ``auto``) times both
+            on this machine first (``device.measure_cpu_amp``, as the pose recipe's
+            ``amp="measure"``) and records the faster.
         workers: processes that make the frames of the coming steps while the network trains
             (0: the training process makes them). Step ``s``'s batch is a pure function of
             ``s``, so the weights do not depend on it.
@@ -433,7 +434,7 @@ def train_detector(
             break
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg, spent)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+        with autocast(torch.device("cpu"), torch.bfloat16 if cfg.amp == "bf16" else None):
             pred = net(x)
         losses = detection_loss(pred.float(), targets)
         opt.zero_grad(set_to_none=True)
@@ -511,11 +512,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def resolve_amp(amp: str) -> str:
-    """``"auto"`` -> ``"bf16"`` on a CPU with native bf16 kernels, else ``"off"``; others as given."""
-    if amp != "auto":
+def resolve_amp(amp: str, cfg: DetectorTrainConfig | None = None) -> str:
+    """``"measure"`` (or ``"auto"``) -> ``"bf16"`` or ``"off"``, whichever trains ``cfg``'s
+    network faster on this CPU (:func:`~handpose_lib.device.measure_cpu_amp` on a batch of
+    landscape windows; ``"off"`` without native bf16 kernels); others as given."""
+    if amp not in ("measure", "auto"):
         return amp
-    return "bf16" if cpu_bf16_supported() else "off"
+    cfg = cfg or DetectorTrainConfig()
+    torch.set_num_threads(cfg.threads)  # timed with the training's threads
+    x = torch.rand((cfg.batch_size, 3, *SHAPES[0][0]), generator=torch.Generator().manual_seed(0))
+    measured = measure_cpu_amp(HandDetectorNet(cfg.detector), x)
+    print(f"amp: {measured}", flush=True)
+    return measured["choice"]
 
 
 def main(argv=None) -> int:
@@ -534,9 +542,9 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--amp",
-        choices=("auto", "off", "bf16"),
+        choices=("measure", "auto", "off", "bf16"),
         default="off",
-        help="bf16 autocast; auto: bf16 where this CPU has native bf16 kernels",
+        help="bf16 autocast; measure (or auto): time float32 and bf16 here first, train with the faster",
     )
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
@@ -552,7 +560,7 @@ def main(argv=None) -> int:
         minutes=a.minutes,
         threads=a.threads,
         workers=a.workers,
-        amp=resolve_amp(a.amp),
+        amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads)),
     )
     if a.minutes is not None and not a.minutes > 0:
         ap.error(f"--minutes must be positive, got {a.minutes}")

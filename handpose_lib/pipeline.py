@@ -324,13 +324,19 @@ class HandPipeline:
 def load_pipeline(
     model="models/book-tiny", detector="models/detector", device: str = "cpu", **kw
 ) -> HandPipeline:
-    """A :class:`HandPipeline` from a pose model checkpoint and a detector folder (``None``: no
-    detector, boxes must be given). ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
+    """A :class:`HandPipeline` from a pose model checkpoint and a detector (a folder, an already
+    loaded :class:`~handpose_lib.detect.HandDetector`, or ``None``: no detector, boxes must be
+    given). Whether the model was trained on both hands is read from its recipe (``both_hands``).
+    ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
     from .detect import load_detector
     from .inference import load_trained
 
     net, c = load_trained(model, device=device)
-    det = None if detector is None else load_detector(detector, device=device)
+    det = (
+        detector
+        if detector is None or isinstance(detector, HandDetector)
+        else load_detector(detector, device=device)
+    )
     kw.setdefault("both_hands", trained_on_both_hands(c.meta))
     return HandPipeline(net, det, **kw)
 
