@@ -133,7 +133,7 @@ def _load(browser, url: str):
         "response",
         lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None,
     )
-    page.goto(url, wait_until="load")
+    page.goto(url, wait_until="load", timeout=120_000)  # the largest pages are 20-40 MB (plotly images)
     page.wait_for_load_state("networkidle")
     return page, problems
 
