@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
+from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer, scene_config
 from .data.synthetic.scene import SyntheticConfig
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
 from .device import autocast, measure_cpu_amp
@@ -414,6 +414,8 @@ def train_detector(
     if (run / ckpt.LAST_FILE).is_file():
         c = ckpt.load_checkpoint(run)
         old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
+        if "frames" in old:  # a run that predates a frame option had its default
+            old = {**old, "frames": {**FrameConfig().to_dict(), **old["frames"]}}
         if any(old.get(k, FIELD_DEFAULTS.get(k)) != new[k] for k in TRAINING_FIELDS):
             raise ckpt.CheckpointError(
                 f"{run}: holds a run of another detector recipe; use another --run folder"
@@ -479,6 +481,7 @@ def train_detector(
             "init": cfg.init,
             "init_weights_sha256": init_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
+            "scenes": scene_config().to_dict() if cfg.frames.scene_prob > 0 else None,
             "train_frames": f"HandFrames seed {TRAIN_SEED}, {done * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
@@ -546,6 +549,12 @@ def main(argv=None) -> int:
         default="off",
         help="bf16 autocast; measure (or auto): time float32 and bf16 here first, train with the faster",
     )
+    ap.add_argument(
+        "--scene-prob",
+        type=float,
+        default=FrameConfig.scene_prob,
+        help="share of frames that are the engine's full frames (a hand on its arm, faces, held things)",
+    )
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
     if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
@@ -561,7 +570,10 @@ def main(argv=None) -> int:
         threads=a.threads,
         workers=a.workers,
         amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads)),
+        frames=FrameConfig(scene_prob=a.scene_prob),
     )
+    if not 0 <= a.scene_prob <= 1:
+        ap.error(f"--scene-prob must be in [0, 1], got {a.scene_prob}")
     if a.minutes is not None and not a.minutes > 0:
         ap.error(f"--minutes must be positive, got {a.minutes}")
     if a.steps < 1:

@@ -17,6 +17,17 @@ The renderer is a parameter: any ``HandRenderer`` (a function ``(seed, indices) 
 (B, 3, S, S) float [0, 1], "mask": (B, S, S) bool, "joints2d": (B, 21, 2) crop pixels}``) works,
 so the detector can be retrained on another engine (e.g. a mesh hand) by passing its renderer.
 Frame ``i`` of seed ``s`` is a pure function of ``(s, i, config, renderer)``.
+
+**Scene frames** (``FrameConfig.scene_prob``): with that probability frame ``i`` is instead one of
+the engine's own full frames (``SyntheticConfig(full_frame=True)``, :func:`engine_scenes`): the
+mesh hand at the end of its forearm and sleeve, seen by the engine's camera, often with a head and
+a torso behind it, something held, rings and watches, grayscale or infrared looks. That is what
+the composed frames lack: skin that is not a hand (a shaded face, an arm) next to the hand, and
+arms that belong to it. The engine's other hand is turned off there (it would be an unlabelled
+hand). The frame is zoomed in on the hand by a random factor (the hand's long side log-uniform in
+``hand_size``, at most ``scene_max_zoom`` times) and finished like the others (blur, noise, JPEG).
+Whether frame ``i`` is a scene is drawn from its own stream, so with ``scene_prob`` 0 every frame
+is the composed one it always was.
 """
 
 from __future__ import annotations
@@ -28,13 +39,16 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from .backgrounds import background_pool
 from .dataset import SyntheticHands
+from .extras import SceneExtras
 from .scene import SyntheticConfig
 
 HandRenderer = Callable[[int, Sequence[int]], dict]
 HANDS_PER_FRAME_SLOTS = 8  # hand indices of frame i: i * 8 + k
+SCENE_SALT = 5309  # frame i is a scene frame when default_rng([seed, i, SCENE_SALT]) says so
 
 
 def engine_renderer(config: SyntheticConfig | None = None) -> HandRenderer:
@@ -47,6 +61,46 @@ def engine_renderer(config: SyntheticConfig | None = None) -> HandRenderer:
         return SyntheticHands(max(idx) + 1, seed, cfg).render_batch(idx)
 
     render.config = cfg.to_dict()  # provenance for the detector's sidecar
+    return render
+
+
+def scene_config() -> SyntheticConfig:
+    """The engine's full frames for :attr:`FrameConfig.scene_prob`: the mesh hand, half of them
+    left hands, light object occlusion, the scene extras at the photographs' rates
+    (``SceneExtras.rich``) with a head and body more often (0.6: faces are what a hand detector
+    most often mistakes for hands) and without the unlabelled other hand; the frame adds its own
+    blur, noise and JPEG."""
+    ex = SceneExtras.rich()
+    ex.other_hand_prob, ex.body_prob = 0.0, 0.6
+    return SyntheticConfig(
+        full_frame=True,
+        hand_model="mesh",
+        left_hand_prob=0.5,
+        occlusion="light",
+        blur_prob=0.0,
+        noise_max=0.0,
+        extras=ex,
+    )
+
+
+def engine_scenes(config: SyntheticConfig | None = None) -> Callable[[int, Sequence[int]], list[dict]]:
+    """``(seed, indices) -> [{"image" (480, 640, 3) uint8 RGB, "box" (4,) of the 21 joints,
+    "side", "joints2d" (21, 2)}]``: the engine's full frames (:func:`scene_config`) in one batch."""
+    cfg = config or scene_config()
+    if not cfg.full_frame:
+        raise ValueError("engine_scenes needs a SyntheticConfig with full_frame=True")
+
+    def render(seed: int, indices: Sequence[int]) -> list[dict]:
+        idx = [int(i) for i in indices]
+        b = SyntheticHands(max(idx) + 1, seed, cfg).render_batch(idx)
+        img = (b["image"].permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+        uv = b["joints2d"].numpy().astype(np.float64)
+        return [
+            {"image": img[k], "box": _joint_box(uv[k]), "side": b["hand_side"][k], "joints2d": uv[k]}
+            for k in range(len(idx))
+        ]
+
+    render.config = cfg.to_dict()
     return render
 
 
@@ -64,6 +118,8 @@ class FrameConfig:
         min_inside: smallest fraction of a hand's joint box inside the frame.
         max_iou: largest IoU between two hands' boxes.
         blur_prob, jpeg_prob: per frame.
+        scene_prob: probability that a frame is one of the engine's full frames instead (see
+            the module's docstring), zoomed in at most ``scene_max_zoom`` times.
     """
 
     width: int = 640
@@ -77,6 +133,8 @@ class FrameConfig:
     max_iou: float = 0.2
     blur_prob: float = 0.3
     jpeg_prob: float = 0.3
+    scene_prob: float = 0.0
+    scene_max_zoom: float = 4.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -188,6 +246,32 @@ def _joint_box(uv: np.ndarray) -> np.ndarray:
     return np.concatenate([uv.min(0), uv.max(0)])
 
 
+def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Generator, cfg: FrameConfig):
+    """A window of ``img`` round the hand's ``box`` resized to the frame: the hand's long side
+    becomes log-uniform in ``cfg.hand_size`` (never zoomed out, at most ``scene_max_zoom``);
+    the hand's box stays in the window where it fits. Returns (image, box, joints2d)."""
+    H, W = img.shape[:2]
+    side = max(box[2] - box[0], box[3] - box[1], 1.0)
+    target = np.exp(rng.uniform(np.log(cfg.hand_size[0]), np.log(cfg.hand_size[1])))
+    z = float(np.clip(target / side, 1.0, cfg.scene_max_zoom))
+    w, h = W / z, H / z
+    x0 = _window_start(box[0], box[2], w, W, rng)
+    y0 = _window_start(box[1], box[3], h, H, rng)
+    sx, sy = z * cfg.width / W, z * cfg.height / H
+    M = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
+    out = cv2.warpAffine(img, M, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    zoomed = (uv - [x0, y0]) * [sx, sy]
+    return out, _joint_box(zoomed), zoomed
+
+
+def _window_start(lo: float, hi: float, size: float, full: int, rng: np.random.Generator) -> float:
+    """Start of a window of ``size`` in [0, full] holding [lo, hi] where it fits (else centred on it)."""
+    a, b = max(0.0, hi - size), min(full - size, lo)
+    if a <= b:
+        return float(rng.uniform(a, b))
+    return float(np.clip((lo + hi - size) / 2, 0, full - size))
+
+
 def _max_iou(b: np.ndarray, others: np.ndarray) -> float:
     lo = np.maximum(b[:2], others[:, :2])
     hi = np.minimum(b[2:], others[:, 2:])
@@ -246,15 +330,56 @@ class HandFrames:
     pixels, ``sides`` list of "left"/"right", ``joints2d`` (N, 21, 2) pixels.
     """
 
-    def __init__(self, seed: int, config: FrameConfig | None = None, renderer: HandRenderer | None = None):
+    def __init__(
+        self,
+        seed: int,
+        config: FrameConfig | None = None,
+        renderer: HandRenderer | None = None,
+        scenes: Callable[[int, Sequence[int]], list[dict]] | None = None,
+    ):
         self.seed = int(seed)
         self.config = config or FrameConfig()
         self.renderer = renderer or engine_renderer()
+        self.scenes = scenes or (engine_scenes() if self.config.scene_prob > 0 else None)
+
+    def is_scene(self, i: int) -> bool:
+        """Whether frame ``i`` is an engine full frame (its own stream; never when scene_prob is 0)."""
+        p = self.config.scene_prob
+        return p > 0 and np.random.default_rng([self.seed, int(i), SCENE_SALT]).uniform() < p
 
     def __getitem__(self, i: int) -> dict:
         return self.batch([i])[0]
 
     def batch(self, indices: Sequence[int]) -> list[dict]:
+        indices = [int(i) for i in indices]
+        scene = [i for i in indices if self.is_scene(i)]
+        out = dict(zip(scene, self._scenes(scene), strict=True)) if scene else {}
+        composed = [i for i in indices if i not in out]
+        if composed:
+            out.update(zip(composed, self._composed(composed), strict=True))
+        return [out[i] for i in indices]
+
+    def _scenes(self, indices: list[int]) -> list[dict]:
+        """Engine full frames, zoomed in on the hand and finished (labels in the frame's pixels)."""
+        cfg = self.config
+        out = []
+        for i, sc in zip(indices, self.scenes(self.seed, indices), strict=True):
+            rng = np.random.default_rng([self.seed, i, SCENE_SALT, 1])
+            img, box, uv = _zoom(sc["image"], sc["box"], sc["joints2d"], rng, cfg)
+            clipped = np.clip(box, 0, [cfg.width, cfg.height, cfg.width, cfg.height])
+            inside = np.prod(np.clip(clipped[2:] - clipped[:2], 0, None))
+            keep = inside >= 0.5 * max(np.prod(box[2:] - box[:2]), 1e-6)
+            out.append(
+                {
+                    "image": _finish(img, rng, cfg),
+                    "boxes": clipped[None] if keep else np.zeros((0, 4)),
+                    "sides": [sc["side"]] if keep else [],
+                    "joints2d": uv[None] if keep else np.zeros((0, 21, 2)),
+                }
+            )
+        return out
+
+    def _composed(self, indices: list[int]) -> list[dict]:
         cfg = self.config
         rngs = [np.random.default_rng([self.seed, int(i)]) for i in indices]
         counts = [
