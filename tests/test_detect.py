@@ -225,6 +225,60 @@ def test_frames_take_any_hand_renderer_and_mirror_left_hands(left_prob):
     assert wrist_on_left == (not left_prob)
 
 
+def _square_scenes(seed, indices):
+    """A cheap scene renderer: a 640 x 480 grey frame with one red 60 x 40 "hand" at a place of
+    its index, labelled by its joints (the square's corners and centre) and a side by parity."""
+    out = []
+    for i in indices:
+        img = np.full((480, 640, 3), 90, np.uint8)
+        x0, y0 = 100 + 7 * (i % 50), 80 + 5 * (i % 60)
+        img[y0 : y0 + 40, x0 : x0 + 60] = (255, 0, 0)
+        uv = np.array([[x0, y0], [x0 + 60, y0 + 40]] + [[x0 + 30, y0 + 20]] * 19, np.float64)
+        box = np.concatenate([uv.min(0), uv.max(0)])
+        out.append({"image": img, "box": box, "side": "left" if i % 2 else "right", "joints2d": uv})
+    return out
+
+
+def test_scene_frames_zoom_onto_the_hand_and_leave_the_other_frames_alone():
+    from handpose_lib.data.synthetic.frames import FrameConfig, HandFrames
+
+    base = FrameConfig(hand_probs=(0, 1), max_distractors=0, blur_prob=0, jpeg_prob=0)
+    plain = HandFrames(4, base, _square_hands)
+    mixed = HandFrames(4, FrameConfig(**{**base.__dict__, "scene_prob": 0.5}), _square_hands, _square_scenes)
+    flags = [mixed.is_scene(i) for i in range(200)]
+    assert 70 < sum(flags) < 130 and not any(plain.is_scene(i) for i in range(200))
+    idx = list(range(12))
+    got, want = mixed.batch(idx), plain.batch(idx)
+    assert any(flags[:12]) and not all(flags[:12])
+    for i, g, w in zip(idx, got, want, strict=True):
+        if not flags[i]:  # a composed frame is what it was without scene frames
+            np.testing.assert_array_equal(g["image"], w["image"])
+            continue
+        assert g["image"].shape == (480, 640, 3) and g["sides"] == ["left" if i % 2 else "right"]
+        (x0, y0, x1, y1) = g["boxes"][0]
+        assert 60 - 1e-6 <= x1 - x0 <= 60 * 4 + 1e-6  # never zoomed out, at most scene_max_zoom in
+        np.testing.assert_allclose(g["boxes"][0], np.r_[g["joints2d"][0].min(0), g["joints2d"][0].max(0)])
+        inner = g["image"][int(y0) + 2 : int(y1) - 2, int(x0) + 2 : int(x1) - 2].astype(float)
+        assert inner[..., 0].mean() > 200 and inner[..., 1].mean() < 60  # the red hand is under its box
+        ring = g["image"][max(0, int(y0) - 6) : int(y0) - 3, int(x0) : int(x1)]
+        assert ring.size == 0 or ring[..., 0].mean() < 150  # and not beyond it
+
+
+def test_engine_scene_frames_label_the_mesh_hand():
+    from handpose_lib.data.synthetic.frames import engine_scenes, scene_config
+
+    cfg = scene_config()
+    assert cfg.full_frame and cfg.extras.other_hand_prob == 0 and cfg.extras.body_prob > 0
+    (f,) = engine_scenes()(0, [3])
+    assert f["image"].shape == (480, 640, 3) and f["image"].dtype == np.uint8
+    assert f["side"] in ("left", "right") and f["joints2d"].shape == (21, 2)
+    np.testing.assert_allclose(f["box"], np.r_[f["joints2d"].min(0), f["joints2d"].max(0)])
+    x0, y0, x1, y1 = np.clip(f["box"], 0, [640, 480, 640, 480]).astype(int)
+    with pytest.raises(ValueError, match="full_frame"):
+        engine_scenes(type(cfg)(hand_model="mesh"))
+    assert x1 > x0 and y1 > y0
+
+
 def test_train_detector_smoke(tmp_path):
     cfg = DetectorTrainConfig(steps=2, batch_size=2, n_val=4, n_test=4, checkpoint_every=1, warmup_steps=1)
     m = train_detector(cfg, tmp_path / "model", tmp_path / "run", log=lambda *_: None)
@@ -245,6 +299,16 @@ def test_train_detector_smoke(tmp_path):
     meta = json.loads((tmp_path / "model3" / "checkpoint.json").read_text())
     assert meta["step"] == 1 and meta["stopped_by"] == "minutes"
     assert meta["provenance"]["train_frames"].endswith(f"{2 * meta['step']} frames")
+    # a run recorded before the frames had their scene options resumes (they were off then)
+    from handpose_lib import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    side = run / json.loads((run / ckpt.LAST_FILE).read_text())["path"] / ckpt.SIDECAR_FILE
+    rec = json.loads(side.read_text())
+    for k in ("scene_prob", "scene_max_zoom"):
+        del rec["train_config"]["frames"][k]
+    side.write_text(json.dumps(rec))
+    train_detector(cfg, tmp_path / "model4", tmp_path / "run", log=lambda *_: None)
 
 
 def test_step_batches_are_the_same_from_workers_and_bf16_recipe(tmp_path):
