@@ -259,7 +259,9 @@ def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Gener
     y0 = _window_start(box[1], box[3], h, H, rng)
     sx, sy = z * cfg.width / W, z * cfg.height / H
     M = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
-    out = cv2.warpAffine(img, M, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out = cv2.warpAffine(
+        img, M, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
     zoomed = (uv - [x0, y0]) * [sx, sy]
     return out, _joint_box(zoomed), zoomed
 
