@@ -289,3 +289,27 @@ def test_hand_video_3d_frames_slider_and_play():
         viz.hand_video_3d(rest)
     with pytest.raises(ValueError, match="no frame has a hand"):
         viz.hand_video_3d(np.full((3, 21, 3), np.nan))
+
+
+def test_image_trace_holds_the_compressed_image_and_decodes_back():
+    import base64
+
+    import cv2
+
+    flat = np.zeros((40, 60, 3), np.uint8)
+    flat[:, 30:] = (200, 30, 10)  # two flat colours: PNG is smaller and lossless
+    tr = viz.image_trace(flat, x0=0.5, dx=1)
+    assert isinstance(tr, go.Image) and tr.z is None and tr.x0 == 0.5 and tr.hoverinfo == "skip"
+    head, data = tr.source.split(",", 1)
+    assert head == "data:image/png;base64"
+    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), 1), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(back, flat)
+    rng = np.random.default_rng(0)  # a photo-like image: smooth plus grain -> JPEG, close to it
+    y, x = np.mgrid[0:120, 0:160]
+    photo = np.clip(np.stack([x, y, x + y], -1) * 0.8 + rng.normal(0, 6, (120, 160, 3)), 0, 255).astype(np.uint8)
+    src = viz.image_trace(photo).source
+    assert src.startswith("data:image/jpeg;base64,")
+    dec = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), 1)[..., ::-1]
+    assert np.abs(dec.astype(float) - photo).mean() < 6
+    as_numbers = len(go.Figure(go.Image(z=photo)).to_json())
+    assert len(go.Figure(viz.image_trace(photo)).to_json()) * 4 < as_numbers
