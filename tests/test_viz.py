@@ -306,7 +306,9 @@ def test_image_trace_holds_the_compressed_image_and_decodes_back():
     np.testing.assert_array_equal(back, flat)
     rng = np.random.default_rng(0)  # a photo-like image: smooth plus grain -> JPEG, close to it
     y, x = np.mgrid[0:120, 0:160]
-    photo = np.clip(np.stack([x, y, x + y], -1) * 0.8 + rng.normal(0, 6, (120, 160, 3)), 0, 255).astype(np.uint8)
+    photo = np.clip(np.stack([x, y, x + y], -1) * 0.8 + rng.normal(0, 6, (120, 160, 3)), 0, 255).astype(
+        np.uint8
+    )
     src = viz.image_trace(photo).source
     assert src.startswith("data:image/jpeg;base64,")
     dec = cv2.imdecode(np.frombuffer(base64.b64decode(src.split(",", 1)[1]), np.uint8), 1)[..., ::-1]
