@@ -4,7 +4,8 @@
 
 For each detector folder: AP at IoU 0.5, recall/precision at the detector's own threshold and
 handedness of the matched hands on ``--n`` held-out frames (``HandFrames`` seed 2) made with the
-engine's capsule hand and with its mesh hand, then hands found on the 16 shipped photos
+engine's capsule hand, with its mesh hand, and of the engine's own full frames (scene frames:
+``FrameConfig(scene_prob=1)``, the mesh hand on its arm with heads, torsos and held things), then hands found on the 16 shipped photos
 (``detector_train.evaluate_real_photos``). One thread. Prints one JSON line per detector.
 """
 
@@ -20,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from handpose_lib.checkpoint import CheckpointError  # noqa: E402
+from handpose_lib.data.synthetic.frames import FrameConfig  # noqa: E402
 from handpose_lib.detect import load_detector  # noqa: E402
 from handpose_lib.detector_train import (  # noqa: E402
     TEST_SEED,
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
         ap.error(f"no such detector folder: {', '.join(missing)}")
     cfg = DetectorTrainConfig()
     sets = {m: _frames(TEST_SEED, a.n, cfg, hand_renderer(m)) for m in ("capsule", "mesh")}
+    scenes = DetectorTrainConfig(frames=FrameConfig(scene_prob=1.0))
+    sets["scene"] = _frames(TEST_SEED, a.n, scenes, hand_renderer("mesh"))
     res = {}
     for d in a.detectors:
         try:

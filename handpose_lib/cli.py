@@ -326,19 +326,21 @@ Every hand, photos and videos (handpose_lib.pipeline):
 
 With --detector, --side, --K or --fov, or when an input is a folder or a video, each input goes
 through the pipeline: the detector finds every hand (box, score; without --detector one hand in
-the largest centred square). Left or right: a model trained on both hands (book model v4) is
-shown the crop as it is and the side is read off its own 3D (its chirality); for a model trained
-on right hands only, the detector's side is used and left hands are mirrored into the model and
-back (as every hand of --side left is). 3D comes also in the camera frame (root depth from the
-2D and the relative 3D with a --ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or
---fov, horizontal degrees, default 65 for phones and webcams). --box and --side override the
-detector. Writes NAME_pred.png (or NAME_pred.mp4 for a video: the previous frame's hand gives
-the next box, One-Euro smoothing, frames/s printed) and NAME_hands.json (per hand: box, side,
-score, 2D px, 3D root-relative mm, 3D camera mm). An image without a hand says so and is not an
-error. Folders give their images and videos. The shipped detector, trained on procedural frames
-only, still misses most hands in real photos, its own left/right is at chance, and on the
-shipped photos it does not beat the centred square end to end (benchmarks/results/pipeline.json,
-models/detector/README.md), so it is not on by default.
+the largest centred square). The detector's best boxes are checked by the pose model: the
+detector folder's verifier.json (python -m handpose_lib.verify) keeps those whose detector score
+and pose confidence say hand (--no-verifier: every detection above the threshold). Left or
+right: a model trained on both hands (book model v4) is shown the crop as it is and the side is
+read off its own 3D (its chirality); for a model trained on right hands only, the detector's side
+is used and left hands are mirrored into the model and back (as every hand of --side left is).
+3D comes also in the camera frame (root depth from the 2D and the relative 3D with a
+--ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or --fov, horizontal degrees,
+default 65 for phones and webcams). --box and --side override the detector. Writes
+NAME_pred.png (or NAME_pred.mp4 for a video: the previous frame's hand gives the next box,
+One-Euro smoothing, frames/s printed) and NAME_hands.json (per hand: box, side, score, pose
+confidence, 2D px, 3D root-relative mm, 3D camera mm). An image without a hand says so and is
+not an error. Folders give their images and videos. The shipped detector, trained on procedural
+frames only, still misses many hands in real photos and its own left/right is at chance
+(benchmarks/results/pipeline.json, models/detector/README.md), so it is not on by default.
 """
 
 
@@ -368,6 +370,11 @@ def _add_predict(sub):
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
     p.add_argument("--detector", metavar="DIR", help="hand detector folder, e.g. models/detector (pipeline)")
+    p.add_argument(
+        "--no-verifier",
+        action="store_true",
+        help="keep every detection above the detector's threshold (no check by the pose model)",
+    )
     p.add_argument(
         "--side", choices=("left", "right"), help="the hands' side (pipeline; overrides the detector)"
     )
@@ -464,6 +471,7 @@ def cmd_predict_pipeline(a) -> int:
         fov=a.fov or DEFAULT_FOV_DEG,
         ref_bone_mm=a.ref_bone_mm or skeleton.MEAN_REFERENCE_BONE_MM,
         margin=a.margin,
+        verifier=None if a.no_verifier else "auto",
     )
     try:
         res = predict_files(pipe, a.images, a.out, box=a.box, side=a.side, overwrite=a.overwrite)

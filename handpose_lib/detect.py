@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -320,6 +321,9 @@ class HandDetector:
         long_side: input size for photos (default: the network config's).
         score_thresh: smallest score reported.
         max_hands: at most this many detections.
+
+    ``folder`` and ``weights_sha256`` say where :func:`load_detector` read it (``None``
+    otherwise); the pipeline finds the detector's verifier through them.
     """
 
     def __init__(
@@ -333,12 +337,20 @@ class HandDetector:
         self.long_side = long_side or net.config.long_side
         self.score_thresh = score_thresh
         self.max_hands = max_hands
+        self.folder: Path | None = None
+        self.weights_sha256: str | None = None
 
     @torch.no_grad()
-    def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
+    def __call__(
+        self, image_rgb: np.ndarray, score_thresh: float | None = None, max_hands: int | None = None
+    ) -> list[Detection]:
+        """The hands of an (H, W, 3) uint8 RGB image, best first; ``score_thresh`` and
+        ``max_hands`` override the detector's own for this call (e.g. to propose candidates)."""
         x, (sx, sy) = to_input(image_rgb, self.long_side)
         dev = next(self.net.parameters()).device
-        d = decode(self.net(x[None].to(dev)), k=self.max_hands, score_thresh=self.score_thresh)[0]
+        k = self.max_hands if max_hands is None else max_hands
+        t = self.score_thresh if score_thresh is None else score_thresh
+        d = decode(self.net(x[None].to(dev)), k=k, score_thresh=t)[0]
         h, w = image_rgb.shape[:2]
         out = []
         for box, s, pl in zip(
@@ -373,4 +385,6 @@ def load_detector(path, device: str = "cpu", **kw) -> HandDetector:
     load_weights(net, c)
     if "score_thresh" in c.meta:  # the threshold chosen on validation frames
         kw.setdefault("score_thresh", float(c.meta["score_thresh"]))
-    return HandDetector(net.to(device), **kw)
+    det = HandDetector(net.to(device), **kw)
+    det.folder, det.weights_sha256 = Path(c.path), c.weights_sha256
+    return det

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ import torch
 from . import skeleton
 from .data.crop import crop_image, uncrop_points
 from .detect import Detection, HandDetector
+from .verify import VERIFIER_FILE, HandVerifier, load_verifier, pose_confidence
 
 DEFAULT_FOV_DEG = 65.0
 MARGIN = 0.2  # crop margin around a box, per side (the training crops' margin)
@@ -136,11 +138,14 @@ class Hand:
     Attributes:
         box: (x0, y0, x1, y1) pixels, the detector's (or the given / tracked) box.
         side: "left" or "right".
-        score: detector score (1.0 for a given box).
+        score: detector score (1.0 for a given box); with a verifier (``verify.py``), the
+            verified probability that it is a hand.
         joints2d: (21, 2) image pixels.
         joints3d_rel_mm: (21, 3) root-relative (wrist = 0) mm, camera axes, for the size prior.
         joints3d_cam_mm: (21, 3) camera frame mm (root depth from the solve).
         crop: the crop parameters ``{"x0", "y0", "side", "size"}``.
+        confidence: the pose model's confidence (``verify.pose_confidence``: the mean peak of
+            its 21 joint probability maps; high on hands, low on faces and textures).
     """
 
     box: tuple[float, float, float, float]
@@ -150,6 +155,7 @@ class Hand:
     joints3d_rel_mm: np.ndarray
     joints3d_cam_mm: np.ndarray
     crop: dict = field(default_factory=dict)
+    confidence: float = float("nan")
 
     def to_dict(self) -> dict:
         r = lambda a, d: np.round(np.asarray(a, np.float64), d).tolist()  # noqa: E731
@@ -157,6 +163,7 @@ class Hand:
             "box": r(self.box, 2),
             "side": self.side,
             "score": round(float(self.score), 4),
+            "pose_confidence": round(float(self.confidence), 4),
             "joints2d_px": r(self.joints2d, 2),
             "joints3d_rel_mm": r(self.joints3d_rel_mm, 2),
             "joints3d_cam_mm": r(self.joints3d_cam_mm, 2),
@@ -187,6 +194,10 @@ class HandPipeline:
             else right) or ``"auto"``: ``"pose"`` when ``both_hands`` is true.
         both_hands: whether the model was trained on left and right hands (``load_pipeline``
             reads it from the checkpoint's recipe).
+        verifier: a :class:`~handpose_lib.verify.HandVerifier`: the detector's best few boxes
+            are all estimated and kept when the verifier, from the detector's score and the pose
+            model's confidence, calls them hands (``None``: every detection above the
+            detector's threshold is a hand).
     """
 
     def __init__(
@@ -199,6 +210,7 @@ class HandPipeline:
         margin: float = MARGIN,
         side_source: str = "auto",
         both_hands: bool = False,
+        verifier: HandVerifier | None = None,
     ):
         if side_source not in ("auto", "pose", "detector"):
             raise ValueError(f"side_source must be 'auto', 'pose' or 'detector', not {side_source!r}")
@@ -207,6 +219,7 @@ class HandPipeline:
         self.side_source = side_source
         self.model = model.eval()
         self.detector = detector
+        self.verifier = verifier
         self.K = None if K is None else np.asarray(K, np.float64).reshape(3, 3)
         self.fov = fov
         self.ref_bone_mm = ref_bone_mm
@@ -261,6 +274,7 @@ class HandPipeline:
             params.append(pr)
         with torch.no_grad():
             out = self.model(torch.stack(crops).to(self.device))
+        conf_all = pose_confidence(out.probs).cpu().numpy()
         uv_all = out.coords2d.float().cpu().numpy().astype(np.float64)
         rel_all = out.joints3d.float().cpu().numpy().astype(np.float64)
         hands = []
@@ -277,17 +291,33 @@ class HandPipeline:
             rel_mm = skeleton.denormalise_3d(rel, self.ref_bone_mm)
             root = solve_root(uv, rel_mm, K)
             score = 1.0 if scores is None else float(scores[i])
-            hands.append(Hand(box, side, score, uv, rel_mm, rel_mm + root, crop))
+            hands.append(Hand(box, side, score, uv, rel_mm, rel_mm + root, crop, float(conf_all[i])))
         return hands
 
-    def __call__(self, image: np.ndarray, boxes=None, sides=None) -> list[Hand]:
-        """All hands of an (H, W, 3) uint8 RGB image. ``boxes`` (N, 4) skip the detector (then
-        ``sides`` default to the detector's guess when one is loaded, else "right")."""
-        if boxes is None:
+    def find(self, image: np.ndarray, sides=None) -> list[Hand]:
+        """The hands the detector finds in an image, best first. With a verifier, its
+        ``candidates`` best boxes (score >= ``candidate_thresh``) are estimated in one batch and
+        those it calls hands are kept, their ``score`` the verified probability."""
+        v = self.verifier if self.detector is not None else None
+        if v is None:
             dets = self.detect(image)
-            boxes, scores = [d.box for d in dets], [d.score for d in dets]
-            sides = [self.side_of(d) for d in dets] if sides is None else _broadcast(sides, len(dets))
-            return self.estimate(image, boxes, sides, scores)
+        else:
+            dets = self.detector(image, score_thresh=v.candidate_thresh, max_hands=v.candidates)
+        boxes, scores = [d.box for d in dets], [d.score for d in dets]
+        sides = [self.side_of(d) for d in dets] if sides is None else _broadcast(sides, len(dets))
+        hands = self.estimate(image, boxes, sides, scores)
+        if v is None or not hands:
+            return hands
+        p = v.prob([h.score for h in hands], [h.confidence for h in hands])
+        for h, pi in zip(hands, p, strict=True):
+            h.score = float(pi)
+        return sorted((h for h in hands if h.score >= v.threshold), key=lambda h: -h.score)
+
+    def __call__(self, image: np.ndarray, boxes=None, sides=None) -> list[Hand]:
+        """All hands of an (H, W, 3) uint8 RGB image (:meth:`find`). ``boxes`` (N, 4) skip the
+        detector (then ``sides`` default to the detector's guess when one is loaded, else "right")."""
+        if boxes is None:
+            return self.find(image, sides)
         boxes = [tuple(float(v) for v in b) for b in boxes]
         if sides is None:
             sides = [self.guess_side(image, b) for b in boxes]
@@ -322,11 +352,15 @@ class HandPipeline:
 
 
 def load_pipeline(
-    model="models/book-tiny", detector="models/detector", device: str = "cpu", **kw
+    model="models/book-tiny", detector="models/detector", device: str = "cpu", verifier="auto", **kw
 ) -> HandPipeline:
     """A :class:`HandPipeline` from a pose model checkpoint and a detector (a folder, an already
     loaded :class:`~handpose_lib.detect.HandDetector`, or ``None``: no detector, boxes must be
     given). Whether the model was trained on both hands is read from its recipe (``both_hands``).
+
+    ``verifier``: ``"auto"`` uses the detector folder's ``verifier.json`` when it was fitted for
+    this model and detector (otherwise a warning says so and none is used); a path loads that
+    one (an error if it belongs to other weights); ``None`` or ``False``: none.
     ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
     from .detect import load_detector
     from .inference import load_trained
@@ -338,7 +372,25 @@ def load_pipeline(
         else load_detector(detector, device=device)
     )
     kw.setdefault("both_hands", trained_on_both_hands(c.meta))
+    kw["verifier"] = _verifier(verifier, det, c.weights_sha256)
     return HandPipeline(net, det, **kw)
+
+
+def _verifier(which, det: HandDetector | None, model_sha: str | None) -> HandVerifier | None:
+    """The verifier ``load_pipeline`` was asked for (see there)."""
+    if which is None or which is False or det is None:
+        return None
+    det_sha = getattr(det, "weights_sha256", None)
+    if which != "auto":
+        return load_verifier(which, model_sha, det_sha)
+    folder = getattr(det, "folder", None)
+    if folder is None or not (Path(folder) / VERIFIER_FILE).is_file():
+        return None
+    try:
+        return load_verifier(folder, model_sha, det_sha)
+    except ValueError as e:
+        warnings.warn(f"{e}; the pipeline runs without it", stacklevel=3)
+        return None
 
 
 def trained_on_both_hands(meta: dict) -> bool:
@@ -455,10 +507,12 @@ class HandTracker:
 
     def _new_tracks(self, image) -> None:
         self.detector_runs += 1
-        self.tracks = [
-            self._track(d.box, self.pipeline.side_of(d), d.score)
-            for d in self.pipeline.detect(image)[: self.max_hands]
-        ]
+        p = self.pipeline
+        if p.verifier is None or p.detector is None:
+            found = [(d.box, p.side_of(d), d.score) for d in p.detect(image)]
+        else:  # the verified hands (their crops are estimated once more by step: simple, rare)
+            found = [(h.box, None if p.side_source == "pose" else h.side, h.score) for h in p.find(image)]
+        self.tracks = [self._track(*f) for f in found[: self.max_hands]]
 
     def step(self, image: np.ndarray, t: float) -> list[Hand]:
         """The hands of one frame (uint8 RGB) at time ``t`` seconds, joints smoothed."""
