@@ -5,8 +5,9 @@
 For each detector folder: AP at IoU 0.5, recall/precision at the detector's own threshold and
 handedness of the matched hands on ``--n`` held-out frames (``HandFrames`` seed 2) made with the
 engine's capsule hand, with its mesh hand, and of the engine's own full frames (scene frames:
-``FrameConfig(scene_prob=1)``, the mesh hand on its arm with heads, torsos and held things), then hands found on the 16 shipped photos
-(``detector_train.evaluate_real_photos``). One thread. Prints one JSON line per detector.
+``FrameConfig(scene_prob=1)``, the mesh hand on its arm with heads, torsos and held things),
+then hands found on the 16 shipped photos (``detector_train.evaluate_real_photos``). One thread.
+Prints one JSON line per detector.
 """
 
 from __future__ import annotations

@@ -33,9 +33,10 @@ What it measures, all in one run so the numbers share the machine's state:
 5. the whole pipeline on the same photos, photo in, hands out, side by side with MediaPipe's
    full pipeline (``pipeline`` table): ours is ``handpose_lib.pipeline.HandPipeline`` with the
    committed detector (``models/detector``: detect, crop, mirror left hands, model, un-crop,
-   camera solve) and, for comparison, without a detector (one right hand in the largest centred
-   square, ``handpose predict``'s default); MediaPipe Hands with up to 2 hands. For every
-   system the reported hand whose box (of its 21 joints) best overlaps the annotated hand's box
+   camera solve) whose best boxes the pose model verifies (``verify.py``, the detector folder's
+   ``verifier.json``), and, for comparison, without the verifier and without a detector (one
+   right hand in the largest centred square, ``handpose predict``'s default); MediaPipe Hands
+   with up to 2 hands. For every system the reported hand whose box (of its 21 joints) best overlaps the annotated hand's box
    (of its labelled keypoints) is the answer: **found** if that IoU is >= 0.5; **handedness**
    where the photo's side is known (Panoptic ``_l``/``_r``, FreiHAND: right hands; MediaPipe's
    label swapped, as its documentation says for images that are not mirrored); **2D EPE** over
@@ -666,15 +667,22 @@ def main(argv=None) -> int:
         from handpose_lib.pipeline import load_pipeline
 
         reps = 2 if args.quick else 5
-        systems = [("ours: detector + pose model (HandPipeline)", args.detector)]
-        systems.append(("ours: no detector (centre square; predict's default)", None))
-        for name, det_dir in systems:
+        systems = [("ours: detector + verifier + pose model (HandPipeline)", args.detector, "auto")]
+        systems.append(("ours: detector without the verifier", args.detector, None))
+        systems.append(("ours: no detector (centre square; predict's default)", None, None))
+        for name, det_dir, verifier in systems:
             if det_dir is not None and not det_dir.is_dir():
                 print(f"{det_dir}: no detector, its pipeline row is skipped", flush=True)
                 continue
-            pipe = load_pipeline(args.pose_model, det_dir)
+            pipe = load_pipeline(args.pose_model, det_dir, verifier=verifier)
+            if verifier == "auto" and pipe.verifier is None:
+                print(f"{det_dir}: no verifier fitted for this pair, its row is skipped", flush=True)
+                continue
             answers, ms = ours_pipeline(pipe, photos, reps)
             row = {"system": name, "ms_per_frame": ms, "side_source": pipe.side_source}
+            if pipe.verifier is not None:
+                v = pipe.verifier
+                row["verifier"] = f"best {v.candidates} boxes, p(hand) >= {v.threshold}"
             if det_dir is not None:
                 meta = json.loads((det_dir / "checkpoint.json").read_text())
                 hand_model = meta.get("train_config", {}).get("hand_model", "capsule")
