@@ -36,8 +36,8 @@ What it measures, all in one run so the numbers share the machine's state:
    camera solve) whose best boxes the pose model verifies (``verify.py``, the detector folder's
    ``verifier.json``), and, for comparison, without the verifier and without a detector (one
    right hand in the largest centred square, ``handpose predict``'s default); MediaPipe Hands
-   with up to 2 hands. For every system the reported hand whose box (of its 21 joints) best overlaps the annotated hand's box
-   (of its labelled keypoints) is the answer: **found** if that IoU is >= 0.5; **handedness**
+   with up to 2 hands. For every system the reported hand whose box (of its 21 joints) best
+   overlaps the annotated hand's box (of its labelled keypoints) is the answer: **found** if that IoU is >= 0.5; **handedness**
    where the photo's side is known (Panoptic ``_l``/``_r``, FreiHAND: right hands; MediaPipe's
    label swapped, as its documentation says for images that are not mirrored); **2D EPE** over
    found hands and **PCK@0.2** with missed hands wrong; **ms per frame**: the median over the
