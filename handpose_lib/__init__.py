@@ -3,7 +3,7 @@
 Layers (imports only go down; ``tests/test_layers.py`` checks it): 1 ``skeleton``; 2 ``data``,
 ``metrics``, ``checkpoint``, ``lhr``, ``losses``, ``model``, ``config``, ``device``; 3 ``train``,
 ``evaluate``, ``viz``, ``inference``, ``detect``, ``detector_train``; 4 ``book_model``,
-``occlusion``, ``pipeline``; 5 ``cli``.
+``occlusion``, ``verify``, ``pipeline``; 5 ``cli``.
 
 Submodules load on first use (``hp.model``, ``hp.train``, ...), so ``import handpose_lib``
 and the ``handpose`` command start fast; ``import handpose_lib.model`` works as usual.
@@ -31,6 +31,7 @@ _SUBMODULES = (
     "inference",
     "detect",
     "detector_train",
+    "verify",
     "pipeline",
     "cli",
 )

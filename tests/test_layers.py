@@ -39,6 +39,7 @@ LAYERS = {
     "inference": 3,
     "detect": 3,
     "detector_train": 3,
+    "verify": 4,
     "pipeline": 4,
     "book_model": 4,
     "occlusion": 4,
