@@ -181,6 +181,16 @@ def test_page_renders_offline(browser, server, site, docname):
                     assert f["canvas"] and not f["nogl"], (
                         f"{docname}: 3D figure {f['id']} has no WebGL canvas"
                     )
+            # image traces hold a compressed data URI (viz.image_trace): each one drawn, with a size
+            n_img = source.count("data:image/jpeg;base64,") + source.count("data:image/png;base64,")
+            if n_img:
+                drawn = page.evaluate(
+                    "() => Array.from(document.querySelectorAll('.plotly image')).filter(i => "
+                    "(i.getAttribute('href') || i.getAttribute('xlink:href') || '')"
+                    ".startsWith('data:image/') "
+                    "&& i.getBBox().width > 10 && i.getBBox().height > 10).length"
+                )
+                assert drawn > 0, f"{docname}: plotly image traces in the HTML, none drawn on the page"
             for i, f in enumerate(x for x in figs if x["scene"]):
                 page.locator(f"[id='{f['id']}']").screenshot(path=str(OUT / f"{_slug(docname)}-3d-{i}.png"))
         # math: typeset by MathJax (served from the site)
