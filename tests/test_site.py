@@ -182,7 +182,7 @@ def test_page_renders_offline(browser, server, site, docname):
                         f"{docname}: 3D figure {f['id']} has no WebGL canvas"
                     )
             # image traces hold a compressed data URI (viz.image_trace): each one drawn, with a size
-            n_img = source.count("data:image/jpeg;base64,") + source.count("data:image/png;base64,")
+            n_img = source.count('"source":"data:image\\u002f')  # figure JSON escapes "/"
             if n_img:
                 drawn = page.evaluate(
                     "() => Array.from(document.querySelectorAll('.plotly image')).filter(i => "
