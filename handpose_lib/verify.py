@@ -38,10 +38,9 @@ import torch
 from torch import Tensor
 
 from .data.crop import crop_image
-from .detect import HandDetector, box_iou
+from .detect import HandDetector
 
 VERIFIER_FILE = "verifier.json"
-MARGIN = 0.2  # the pose model's crop margin (pipeline.MARGIN)
 
 
 def pose_confidence(probs: Tensor) -> Tensor:
@@ -133,41 +132,35 @@ def load_verifier(path, model_sha256: str | None, detector_sha256: str | None) -
 
 
 def candidates_of(model, detector: HandDetector, image: np.ndarray, k: int, thresh: float):
-    """The detector's best ``k`` boxes with score >= ``thresh`` in ``image``, their scores and
-    the pose model's confidence on each crop: (boxes (N, 4), scores (N,), confidences (N,))."""
+    """The detector's best ``k`` detections with score >= ``thresh`` in ``image`` and the pose
+    model's confidence on each one's crop: (detections, confidences (N,))."""
     dets = detector(image, score_thresh=thresh, max_hands=k)
     if not dets:
-        return np.zeros((0, 4)), np.zeros(0), np.zeros(0)
+        return dets, np.zeros(0)
     size = int(getattr(getattr(model, "config", None), "input_size", 128))
-    x = torch.stack([crop_image(image, size, d.box, MARGIN)[0] for d in dets])
+    x = torch.stack([crop_image(image, size, d.box)[0] for d in dets])  # the training crops' margin
     with torch.no_grad():
         conf = pose_confidence(model(x.to(next(model.parameters()).device)).probs).cpu().numpy()
-    return np.array([d.box for d in dets]), np.array([d.score for d in dets]), conf
+    return dets, conf
 
 
 def collect(model, detector: HandDetector, frames: list[dict], k: int, thresh: float) -> dict:
     """Candidates of ``frames`` (``HandFrames`` dicts): ``scores``, ``confidences``, ``labels``
     (1: IoU >= 0.5 with a labelled hand, each hand matched once, best score first), ``frame``
     index of each, and ``n_hands`` labelled."""
+    from .detector_train import match
+
     out = {"scores": [], "confidences": [], "labels": [], "frame": []}
     n_hands = 0
     for i, f in enumerate(frames):
-        boxes, scores, conf = candidates_of(model, detector, f["image"], k, thresh)
+        dets, conf = candidates_of(model, detector, f["image"], k, thresh)
         gt = np.asarray(f["boxes"]).reshape(-1, 4)
         n_hands += len(gt)
-        used = np.zeros(len(gt), bool)
-        iou = box_iou(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), 0))
-        for j in range(len(boxes)):
-            m = -1
-            if iou.shape[1]:
-                cand = np.where(~used, iou[j], -1.0)
-                m = int(np.argmax(cand)) if cand.max() >= 0.5 else -1
-            if m >= 0:
-                used[m] = True
-            out["labels"].append(float(m >= 0))
-        out["scores"] += scores.tolist()
+        d_of, _ = match(dets, gt)  # the detector's own matching (best score first, IoU >= 0.5)
+        out["labels"] += (d_of >= 0).astype(float).tolist()
+        out["scores"] += [d.score for d in dets]
         out["confidences"] += conf.tolist()
-        out["frame"] += [i] * len(boxes)
+        out["frame"] += [i] * len(dets)
     res = {key: np.asarray(v, np.float64) for key, v in out.items()}
     res["n_hands"] = n_hands
     return res
@@ -190,15 +183,10 @@ def best_f1_threshold(values: np.ndarray, labels: np.ndarray, n_hands: int) -> f
     return best_t
 
 
-def average_precision(values: np.ndarray, labels: np.ndarray, n_hands: int) -> float:
-    """All-point interpolated AP of candidates ranked by ``values`` against ``n_hands`` hands."""
-    from .detector_train import average_precision as ap
-
-    return float(ap(values, labels.astype(bool), n_hands))
-
-
 def summarise(v: HandVerifier, c: dict, det_thresh: float) -> dict:
     """AP, recall and precision of the detector alone (its own threshold) and verified, on ``c``."""
+    from .detector_train import average_precision
+
     p = v.prob(c["scores"], c["confidences"])
     rd, pd = _pr_at(c["scores"], c["labels"], c["n_hands"], det_thresh)
     rv, pv = _pr_at(p, c["labels"], c["n_hands"], v.threshold)
@@ -207,12 +195,12 @@ def summarise(v: HandVerifier, c: dict, det_thresh: float) -> dict:
         "hands": int(c["n_hands"]),
         "candidates": len(p),
         "detector": {
-            "ap50": r3(average_precision(c["scores"], c["labels"], c["n_hands"])),
+            "ap50": r3(average_precision(c["scores"], c["labels"].astype(bool), c["n_hands"])),
             "recall": r3(rd),
             "precision": r3(pd),
         },
         "verified": {
-            "ap50": r3(average_precision(p, c["labels"], c["n_hands"])),
+            "ap50": r3(average_precision(p, c["labels"].astype(bool), c["n_hands"])),
             "recall": r3(rv),
             "precision": r3(pv),
         },
