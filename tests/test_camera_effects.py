@@ -340,3 +340,25 @@ def test_recipe_ab_record_adds_and_replaces_runs_by_name(tmp_path):
     cmd = ab.command_line(argv_recorded)
     assert cmd == 'python tools/recipe_ab.py s_x --steps 5 --engine \'{"hand_model": "mesh"}\''
     assert shlex.split(cmd)[2:] == argv
+
+
+def test_recipe_ab_a_stopped_run_says_so_and_records_nothing(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from handpose_lib.train import FitResult
+
+    spec = importlib.util.spec_from_file_location("recipe_ab", REPO / "tools" / "recipe_ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    monkeypatch.setattr(ab, "cached_synthetic", lambda *a, **k: [])
+    monkeypatch.setattr(ab, "build_for_config", lambda cfg: None)
+    monkeypatch.setattr(
+        ab.T,
+        "fit",
+        lambda model, data, val, cfg, run_dir, **k: FitResult(run_dir, None, [], 0, False, "SIGTERM"),
+    )
+    rec = tmp_path / "ab.json"
+    rc = ab.main(["s_x", "--steps", "20", "--out", str(tmp_path / "runs"), "--record", str(rec)])
+    err = capsys.readouterr().err
+    assert rc == 1 and not rec.exists()
+    assert "s_x: stopped by SIGTERM at step 0 of 20; nothing recorded" in err and "Traceback" not in err

@@ -102,8 +102,12 @@ TABLE = (  # (column, metrics key, digits)
 )
 
 
+class RunStopped(RuntimeError):
+    """A run that ``fit`` stopped before its last step (a signal): it has no result."""
+
+
 def run_one(run_dir: Path, steps: int, changes: dict, engine: dict, init_from=None, overfit=None) -> dict:
-    """Train one A/B run into ``run_dir``; its RESULT dict."""
+    """Train one A/B run into ``run_dir``; its RESULT dict (:class:`RunStopped` if it was stopped)."""
     val_cache = cached_synthetic(512, VAL_SEED, SyntheticConfig(crop_size=128), progress=False)
     base = {**book_recipe().to_dict(), "ckpt_every_min": 1e6, "log_every": 50, "val_real": True}
     if overfit:
@@ -118,7 +122,12 @@ def run_one(run_dir: Path, steps: int, changes: dict, engine: dict, init_from=No
     data = cached_synthetic(cfg.n_train, TRAIN_SEED, SyntheticConfig(crop_size=128, **engine), progress=False)
     model = build_for_config(cfg)
     t0 = time.time()
-    T.fit(model, data, None if overfit else val_cache, cfg, run_dir, progress=False)
+    res = T.fit(model, data, None if overfit else val_cache, cfg, run_dir, progress=False)
+    if not res.finished and res.stopped_by != "max_steps":  # max_steps ends a run as planned
+        raise RunStopped(
+            f"{run_dir.name}: stopped by {res.stopped_by or 'a signal'} at step {res.step} of {steps}; "
+            f"nothing recorded (a short A/B run does not resume: delete {run_dir} and run it again)"
+        )
     result: dict = {"steps": read_metrics(run_dir)[-1]["step"], "changes": changes}
     if engine:
         result["engine"] = engine
@@ -214,6 +223,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "ab")
     ap.add_argument("--record", type=Path, default=None, help="add the results to this JSON record")
     a = ap.parse_args(argv)
+    try:
+        return _run(ap, a, argv)
+    except RunStopped as e:
+        print(f"recipe_ab: {e}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _run(ap: argparse.ArgumentParser, a: argparse.Namespace, argv) -> int:
+    """main's work once the arguments are parsed (results are printed and recorded run by run)."""
     changes = _json_object(ap, a.set, "--set")
     engine = _json_object(ap, a.engine, "--engine")
     command = command_line(argv if argv is not None else sys.argv[1:])
