@@ -14,6 +14,14 @@ from handpose_lib.config import ConfigError, same_recipe
 from handpose_lib.data.rendered import test_set
 
 
+class _Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
+    def __getitem__(self, i):
+        s = super().__getitem__(i)
+        f = 64 // S
+        img = s["image"].repeat_interleave(f, 1).repeat_interleave(f, 2)
+        return {**s, "image": img, "joints2d": s["joints2d"] * f}
+
+
 def _finished_run(run, cfg, m, **meta):
     """A stand-in for a finished run of ``cfg`` (its final checkpoint, no training)."""
     total = bm._total_steps(cfg)
@@ -104,13 +112,6 @@ def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monke
 def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_path, monkeypatch):
     from handpose_lib.model import build_model, tiny_config
 
-    class Fake64(FakeHands):  # FakeHands at 64 px, the smallest input a ResUnet takes
-        def __getitem__(self, i):
-            s = super().__getitem__(i)
-            f = 64 // S
-            img = s["image"].repeat_interleave(f, 1).repeat_interleave(f, 2)
-            return {**s, "image": img, "joints2d": s["joints2d"] * f}
-
     m = build_model(tiny_config(input_size=64, heatmap_size=32))
     (one, c1), (two, c2) = bm.book_stages(tmp_path / "s1", tmp_path / "s2")
     first = _finished_run(one, c1, m)
@@ -128,7 +129,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
         ),
     ):
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    monkeypatch.setattr(bm, "test_set", lambda: (Fake64(3), "fake-n3"))
+    monkeypatch.setattr(bm, "test_set", lambda: (_Fake64(3), "fake-n3"))
     monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
     report = bm.build_book_model(tmp_path / "out", (one, two), progress=False)
     assert "book model" in report
@@ -202,3 +203,70 @@ def test_v4_committed_stage1_matches_the_recipe_and_is_complete():
     last = ck.load_checkpoint(bm.REPO_ROOT / "models" / "book-tiny-v4-run")
     assert same_recipe(last.meta["train_config"], bm.book_v4_recipe().to_dict())
     assert last.step == bm._total_steps(bm.book_v4_recipe())
+
+
+def test_v5_stage3_starts_from_the_v4_package_on_the_rich_scene():
+    from handpose_lib.data.cached import TEST_SEED
+
+    v4, (run, v5) = bm.book_v4_recipe(), bm.book_v5_stages()[0]
+    assert run == bm.BOOK_V5_STAGE3_DIR and v5.init_from == str(bm.BOOK_V4_PACKAGE_DIR.resolve())
+    assert v5.engine == {**v4.engine, "extras": "rich"} and v5.camera and v5.val_real
+    assert v5.loss == v4.loss and v5.batch_size == v4.batch_size and v5.n_train == v4.n_train
+    # fresh samples: neither v4's training (0) and validation (1) seeds nor the test seed
+    assert v5.data_seed not in (0, 1, TEST_SEED) and v5.data_seed + 1 not in (0, 1, TEST_SEED)
+    assert bm._total_steps(v5) == 12_000 and v5.lr == 5e-4 and v5.amp == "measure"
+    base = bm.base_package(bm.book_v5_stages())  # the committed v4 package, with its two stages
+    assert base is not None and base.meta["provenance"]["budget"]["steps_per_stage"] == [6000, 9000]
+    assert bm.base_package(bm.book_v4_stages()) is None  # v4 starts from scratch
+
+
+def _package(dir, m, steps_per_stage, rows):
+    """A stand-in for a packaged book model (build_book_model's output) with its curve."""
+    budget = {
+        "steps": sum(steps_per_stage),
+        "steps_per_stage": steps_per_stage,
+        "epochs": max(r["epoch"] for r in rows),
+        "samples_seen": 32 * sum(steps_per_stage),
+        "unique_procedural_samples": 100,
+    }
+    meta = {"model_config": m.config.to_dict(), "step": steps_per_stage[-1]}
+    meta["provenance"] = {"command": "make model", "budget": budget, "stages": ["runs/a", "runs/b"]}
+    ck.save_checkpoint(dir, m, meta, save_rng=False, weights_dtype=torch.float16)
+    ck.write_metrics(dir, rows)
+    return ck.load_checkpoint(dir)
+
+
+def test_build_book_model_continues_a_base_package_and_checks_its_weights(tmp_path, monkeypatch):
+    import dataclasses
+
+    from handpose_lib.model import build_model, tiny_config
+
+    m = build_model(tiny_config(input_size=64, heatmap_size=32))
+    rows = [
+        {"stage": 1, "epoch": 1, "step": 10, "time_s": 1.0},
+        {"stage": 2, "epoch": 2, "step": 30, "time_s": 2.0},
+    ]
+    base = _package(tmp_path / "v4", m, [10, 20], rows)
+    cfg = dataclasses.replace(bm.book_v5_stage3_recipe(tmp_path / "v4"), epochs=1, n_train=64, batch_size=32)
+    run = tmp_path / "s3"
+    monkeypatch.setattr(bm, "book_stages", lambda *dirs: [(run, cfg)])
+    monkeypatch.setattr(bm, "test_set", lambda: (_Fake64(3), "fake-n3"))
+    monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
+    _finished_run(run, cfg, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
+    with pytest.raises(ConfigError, match="did not start from the final weights of the package"):
+        bm.build_book_model(tmp_path / "out", (None,), progress=False)
+    started = {"path": str(tmp_path / "models" / "v4"), "step": 20, "sha256": base.weights_sha256}
+    _finished_run(run, cfg, m, init_from=started)
+    ck.write_metrics(run, [{"epoch": 1, "step": 2, "time_s": 4.0, "val_epe2d_px": 5.0}])
+    bm.build_book_model(tmp_path / "out", (None,), progress=False)
+    c = ck.load_checkpoint(tmp_path / "out")
+    prov = c.meta["provenance"]
+    assert prov["budget"]["steps_per_stage"] == [10, 20, 2] and prov["budget"]["steps"] == 32
+    assert prov["budget"]["epochs"] == 3 and prov["budget"]["train_wall_time_s"] == 7.0
+    assert prov["budget"]["unique_procedural_samples"] == 164 and len(prov["stages"]) == 3
+    assert (
+        prov["base_package"]["sha256"] == base.weights_sha256
+        and prov["last_stage_started_from"]["path"] == "models/v4"
+    )
+    curve = ck.read_metrics(tmp_path / "out")
+    assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [(1, 1, 10), (2, 2, 30), (3, 3, 32)]
