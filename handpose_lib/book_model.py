@@ -1,10 +1,14 @@
-"""The book model: its recipe and two training stages, building and packaging it, and loading it.
+"""The book model: its recipes and training stages, building and packaging it, and loading it.
 
-- version 4 (the book model since 2026-12-03, engine v2's mesh hand): :func:`book_v4_recipe`
-  (stage 1) and :func:`book_v4_stage2_recipe` (stage 2, a warm restart from stage 1's weights),
-  in order :func:`book_stages`; version 3 (engine v1's capsule hand): :func:`book_recipe` and
-  :func:`book_stage2_recipe` (:func:`book_v3_stages`), whose loss and optimiser v4 keeps;
-  :func:`train_stages` trains, resumes or reuses each stage; :func:`build_book_model`
+- version 5 (the book model since 2026-12-03): version 4's package trained on in a richer
+  scene, :func:`book_v5_stage3_recipe` (stage 3), :func:`book_stages`;
+- version 4 (engine v2's mesh hand): :func:`book_v4_recipe` (stage 1) and
+  :func:`book_v4_stage2_recipe` (stage 2, a warm restart from stage 1's weights),
+  :func:`book_v4_stages`, packaged in ``models/book-tiny-v4``;
+- version 3 (engine v1's capsule hand): :func:`book_recipe` and :func:`book_stage2_recipe`
+  (:func:`book_v3_stages`), whose loss and optimiser v4 keeps.
+
+:func:`train_stages` trains, resumes or reuses each stage; :func:`build_book_model`
   (``make model``) evaluates the result on the test set and writes ``models/book-tiny`` (fp16
   weights, a sidecar with provenance: :func:`git_commit`).
 - :func:`load_book_model`: what the chapters call. The committed model when present, else a
@@ -114,7 +118,7 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
     if prof == "quick":
         stages, what = [(QUICK_RUN_DIR, quick_recipe())], "a quick model into runs/quick-book"
     else:
-        stages, what = book_stages(), "the book recipe's two stages into runs/book-tiny-v4 and -v4-stage2"
+        stages, what = book_stages(), f"the book recipe's stage 3 into {_shown(book_stages()[0][0])}"
     done = all(_pointer_step(d) >= _total_steps(sc) for d, sc in stages)
     if not done:
         say(
@@ -322,7 +326,7 @@ def book_v5_stages(stage3_dir: str | os.PathLike | None = None) -> list[tuple[Pa
     return [(Path(stage3_dir or BOOK_V5_STAGE3_DIR), book_v5_stage3_recipe())]
 
 
-book_stages = book_v4_stages  # the book model's stages (``make model``): version 4
+book_stages = book_v5_stages  # the book model's stages (``make model``): version 5 (from v4's package)
 
 
 def base_package(stages: Sequence[tuple[Path, TrainConfig]]) -> ckpt.Checkpoint | None:
@@ -361,7 +365,7 @@ def train_stages(
                 raise ConfigError(
                     f"{run_dir} holds a run of another recipe (an older version?) than its stage "
                     f"({k} of {len(stages)}) needs; move it away or pass another run folder "
-                    "(the book model: handpose book-model --stage1 DIR --stage2 DIR)"
+                    "(the book model: handpose book-model --stage3 DIR)"
                 )
             started = last.meta.get("init_from", {}).get("sha256")
             if prev is not None and started != prev.weights_sha256:
@@ -400,7 +404,7 @@ def book_history(stages: Sequence[tuple[Path, TrainConfig]]) -> list[dict]:
 
 def build_book_model(
     out_dir: str | os.PathLike,
-    stage_dirs: Sequence[str | os.PathLike | None] = (None, None),
+    stage_dirs: Sequence[str | os.PathLike | None] = (None,),
     progress: bool = True,
 ) -> str:
     """Train (or resume, or reuse) the book model's stages (:func:`book_stages`; one run folder
@@ -454,6 +458,16 @@ def _headline(rep: dict, name: str) -> dict:
     }
 
 
+def _precision(final: ckpt.Checkpoint) -> str:
+    """How the last stage computed: "in float32", or "with bf16 autocast" (``amp``, or what
+    ``amp="measure"`` chose on the training machine)."""
+    cfg = final.meta.get("train_config", {})
+    amp = final.meta.get("amp_measured", {}).get("choice") or cfg.get("amp", "auto")
+    if amp in ("bf16", "fp16"):
+        return f"with {amp} autocast"
+    return "in float32" if amp == "off" else f"with amp={amp} (float32 on a CPU)"
+
+
 def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoint, hist: list[dict]) -> dict:
     """The sidecar's ``provenance``: command, commit, compute budget, stage folders, machine."""
     import platform
@@ -483,7 +497,7 @@ def _provenance(stages: Sequence[tuple[Path, TrainConfig]], final: ckpt.Checkpoi
         "stages": before["stages"] + [_shown(d) for d, _ in stages],
         "last_stage_started_from": started,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
-        "weights": "float16 (trained in float32)",
+        "weights": f"float16 (trained {_precision(final)})",
     }
     if base is not None:  # the package the first stage started from, as built (its own provenance)
         out["base_package"] = {"path": _shown(base.path), "sha256": base.weights_sha256, "provenance": before}

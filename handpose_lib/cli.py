@@ -637,11 +637,12 @@ BOOK_HELP = """
 example:
   make model          # = python -m handpose_lib.cli book-model
 
-Trains book model v4, the tiny config on engine v2's mesh hands, in two stages: runs/book-tiny-v4
-(6,000 steps; models/book-tiny-v4-run holds that finished run: copy it there to skip it) then
-runs/book-tiny-v4-stage2 (9,000 more from its weights), resuming a stopped run and reusing a
-finished one; evaluates the result on the procedural test set, and writes models/book-tiny/ (fp16
-safetensors and a JSON sidecar with the command, commit, budget and metrics).
+Trains book model v5: stage 3 (12,000 steps, runs/book-tiny-v5-stage3) from book model v4's
+committed package (models/book-tiny-v4: the tiny config trained on engine v2's mesh hands in two
+stages, 15,000 steps; book_model.book_v4_stages() re-trains those), resuming a stopped run and
+reusing a finished one; evaluates the result on the procedural test set, and writes
+models/book-tiny/ (fp16 safetensors and a JSON sidecar with the command, commit, budget, metrics
+and the package it started from).
 """
 
 
@@ -653,8 +654,7 @@ def _add_book(sub):
         epilog=_fmt(BOOK_HELP),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stage1", default=None, help="stage 1's run folder (default runs/book-tiny-v4)")
-    p.add_argument("--stage2", default=None, help="stage 2's run folder (default runs/book-tiny-v4-stage2)")
+    p.add_argument("--stage3", default=None, help="stage 3's run folder (default runs/book-tiny-v5-stage3)")
     p.add_argument("--out", default=None, help="package folder (default models/book-tiny)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_book_model)
@@ -664,7 +664,7 @@ def cmd_book_model(a) -> int:
     from . import book_model
 
     out = Path(a.out) if a.out else book_model.BOOK_MODEL_DIR
-    report = book_model.build_book_model(out, (a.stage1, a.stage2), progress=not a.no_progress)
+    report = book_model.build_book_model(out, (a.stage3,), progress=not a.no_progress)
     print(report)
     return 0
 

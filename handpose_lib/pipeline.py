@@ -11,7 +11,7 @@ For every hand of an image (:class:`HandPipeline`)::
                 left hand: predicted on the mirrored image around the mirrored box, so the
                 model (trained on right hands) sees a right hand; the answer is mirrored back
                 (u -> W - u, x -> -x)
-                (a model trained on both hands, book model v4: the side is read off its own 3D,
+                (a model trained on both hands, book models v4 and v5: the side is read off its own 3D,
                 ``skeleton.chirality``, on the unmirrored crop; see "Left or right" below)
                 3D x hand-size prior -> root-relative mm
                 root solve -> 3D in the camera frame (mm)
@@ -34,7 +34,7 @@ about 65-70 degrees (26 mm equivalent), webcams 55-70 degrees horizontally).
 **Left or right** (``side_source``). A model trained on right hands only (v1-v3) must be shown
 a right hand, so the side has to come from elsewhere (the detector's side head, which is at
 chance: ``models/detector/README.md``). A model trained on both hands (``left_hand_prob > 0`` in
-its recipe's engine, book model v4) sees the crop as it is, and its 3D answer is a left or a
+its recipe's engine, book models v4 and v5) sees the crop as it is, and its 3D answer is a left or a
 right hand: the sign of :func:`~handpose_lib.skeleton.chirality` of the predicted joints is the
 side (right on 0.74 of engine v2 samples, ``tools/handedness_check.py``). ``side_source="auto"``
 (the default) picks ``"pose"`` for such a model and ``"detector"`` otherwise. A side given by

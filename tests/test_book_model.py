@@ -72,21 +72,23 @@ def test_same_recipe_ignores_bookkeeping_but_not_the_loss():
 
 
 def test_book_stages_continue_from_stage_one(tmp_path):
-    (one, c1), (two, c2) = bm.book_stages(tmp_path / "a", tmp_path / "b")
+    (one, c1), (two, c2) = bm.book_v4_stages(tmp_path / "a", tmp_path / "b")
     assert (one, two) == (tmp_path / "a", tmp_path / "b")
     assert c1.init_from is None and c2.init_from == str((tmp_path / "a").resolve())
     assert c2.seed != c1.seed and c2.lr < c1.lr  # other augmentation draws, a lower restart
     changed = ("epochs", "max_steps", "lr", "warmup_frac", "seed", "init_from")
     assert same_recipe(c1.to_dict(), c2.to_dict() | {k: c1.to_dict()[k] for k in changed})
     assert c1.engine == c2.engine == {"hand_model": "mesh", "left_hand_prob": 0.5}  # engine v2
-    assert bm.book_stages()[0][0] == bm.BOOK_V4_DIR and bm.book_stages()[1][0] == bm.BOOK_V4_STAGE2_DIR
+    assert bm.book_v4_stages()[0][0] == bm.BOOK_V4_DIR and bm.book_v4_stages()[1][0] == bm.BOOK_V4_STAGE2_DIR
+    assert bm.book_stages() == bm.book_v5_stages()  # the book model: v5, from v4's package
     (v3a, _), (v3b, v3c2) = bm.book_v3_stages()  # version 3 stays reproducible
     assert (v3a, v3b) == (bm.BOOK_RUN_DIR, bm.BOOK_STAGE2_DIR) and v3c2.engine == {}
 
 
-def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path):
+def test_build_book_model_refuses_a_run_of_another_recipe(tmp_path, monkeypatch):
     from handpose_lib.model import build_model, tiny_config
 
+    monkeypatch.setattr(bm, "book_stages", bm.book_v4_stages)
     m = build_model(tiny_config())
     old = bm.book_recipe().to_dict() | {"epochs": 13, "loss": {}}  # the v1 recipe's run
     meta = {"model_config": m.config.to_dict(), "train_config": old, "step": 12181}
@@ -100,6 +102,7 @@ def test_build_book_model_refuses_a_stage_two_from_other_weights(tmp_path, monke
     from handpose_lib.model import build_model, tiny_config
 
     m = build_model(tiny_config())
+    monkeypatch.setattr(bm, "book_stages", bm.book_v4_stages)
     (one, c1), (two, c2) = bm.book_stages(tmp_path / "s1", tmp_path / "s2")
     _finished_run(one, c1, m)
     _finished_run(two, c2, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
@@ -113,6 +116,7 @@ def test_build_book_model_packages_finished_stages_with_one_learning_curve(tmp_p
     from handpose_lib.model import build_model, tiny_config
 
     m = build_model(tiny_config(input_size=64, heatmap_size=32))
+    monkeypatch.setattr(bm, "book_stages", bm.book_v4_stages)
     (one, c1), (two, c2) = bm.book_stages(tmp_path / "s1", tmp_path / "s2")
     first = _finished_run(one, c1, m)
     moved = {"path": "/elsewhere/runs/book-tiny-v2", "step": first.step, "sha256": first.weights_sha256}
@@ -175,7 +179,11 @@ def test_committed_book_model_is_what_its_sidecar_says(tmp_path, monkeypatch):
     assert m["benchmark"] == bench["dataset"] and m["epe2d_px"] == bench["overall"]["epe2d_px"]
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(1, prov["budget"]["epochs"] + 1))
-    assert {r["stage"] for r in rows} == {1, 2}
+    assert {r["stage"] for r in rows} == set(range(1, len(steps) + 1))
+    base = prov.get("base_package")  # v5: stage 3 started from the committed v4 package
+    if base is not None:
+        assert base["sha256"] == ck.load_checkpoint(bm.REPO_ROOT / base["path"]).weights_sha256
+        assert prov["last_stage_started_from"]["sha256"] == base["sha256"]
 
     monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "cache"))
     data, _ = test_set(n=64)
@@ -270,3 +278,14 @@ def test_build_book_model_continues_a_base_package_and_checks_its_weights(tmp_pa
     )
     curve = ck.read_metrics(tmp_path / "out")
     assert [(r["stage"], r["epoch"], r["step"]) for r in curve] == [(1, 1, 10), (2, 2, 30), (3, 3, 32)]
+
+
+def test_precision_says_how_the_last_stage_computed():
+    from types import SimpleNamespace
+
+    c = lambda meta: SimpleNamespace(meta=meta)  # noqa: E731
+    assert bm._precision(c({"train_config": {"amp": "measure"}, "amp_measured": {"choice": "bf16"}})) == (
+        "with bf16 autocast"
+    )
+    assert bm._precision(c({"train_config": {"amp": "off"}})) == "in float32"
+    assert bm._precision(c({"train_config": {"amp": "auto"}})) == "with amp=auto (float32 on a CPU)"
