@@ -55,9 +55,10 @@ model: env
 	@echo ">> training or reusing the book model (models/book-tiny)"
 	$(PY) -m handpose_lib.cli book-model
 
-# the hand detector, three stages (models/detector/README.md): 1,000 steps on capsule-hand frames
-# (about an hour, one thread), 35 minutes on mesh-hand frames warm-started from them, then 70
-# minutes with half the frames the engine's own full frames (bf16 where faster, 2 frame workers)
+# the hand detector, four stages (models/detector/README.md): 1,000 steps on capsule-hand frames
+# (about an hour, one thread), 35 minutes on mesh-hand frames warm-started from them, 70 minutes
+# with half the frames the engine's own full frames (bf16 where faster, 2 frame workers), then
+# 40 more minutes at half the learning rate with 70 % of the frames full frames
 detector: env
 	@if [ -f models/detector/checkpoint.json ]; then \
 	  echo ">> models/detector already holds a trained detector (reused; delete it to train again)"; \
@@ -67,9 +68,12 @@ detector: env
 	    --hand-model capsule --steps 1000 && \
 	  $(PY) -m handpose_lib.detector_train --out runs/detector-v2 --run runs/detector-v2-run \
 	    --hand-model mesh --init runs/detector-v1 --steps 3000 --minutes 35 --lr 1e-3 --warmup-steps 50 && \
-	  $(PY) -m handpose_lib.detector_train --out models/detector --run runs/detector-v4-run \
+	  $(PY) -m handpose_lib.detector_train --out runs/detector-v4 --run runs/detector-v4-run \
 	    --init runs/detector-v2 --steps 20000 --minutes 70 --lr 1e-3 --warmup-steps 50 \
-	    --threads 1 --workers 2 --amp measure --scene-prob 0.5; \
+	    --threads 1 --workers 2 --amp measure --scene-prob 0.5 && \
+	  $(PY) -m handpose_lib.detector_train --out models/detector --run runs/detector-v5-run \
+	    --init runs/detector-v4 --steps 20000 --minutes 40 --lr 5e-4 --warmup-steps 50 \
+	    --threads 1 --workers 2 --amp measure --scene-prob 0.7; \
 	fi
 
 # ---------------------------------------------------------------------------------------
