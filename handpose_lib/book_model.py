@@ -8,7 +8,9 @@
 - version 3 (engine v1's capsule hand): :func:`book_recipe` and :func:`book_stage2_recipe`
   (:func:`book_v3_stages`), whose loss and optimiser v4 keeps.
 
-:func:`train_stages` trains, resumes or reuses each stage; :func:`build_book_model`
+What is done with them:
+
+- :func:`train_stages` trains, resumes or reuses each stage; :func:`build_book_model`
   (``make model``) evaluates the result on the test set and writes ``models/book-tiny`` (fp16
   weights, a sidecar with provenance: :func:`git_commit`).
 - :func:`load_book_model`: what the chapters call. The committed model when present, else a
