@@ -320,28 +320,31 @@ in photo pixels; 3D joints root-relative in units of the reference bone and in m
 hand size, --ref-bone-mm). Files already in DIR are never replaced without --overwrite. An image
 that cannot be read or written is reported and skipped; the exit status is then 1.
 
-Every hand, photos and videos (handpose_lib.pipeline):
-  handpose predict --checkpoint models/book-tiny --detector models/detector photos/ clip.mp4 --out pred/
+Every hand, photos and videos (handpose_lib.pipeline), the default:
+  handpose predict --checkpoint models/book-tiny photos/ clip.mp4 --out pred/
   handpose predict --checkpoint models/book-tiny hand.jpg --box 120 80 360 330 --side left --fov 70 --out p/
 
-With --detector, --side, --K or --fov, or when an input is a folder or a video, each input goes
-through the pipeline: the detector finds every hand (box, score; without --detector one hand in
-the largest centred square). The detector's best boxes are checked by the pose model: the
-detector folder's verifier.json (python -m handpose_lib.verify) keeps those whose detector score
-and pose confidence say hand (--no-verifier: every detection above the threshold). Left or
-right: a model trained on both hands (book models v4 and v5) is shown the crop as it is and the side is
-read off its own 3D (its chirality); for a model trained on right hands only, the detector's side
-is used and left hands are mirrored into the model and back (as every hand of --side left is).
-3D comes also in the camera frame (root depth from the 2D and the relative 3D with a
---ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or --fov, horizontal degrees,
-default 65 for phones and webcams). --box and --side override the detector. Writes
-NAME_pred.png (or NAME_pred.mp4 for a video: the previous frame's hand gives the next box,
-One-Euro smoothing, frames/s printed) and NAME_hands.json (per hand: box, side, score, pose
-confidence, 2D px, 3D root-relative mm, 3D camera mm). An image without a hand says so and is
-not an error. Folders give their images and videos. The shipped detector, trained on procedural
-frames only, now beats the centred square end to end on the shipped photos (PCK@0.2 0.337
-against 0.279), but it still misses 7 of their 16 hands and its own left/right is at chance
-(benchmarks/results/pipeline.json, models/detector/README.md), so it is not on by default.
+Without --box, each input goes through the pipeline: the hand detector (--detector DIR; by
+default the repository's models/detector) finds every hand (box, score). Its best boxes are
+checked by the pose model: the detector folder's verifier.json (python -m handpose_lib.verify)
+keeps those whose detector score and pose confidence say hand (--no-verifier: every detection
+above the threshold). Left or right: a model trained on both hands (book models v4 and v5) is
+shown the crop as it is and the side is read off its own 3D (its chirality); for a model trained
+on right hands only, the detector's side is used and left hands are mirrored into the model and
+back (as every hand of --side left is). 3D comes also in the camera frame (root depth from the 2D
+and the relative 3D with a --ref-bone-mm hand-size prior and the camera: --K FX FY CX CY, or
+--fov, horizontal degrees, default 65 for phones and webcams). --box and --side override the
+detector. Writes NAME_pred.png (or NAME_pred.mp4 for a video: the previous frame's hand gives the
+next box, One-Euro smoothing, frames/s printed) and NAME_hands.json (per hand: box, side, score,
+pose confidence, 2D px, 3D root-relative mm, 3D camera mm). An image without a hand says so and
+is not an error: give its --box, or --no-detector for the centred square. Folders give their
+images and videos.
+
+The shipped detector is trained on procedural frames only. On the shipped photos the whole
+pipeline beats the centred square (PCK@0.2 0.337 against 0.279, hands found 9 against 2 of 16),
+but it still misses 7 of their 16 hands and its own left/right is at chance
+(benchmarks/results/pipeline.json, models/detector/README.md). --no-detector (or a --box) without
+the pipeline's other options gives the single-crop output above (predictions.json).
 """
 
 
@@ -370,7 +373,15 @@ def _add_predict(sub):
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
-    p.add_argument("--detector", metavar="DIR", help="hand detector folder, e.g. models/detector (pipeline)")
+    det = p.add_mutually_exclusive_group()
+    det.add_argument(
+        "--detector", metavar="DIR", help="hand detector folder (default: the shipped models/detector)"
+    )
+    det.add_argument(
+        "--no-detector",
+        action="store_true",
+        help="no detector: one hand in the largest centred square (or --box)",
+    )
     p.add_argument(
         "--no-verifier",
         action="store_true",
@@ -433,6 +444,24 @@ def _output_dir(path: str, files: list[str], overwrite: bool) -> Path:
     return out
 
 
+def _detector_dir(a) -> str | None:
+    """The detector ``predict`` uses: ``--detector``, else the shipped one unless ``--no-detector``
+    or ``--box`` (a box needs none) says otherwise; ``None`` where the shipped one is missing (a
+    note says so and the centred square is used)."""
+    from .detect import SHIPPED_DETECTOR_DIR
+
+    if a.detector or a.no_detector or a.box is not None:
+        return a.detector
+    if (SHIPPED_DETECTOR_DIR / "checkpoint.json").is_file():
+        return str(SHIPPED_DETECTOR_DIR)
+    print(
+        f"handpose: no hand detector at {SHIPPED_DETECTOR_DIR} (run `make detector` or pass --detector DIR); "
+        "using the largest centred square",
+        file=sys.stderr,
+    )
+    return None
+
+
 def _uses_pipeline(a) -> bool:
     from .pipeline import VIDEO_SUFFIXES
 
@@ -488,6 +517,7 @@ def cmd_predict_pipeline(a) -> int:
 
 
 def cmd_predict(a) -> int:
+    a.detector = _detector_dir(a)
     if _uses_pipeline(a):
         return cmd_predict_pipeline(a)
     from . import skeleton

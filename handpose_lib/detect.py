@@ -58,6 +58,8 @@ from torchvision.models.resnet import BasicBlock
 
 STRIDE = 4
 HEAD_CHANNELS = 6  # heat, offset x/y, log w/h, side
+# the detector the repository ships (models/README.md); ``handpose predict`` uses it by default
+SHIPPED_DETECTOR_DIR = Path(__file__).resolve().parents[1] / "models" / "detector"
 MEAN, STD = 0.45, 0.25  # input normalisation (images in [0, 1])
 
 
@@ -350,7 +352,7 @@ class HandDetector:
         dev = next(self.net.parameters()).device
         k = self.max_hands if max_hands is None else max_hands
         t = self.score_thresh if score_thresh is None else score_thresh
-        d = decode(self.net(x[None].to(dev)), k=k, score_thresh=t)[0]
+        d = decode(self.net(self._batch(x, dev)), k=k, score_thresh=t)[0]
         h, w = image_rgb.shape[:2]
         out = []
         for box, s, pl in zip(
@@ -366,7 +368,16 @@ class HandDetector:
         """The highest centre score on a (3, S, S) crop in [0, 1] (S a multiple of 4), e.g. a
         tracked hand's crop: is there still a hand in it?"""
         dev = next(self.net.parameters()).device
-        return float(torch.sigmoid(self.net(crop[None].to(dev))[0, 0]).max())
+        return float(torch.sigmoid(self.net(self._batch(crop, dev))[0, 0]).max())
+
+    def _batch(self, x: Tensor, dev) -> Tensor:
+        """(3, H, W) -> (1, 3, H, W) on ``dev``, in the memory format of the net's weights (NHWC
+        after :func:`~handpose_lib.inference.prepare_for_inference`, which ``load_pipeline`` does)."""
+        x = x[None].to(dev)
+        w = self.net.stem[0].weight
+        if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 def load_detector(path, device: str = "cpu", **kw) -> HandDetector:

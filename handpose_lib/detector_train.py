@@ -54,9 +54,10 @@ TRAINING_FIELDS = (
     "detector",
     "frames",
     "amp",
+    "frame_seed",
 )
 # a recorded run that predates a training field had this value (a run resumes only with the same)
-FIELD_DEFAULTS = {"amp": "off"}
+FIELD_DEFAULTS = {"amp": "off", "frame_seed": 0}
 # a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
 # windows of them (real photos come in every aspect)
 SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
@@ -90,6 +91,9 @@ class DetectorTrainConfig:
             the loss in float32). The command line's ``--amp measure`` (alias ``auto``) times both
             on this machine first (``device.measure_cpu_amp``, as the pose recipe's
             ``amp="measure"``) and records the faster.
+        frame_seed: seed of the training frames (default :data:`TRAIN_SEED` = 0). A further
+            stage started from a trained detector gets new frames with another seed (3, 4, ...;
+            never ``VAL_SEED`` or ``TEST_SEED``).
         workers: processes that make the frames of the coming steps while the network trains
             (0: the training process makes them). Step ``s``'s batch is a pure function of
             ``s``, so the weights do not depend on it.
@@ -113,6 +117,7 @@ class DetectorTrainConfig:
     threads: int = 1
     amp: str = "off"
     workers: int = 0
+    frame_seed: int = TRAIN_SEED
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     frames: FrameConfig = field(default_factory=FrameConfig)
 
@@ -184,17 +189,17 @@ def make_batch(
 
 class StepBatches(torch.utils.data.Dataset):
     """Item ``s``: step ``s``'s training batch ``(x (B, 3, H, W), targets)``, a pure function of
-    ``s`` (frames ``s * B .. (s + 1) * B - 1`` of :data:`TRAIN_SEED`, the window shape and flips
-    drawn from ``default_rng([TRAIN_SEED, s])``), so DataLoader workers may make it."""
+    ``s`` (frames ``s * B .. (s + 1) * B - 1`` of the recipe's ``frame_seed``, the window shape
+    and flips drawn from ``default_rng([frame_seed, s])``), so DataLoader workers may make it."""
 
     def __init__(self, cfg: DetectorTrainConfig, renderer: HandRenderer):
-        self.cfg, self.frames = cfg, HandFrames(TRAIN_SEED, cfg.frames, renderer)
+        self.cfg, self.frames = cfg, HandFrames(cfg.frame_seed, cfg.frames, renderer)
 
     def __len__(self) -> int:
         return self.cfg.steps
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, dict]:
-        rng = np.random.default_rng([TRAIN_SEED, int(step)])
+        rng = np.random.default_rng([self.cfg.frame_seed, int(step)])
         shape = SHAPES[int(rng.choice(len(SHAPES), p=[p for _, p in SHAPES]))][0]
         b = self.cfg.batch_size
         batch = self.frames.batch(range(step * b, (step + 1) * b))
@@ -555,6 +560,12 @@ def main(argv=None) -> int:
         default=FrameConfig.scene_prob,
         help="share of frames that are the engine's full frames (a hand on its arm, faces, held things)",
     )
+    ap.add_argument(
+        "--frame-seed",
+        type=int,
+        default=TRAIN_SEED,
+        help=f"seed of the training frames (default {TRAIN_SEED}; a further stage takes new ones, e.g. 3)",
+    )
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
     if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
@@ -571,7 +582,13 @@ def main(argv=None) -> int:
         workers=a.workers,
         amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads)),
         frames=FrameConfig(scene_prob=a.scene_prob),
+        frame_seed=a.frame_seed,
     )
+    if a.frame_seed in (VAL_SEED, TEST_SEED):
+        ap.error(
+            f"--frame-seed {a.frame_seed}: the validation ({VAL_SEED}) and test ({TEST_SEED}) frames "
+            "use that seed; choose another (0, 3, 4, ...)"
+        )
     if not 0 <= a.scene_prob <= 1:
         ap.error(f"--scene-prob must be in [0, 1], got {a.scene_prob}")
     if a.minutes is not None and not a.minutes > 0:

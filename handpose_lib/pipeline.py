@@ -51,6 +51,7 @@ step (:func:`process_frame`) on a webcam in JupyterLab, showing each frame in an
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -273,7 +274,7 @@ class HandPipeline:
             crops.append(x)
             params.append(pr)
         with torch.no_grad():
-            out = self.model(torch.stack(crops).to(self.device))
+            out = self.model(_like_weights(self.model, torch.stack(crops).to(self.device)))
         conf_all = pose_confidence(out.probs).cpu().numpy()
         uv_all = out.coords2d.float().cpu().numpy().astype(np.float64)
         rel_all = out.joints3d.float().cpu().numpy().astype(np.float64)
@@ -351,19 +352,39 @@ class HandPipeline:
         return self.detector.presence(x)
 
 
+def _like_weights(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, H, W) in the memory format of the model's first convolution (NHWC after
+    :func:`~handpose_lib.inference.prepare_for_inference`)."""
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is not None and not conv.weight.is_contiguous():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def load_pipeline(
-    model="models/book-tiny", detector="models/detector", device: str = "cpu", verifier="auto", **kw
+    model="models/book-tiny",
+    detector="models/detector",
+    device: str = "cpu",
+    verifier="auto",
+    fast: bool = True,
+    **kw,
 ) -> HandPipeline:
     """A :class:`HandPipeline` from a pose model checkpoint and a detector (a folder, an already
     loaded :class:`~handpose_lib.detect.HandDetector`, or ``None``: no detector, boxes must be
     given). Whether the model was trained on both hands is read from its recipe (``both_hands``).
+
+    ``fast``: both networks made ready for inference
+    (:func:`~handpose_lib.inference.prepare_for_inference`: BatchNorm folded into the
+    convolutions, NHWC weights and inputs); the same answers within float tolerance (0.003 px
+    on the shipped photos) in about a fifth less time per frame on a CPU. A given detector
+    object is not changed (the pipeline gets a copy).
 
     ``verifier``: ``"auto"`` uses the detector folder's ``verifier.json`` when it was fitted for
     this model and detector (otherwise a warning says so and none is used); a path loads that
     one (an error if it belongs to other weights); ``None`` or ``False``: none.
     ``kw`` go to :class:`HandPipeline` (``K``, ``fov``, ...)."""
     from .detect import load_detector
-    from .inference import load_trained
+    from .inference import load_trained, prepare_for_inference
 
     net, c = load_trained(model, device=device)
     det = (
@@ -371,6 +392,11 @@ def load_pipeline(
         if detector is None or isinstance(detector, HandDetector)
         else load_detector(detector, device=device)
     )
+    if fast:
+        net = prepare_for_inference(net)
+        if det is not None:
+            det = copy.copy(det)
+            det.net = prepare_for_inference(det.net)
     kw.setdefault("both_hands", trained_on_both_hands(c.meta))
     kw["verifier"] = _verifier(verifier, det, c.weights_sha256)
     return HandPipeline(net, det, **kw)

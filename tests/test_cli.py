@@ -209,7 +209,9 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
 
 def test_predict_on_real_photos(model_dir, tmp_path, capsys):
     photos = sorted((ASSETS / "freihand").glob("*.jpg"))[:2]
-    code, out, err = run(["predict", "--checkpoint", model_dir, *photos, "--out", tmp_path / "p"], capsys)
+    code, out, err = run(
+        ["predict", "--no-detector", "--checkpoint", model_dir, *photos, "--out", tmp_path / "p"], capsys
+    )
     assert code == 0, err
     pred = json.loads((tmp_path / "p" / "predictions.json").read_text())
     assert len(pred["predictions"]) == 2
@@ -222,7 +224,20 @@ def test_predict_on_real_photos(model_dir, tmp_path, capsys):
     img = cv2.imread(p0["overlay"])
     assert img is not None and img.shape[0] >= 224
     code, _, err = run(
-        ["predict", "--checkpoint", model_dir, photos[0], "--box", 40, 40, 160, 180, "--out", tmp_path / "q"],
+        [
+            "predict",
+            "--no-detector",
+            "--checkpoint",
+            model_dir,
+            photos[0],
+            "--box",
+            40,
+            40,
+            160,
+            180,
+            "--out",
+            tmp_path / "q",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -243,15 +258,39 @@ def test_eval_on_the_real_photos_reports_2d_only(model_dir, tmp_path, capsys):
 def test_predict_errors(model_dir, tmp_path, capsys):
     broken = tmp_path / "broken.png"
     broken.write_text("not an image")
-    code, _, err = run(["predict", "--checkpoint", model_dir, broken, "--out", tmp_path / "p"], capsys)
+    code, _, err = run(
+        ["predict", "--no-detector", "--checkpoint", model_dir, broken, "--out", tmp_path / "p"], capsys
+    )
     assert code == 1 and "cannot read" in err and "broken.png" in err  # reported, skipped
     code, _, err = run(
-        ["predict", "--checkpoint", model_dir, tmp_path / "missing.jpg", "--out", tmp_path / "p2"], capsys
+        [
+            "predict",
+            "--no-detector",
+            "--checkpoint",
+            model_dir,
+            tmp_path / "missing.jpg",
+            "--out",
+            tmp_path / "p2",
+        ],
+        capsys,
     )
     assert code == 1 and "missing.jpg" in err
     photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
     code, _, err = run(
-        ["predict", "--checkpoint", model_dir, photo, "--box", 50, 50, 10, 10, "--out", tmp_path / "p3"],
+        [
+            "predict",
+            "--no-detector",
+            "--checkpoint",
+            model_dir,
+            photo,
+            "--box",
+            50,
+            50,
+            10,
+            10,
+            "--out",
+            tmp_path / "p3",
+        ],
         capsys,
     )
     assert code == cli.EXIT_USAGE and "--box" in err
@@ -349,17 +388,22 @@ def test_predict_never_overwrites_and_gives_each_image_its_overlay(model_dir, tm
     cv2.imwrite(str(tmp_path / "a" / "x.png"), cv2.imread(str(photos[0])))
     images = [tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg", tmp_path / "a" / "x.png"]
     out = tmp_path / "out"
-    code, _, err = run(["predict", "--checkpoint", model_dir, *images, "--out", out], capsys)
+    code, _, err = run(["predict", "--no-detector", "--checkpoint", model_dir, *images, "--out", out], capsys)
     assert code == 0, err
     pred = json.loads((out / "predictions.json").read_text())["predictions"]
     overlays = [p["overlay"] for p in pred]
     assert len(set(overlays)) == 3 and all(Path(o).is_file() for o in overlays)
     assert [Path(o).name for o in overlays] == ["x_pred.png", "x-2_pred.png", "x-3_pred.png"]
     before = (out / "x_pred.png").read_bytes()
-    code, _, err = run(["predict", "--checkpoint", model_dir, images[1], "--out", out], capsys)
+    code, _, err = run(
+        ["predict", "--no-detector", "--checkpoint", model_dir, images[1], "--out", out], capsys
+    )
     assert code == cli.EXIT_USAGE and "already holds x_pred.png" in err and "--overwrite" in err
     assert (out / "x_pred.png").read_bytes() == before
-    code, _, err = run(["predict", "--checkpoint", model_dir, images[1], "--out", out, "--overwrite"], capsys)
+    code, _, err = run(
+        ["predict", "--no-detector", "--checkpoint", model_dir, images[1], "--out", out, "--overwrite"],
+        capsys,
+    )
     assert code == 0 and (out / "x_pred.png").read_bytes() != before
 
 
@@ -374,7 +418,7 @@ def test_predict_reports_and_skips_bad_images_and_exits_1(model_dir, tmp_path, c
     shutil.copy(photo, tmp_path / "blocked.jpg")
     images = [broken, photo, cut, tmp_path / "blocked.jpg"]
     code, stdout, err = run(
-        ["predict", "--checkpoint", model_dir, *images, "--out", out, "--overwrite"], capsys
+        ["predict", "--no-detector", "--checkpoint", model_dir, *images, "--out", out, "--overwrite"], capsys
     )
     assert code == 1 and "Traceback" not in err
     info = json.loads((out / "predictions.json").read_text())
@@ -399,7 +443,9 @@ def test_predict_reports_and_skips_bad_images_and_exits_1(model_dir, tmp_path, c
 )
 def test_predict_refuses_boxes_and_margins_that_crop_nothing(model_dir, tmp_path, capsys, args, match):
     photo = sorted((ASSETS / "freihand").glob("*.jpg"))[0]
-    code, _, err = run(["predict", "--checkpoint", model_dir, photo, "--out", tmp_path / "o", *args], capsys)
+    code, _, err = run(
+        ["predict", "--no-detector", "--checkpoint", model_dir, photo, "--out", tmp_path / "o", *args], capsys
+    )
     assert code == cli.EXIT_USAGE and match in err and "Traceback" not in err
 
 
@@ -408,7 +454,7 @@ def test_user_errors_are_one_line_not_a_traceback(model_dir, tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("mine")
     cases = [
-        (["predict", "--checkpoint", model_dir, photo, "--out", a_file], "is a file"),
+        (["predict", "--no-detector", "--checkpoint", model_dir, photo, "--out", a_file], "is a file"),
         (["train", "--out", a_file, "--epochs", "1"], "is a file"),
         (["train", "--out", tmp_path / "r", "--lr", "-1"], "lr must be a learning rate >= 0"),
         (["eval", "--checkpoint", model_dir, "--n", "-1"], "integer >= 1"),
@@ -428,7 +474,17 @@ def test_user_errors_are_one_line_not_a_traceback(model_dir, tmp_path, capsys):
     if not torch.cuda.is_available():
         cases.append(
             (
-                ["predict", "--checkpoint", model_dir, photo, "--out", tmp_path / "c", "--device", "cuda"],
+                [
+                    "predict",
+                    "--no-detector",
+                    "--checkpoint",
+                    model_dir,
+                    photo,
+                    "--out",
+                    tmp_path / "c",
+                    "--device",
+                    "cuda",
+                ],
                 "CUDA",
             )
         )
@@ -440,7 +496,18 @@ def test_user_errors_are_one_line_not_a_traceback(model_dir, tmp_path, capsys):
         assert code == cli.EXIT_USAGE and match in err and "Traceback" not in err, (argv, err)
     assert a_file.read_text() == "mine"
     with pytest.raises(cli.CLIError):  # --debug shows the traceback
-        cli.main(["--debug", "predict", "--checkpoint", str(model_dir), str(photo), "--out", str(a_file)])
+        cli.main(
+            [
+                "--debug",
+                "predict",
+                "--no-detector",
+                "--checkpoint",
+                str(model_dir),
+                str(photo),
+                "--out",
+                str(a_file),
+            ]
+        )
 
 
 def test_eval_on_a_refused_pickle_is_a_message(model_dir, tmp_path, capsys):

@@ -307,8 +307,14 @@ def test_train_detector_smoke(tmp_path):
     rec = json.loads(side.read_text())
     for k in ("scene_prob", "scene_max_zoom"):
         del rec["train_config"]["frames"][k]
+    del rec["train_config"]["frame_seed"]  # nor their seed (it was 0)
     side.write_text(json.dumps(rec))
     train_detector(cfg, tmp_path / "model4", tmp_path / "run", log=lambda *_: None)
+    # the validation and test seeds are refused as training frames
+    from handpose_lib.detector_train import main
+
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--frame-seed", "2"])
 
 
 def test_step_batches_are_the_same_from_workers_and_bf16_recipe(tmp_path):
@@ -327,6 +333,10 @@ def test_step_batches_are_the_same_from_workers_and_bf16_recipe(tmp_path):
         assert torch.equal(x0, x1) and all(torch.equal(t0[k], t1[k]) for k in t0)
     x, _ = StepBatches(cfg, renderer)[2]
     assert torch.equal(x, inline[1][0])
+    # another frame seed: other frames for a further stage (the default is the recorded seed 0)
+    other = StepBatches(DetectorTrainConfig(steps=3, batch_size=2, frame_seed=3), renderer)[2][0]
+    assert other.shape != x.shape or not torch.equal(other, x)
+    assert StepBatches(cfg, renderer).frames.seed == 0
     assert resolve_amp("off") == "off" and resolve_amp("auto") in ("off", "bf16")
     bf = DetectorTrainConfig(steps=1, batch_size=2, n_val=2, n_test=2, warmup_steps=1, amp="bf16")
     train_detector(bf, tmp_path / "m", tmp_path / "run", renderer=renderer, log=lambda *_: None)

@@ -422,3 +422,46 @@ def test_cli_predict_through_the_pipeline(procedural_frame, tmp_path, capsys):
     (h,) = info["hands"]
     assert h["side"] == "left" and h["score"] == 1.0 and info["K"][0] == [600.0, 0.0, 320.0]
     assert np.asarray(h["joints3d_cam_mm"]).shape == (21, 3) and h["root_depth_mm"] > 0
+
+
+def test_predict_uses_the_shipped_detector_by_default(tmp_path, capsys, monkeypatch):
+    """``handpose predict`` without --box or --no-detector finds the hand with models/detector
+    (a FreiHAND photo: the detector finds all eight); a missing shipped detector falls back to
+    the centred square with a note, never a traceback."""
+    import json
+
+    from handpose_lib import cli, detect
+
+    photo = Path(detect.__file__).resolve().parent / "assets" / "real_hands" / "freihand" / "00017620.jpg"
+    code = cli.main(["predict", "--checkpoint", str(BOOK_MODEL), str(photo), "--out", str(tmp_path / "a")])
+    assert code == 0, capsys.readouterr()[1]
+    info = json.loads((tmp_path / "a" / "00017620_hands.json").read_text())
+    assert len(info["hands"]) >= 1 and info["hands"][0]["score"] < 1.0  # a detector's box, not a given one
+    assert not (tmp_path / "a" / "predictions.json").exists()
+    monkeypatch.setattr(detect, "SHIPPED_DETECTOR_DIR", tmp_path / "no-detector-here")
+    code = cli.main(["predict", "--checkpoint", str(BOOK_MODEL), str(photo), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr()[1]
+    assert code == 0 and "no hand detector at" in err and "centred square" in err and "Traceback" not in err
+    pred = json.loads((tmp_path / "b" / "predictions.json").read_text())["predictions"]
+    assert pred[0]["crop"]["side"] == 224  # the centred square of the 224 x 224 photo
+
+
+def test_fast_pipeline_gives_the_same_hands(procedural_frame):
+    """``load_pipeline(fast=True)`` (BN folded, NHWC) answers as the plain networks do, and the
+    detector object it was given keeps its own (unfolded) network."""
+    from handpose_lib.detect import load_detector
+    from handpose_lib.pipeline import load_pipeline
+
+    img = procedural_frame[0]
+    det = load_detector(BOOK_MODEL.parent / "detector")
+    plain = load_pipeline(BOOK_MODEL, det, fast=False, verifier=None)
+    fast = load_pipeline(BOOK_MODEL, det, fast=True, verifier=None)
+    assert fast.detector is not det and fast.detector.net is not det.net
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in det.net.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.model.modules())
+    a, b = plain(img), fast(img)
+    assert len(a) == len(b) >= 1
+    for ha, hb in zip(a, b, strict=True):
+        np.testing.assert_allclose(ha.box, hb.box, atol=0.05)
+        np.testing.assert_allclose(ha.joints2d, hb.joints2d, atol=0.05)
+        np.testing.assert_allclose(ha.joints3d_cam_mm, hb.joints3d_cam_mm, atol=0.5)
