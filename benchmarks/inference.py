@@ -670,7 +670,7 @@ def main(argv=None) -> int:
         reps = 2 if args.quick else 5
         systems = [("ours: detector + verifier + pose model (HandPipeline)", args.detector, "auto")]
         systems.append(("ours: detector without the verifier", args.detector, None))
-        systems.append(("ours: no detector (centre square; predict's default)", None, None))
+        systems.append(("ours: no detector (centre square; predict --no-detector)", None, None))
         for name, det_dir, verifier in systems:
             if det_dir is not None and not det_dir.is_dir():
                 print(f"{det_dir}: no detector, its pipeline row is skipped", flush=True)

@@ -323,6 +323,8 @@ class HandDetector:
         long_side: input size for photos (default: the network config's).
         score_thresh: smallest score reported.
         max_hands: at most this many detections.
+        bf16: run the network under bfloat16 autocast (fast on CPUs with native bf16; see
+            ``load_pipeline``).
 
     ``folder`` and ``weights_sha256`` say where :func:`load_detector` read it (``None``
     otherwise); the pipeline finds the detector's verifier through them.
@@ -334,8 +336,10 @@ class HandDetector:
         long_side: int | None = None,
         score_thresh: float = 0.3,
         max_hands: int = 8,
+        bf16: bool = False,
     ):
         self.net = net.eval()
+        self.bf16 = bf16
         self.long_side = long_side or net.config.long_side
         self.score_thresh = score_thresh
         self.max_hands = max_hands
@@ -352,7 +356,9 @@ class HandDetector:
         dev = next(self.net.parameters()).device
         k = self.max_hands if max_hands is None else max_hands
         t = self.score_thresh if score_thresh is None else score_thresh
-        d = decode(self.net(self._batch(x, dev)), k=k, score_thresh=t)[0]
+        with torch.autocast(dev.type, torch.bfloat16, enabled=self.bf16):
+            raw = self.net(self._batch(x, dev))
+        d = decode(raw.float(), k=k, score_thresh=t)[0]
         h, w = image_rgb.shape[:2]
         out = []
         for box, s, pl in zip(
@@ -368,7 +374,9 @@ class HandDetector:
         """The highest centre score on a (3, S, S) crop in [0, 1] (S a multiple of 4), e.g. a
         tracked hand's crop: is there still a hand in it?"""
         dev = next(self.net.parameters()).device
-        return float(torch.sigmoid(self.net(self._batch(crop, dev))[0, 0]).max())
+        with torch.autocast(dev.type, torch.bfloat16, enabled=self.bf16):
+            raw = self.net(self._batch(crop, dev))
+        return float(torch.sigmoid(raw[0, 0].float()).max())
 
     def _batch(self, x: Tensor, dev) -> Tensor:
         """(3, H, W) -> (1, 3, H, W) on ``dev``, in the memory format of the net's weights (NHWC

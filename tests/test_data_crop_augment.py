@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -322,3 +323,40 @@ def test_data_check_text_and_wrong_units(tmp_path, capsys):
     assert "samples: 5" in text and "wrist" in text and text.strip().endswith("OK")
     rep = check_dataset("coco", "handpose_lib/assets/real_hands/panoptic/test_panoptic.json")
     assert rep["ok"] and rep["count"] == 4
+
+
+def test_crop_image_reads_only_the_crop_and_matches_the_whole_image_warp():
+    """``crop_image`` resamples only the pixels its crop reads; it equals warping the whole photo
+    (``warp_sample``, the training crops' path) where the crop is not shrunk, and within a
+    resampling phase where it is (area-averaging starts at the cut, not at the photo's corner);
+    a crop that leaves the photo is black there either way."""
+    from handpose_lib.data.common import affine_crop_matrix, warp_sample
+    from handpose_lib.data.crop import crop_image
+    from handpose_lib.data.sample import make_sample
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8), (0, 0), 2)
+
+    def whole(box, size):
+        x0, y0, x1, y1 = box
+        side = max(x1 - x0, y1 - y0) * 1.4
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        s = make_sample(img, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="t", sample_id="0")
+        A = affine_crop_matrix(cx - side / 2, cy - side / 2, size / side)
+        return warp_sample(s, A, (size, size))["image"]
+
+    for box, size, exact in [
+        ((600.3, 300.7, 660.2, 370.1), 128, True),  # a small hand: enlarged, exact
+        ((-30.0, 650.0, 40.0, 740.0), 128, True),  # leaves the photo at a corner: black there
+        ((100.0, 100.0, 700.0, 600.0), 128, False),  # a large hand: area-averaged
+    ]:
+        got, params = crop_image(img, size, box)
+        ref = whole(box, size)
+        assert got.shape == (3, size, size) and got.dtype == torch.float32
+        d = (got - ref).abs()
+        if exact:
+            assert float(d.max()) < 1e-5
+        else:
+            assert float(d.mean()) < 0.01 and float(d.max()) < 0.1
+    corner, _ = crop_image(img, 128, (-30.0, 650.0, 40.0, 740.0))
+    assert float(corner[:, :5, :5].abs().max()) == 0.0  # outside the photo

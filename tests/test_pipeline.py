@@ -454,8 +454,8 @@ def test_fast_pipeline_gives_the_same_hands(procedural_frame):
 
     img = procedural_frame[0]
     det = load_detector(BOOK_MODEL.parent / "detector")
-    plain = load_pipeline(BOOK_MODEL, det, fast=False, verifier=None)
-    fast = load_pipeline(BOOK_MODEL, det, fast=True, verifier=None)
+    plain = load_pipeline(BOOK_MODEL, det, fast=False, bf16=False, verifier=None)
+    fast = load_pipeline(BOOK_MODEL, det, fast=True, bf16=False, verifier=None)
     assert fast.detector is not det and fast.detector.net is not det.net
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in det.net.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.model.modules())
@@ -465,3 +465,23 @@ def test_fast_pipeline_gives_the_same_hands(procedural_frame):
         np.testing.assert_allclose(ha.box, hb.box, atol=0.05)
         np.testing.assert_allclose(ha.joints2d, hb.joints2d, atol=0.05)
         np.testing.assert_allclose(ha.joints3d_cam_mm, hb.joints3d_cam_mm, atol=0.5)
+
+
+def test_bf16_pipeline_finds_the_same_hands(procedural_frame):
+    """``bf16=True`` (autocast in both networks) finds the procedural frame's hand in the same
+    place; ``"auto"`` turns it on exactly where the CPU has native bf16."""
+    from handpose_lib.device import cpu_bf16_supported
+    from handpose_lib.pipeline import load_pipeline
+
+    img = procedural_frame[0]
+    detector = BOOK_MODEL.parent / "detector"
+    auto = load_pipeline(BOOK_MODEL, detector, verifier=None)
+    assert auto.bf16 == auto.detector.bf16 == cpu_bf16_supported()
+    if not cpu_bf16_supported():
+        pytest.skip("no native bf16 on this CPU (emulated bf16 is slow and not used)")
+    a = load_pipeline(BOOK_MODEL, detector, bf16=False, verifier=None)(img)
+    b = load_pipeline(BOOK_MODEL, detector, bf16=True, verifier=None)(img)
+    assert len(a) == len(b) >= 1
+    box = max(a[0].box[2] - a[0].box[0], a[0].box[3] - a[0].box[1])
+    np.testing.assert_allclose(a[0].box, b[0].box, atol=0.05 * box)
+    assert np.linalg.norm(a[0].joints2d - b[0].joints2d, axis=-1).mean() < 0.05 * box

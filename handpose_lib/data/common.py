@@ -154,6 +154,28 @@ def _to_index_coords(A: np.ndarray) -> np.ndarray:
     return S_inv @ A @ S
 
 
+def warp_image(img: np.ndarray, A, out_size: tuple[int, int]) -> np.ndarray:
+    """The image part of :func:`warp_sample`: (H, W, C) float32 -> (H', W', C) under the affine
+    map ``A`` of continuous pixels, ``out_size = (W', H')``; a shrinking map area-averages first
+    (no aliasing), then the bilinear warp does the rest; black outside the image."""
+    A = np.asarray(A, dtype=np.float64)
+    A_img = A
+    shrink = float(np.sqrt(abs(np.linalg.det(A[:2, :2]))))
+    if shrink < 0.75:
+        h0, w0 = img.shape[:2]
+        w1, h1 = max(1, round(w0 * shrink)), max(1, round(h0 * shrink))
+        img = cv2.resize(img, (w1, h1), interpolation=cv2.INTER_AREA)
+        A_img = A @ np.diag([w0 / w1, h0 / h1, 1.0])
+    warped = cv2.warpAffine(
+        img,
+        _to_index_coords(A_img)[:2],
+        (int(out_size[0]), int(out_size[1])),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+    )
+    return warped[:, :, None] if warped.ndim == 2 else warped
+
+
 def warp_sample(sample: dict, A, out_size: tuple[int, int], R=None, swap_hand: bool = False) -> dict:
     """Apply an image-plane affine map (and a 3D rotation/mirror) to a sample, labels included.
 
@@ -171,20 +193,7 @@ def warp_sample(sample: dict, A, out_size: tuple[int, int], R=None, swap_hand: b
     A = np.asarray(A, dtype=np.float64)
     W, H = int(out_size[0]), int(out_size[1])
     M = _to_index_coords(A)[:2]
-    img = sample["image"].permute(1, 2, 0).numpy()
-    # shrinking: area-average first (no aliasing), then the bilinear warp does the rest
-    A_img = A
-    shrink = float(np.sqrt(abs(np.linalg.det(A[:2, :2]))))
-    if shrink < 0.75:
-        h0, w0 = img.shape[:2]
-        w1, h1 = max(1, round(w0 * shrink)), max(1, round(h0 * shrink))
-        img = cv2.resize(img, (w1, h1), interpolation=cv2.INTER_AREA)
-        A_img = A @ np.diag([w0 / w1, h0 / h1, 1.0])
-    warped = cv2.warpAffine(
-        img, _to_index_coords(A_img)[:2], (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
-    if warped.ndim == 2:
-        warped = warped[:, :, None]
+    warped = warp_image(sample["image"].permute(1, 2, 0).numpy(), A, (W, H))
     out = dict(sample)
     out["meta"] = dict(sample["meta"])
     out["image"] = torch.from_numpy(np.ascontiguousarray(warped)).permute(2, 0, 1).float()

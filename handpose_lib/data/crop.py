@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .common import affine_crop_matrix, warp_sample
-from .sample import make_sample
+from .common import affine_crop_matrix, warp_image, warp_sample
 
 
 def crop_box_from_joints(joints2d, margin: float = 0.2, min_side: float = 16.0) -> tuple[float, float, float]:
@@ -151,6 +150,18 @@ def crop_image(image_rgb, size: int, box=None, margin: float = 0.2) -> tuple[tor
             )
         side = max(bx1 - bx0, by1 - by0) * (1.0 + 2.0 * margin)
         x0, y0 = (bx0 + bx1 - side) / 2.0, (by0 + by1 - side) / 2.0
-    s = make_sample(image_rgb, np.zeros((21, 2)), np.ones((21, 3)), np.eye(3), dataset="photo", sample_id="0")
-    out = warp_sample(s, affine_crop_matrix(x0, y0, size / side), (size, size))
-    return out["image"], {"x0": x0, "y0": y0, "side": side, "size": float(size)}
+    # only the pixels the crop reads (with room for the area-averaging and the bilinear taps) are
+    # converted and resampled: a small hand in a large photo costs what a small photo does
+    if isinstance(image_rgb, torch.Tensor):
+        image_rgb = image_rgb.detach().cpu().float().permute(1, 2, 0).numpy()
+    elif image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+        raise ValueError(f"image: expected (H, W, 3) RGB, got {image_rgb.shape}")
+    scale = size / side
+    pad = 2 + math.ceil(1.0 / scale)
+    rx0, ry0 = max(0, math.floor(x0) - pad), max(0, math.floor(y0) - pad)
+    rx1, ry1 = min(w, math.ceil(x0 + side) + pad), min(h, math.ceil(y0 + side) + pad)
+    roi = np.asarray(image_rgb[ry0:ry1, rx0:rx1])
+    roi = roi.astype(np.float32) / 255.0 if roi.dtype == np.uint8 else roi.astype(np.float32)
+    out = warp_image(roi, affine_crop_matrix(x0 - rx0, y0 - ry0, scale), (size, size))
+    image = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1)
+    return image, {"x0": x0, "y0": y0, "side": side, "size": float(size)}
