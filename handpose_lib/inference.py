@@ -47,6 +47,7 @@ import os
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -369,3 +370,45 @@ def onnx_max_diff(model: nn.Module, onnx_path, n: int = 2, seed: int = 0) -> dic
     with torch.no_grad():
         ref = model.cpu().eval()(x)
     return {k: float(np.abs(got[k] - getattr(ref, k).numpy()).max()) for k in ("coords2d", "joints3d")}
+
+
+class OnnxPoseModel:
+    """A pose model run by ONNX Runtime at batch sizes of a few hands (the photo pipeline's), where
+    it is faster than eager PyTorch on a CPU (``benchmarks/inference.py``: tiny model, batch 1).
+
+    ``OnnxPoseModel(model, weights_sha256)(images (B, 3, S, S))`` -> an object with ``coords2d``
+    (B, 21, 2), ``joints3d`` (B, 21, 3) and ``probs`` (B, 21, h, w) float32 tensors, as the
+    model's output has. The model is exported once per weights (:func:`export_onnx`) into
+    ``cache_dir("onnx")``, named by the weights' sha256, and reused; without a sha it is exported
+    into a temporary folder. ``threads``: ONNX Runtime's (default: torch's current number).
+    """
+
+    OUTPUTS = ("coords2d", "joints3d", "probs")
+
+    def __init__(self, model: nn.Module, weights_sha256: str | None = None, threads: int | None = None):
+        import tempfile
+        from types import SimpleNamespace
+
+        from .data.cached import cache_dir
+
+        self.config = model.config
+        self._out = SimpleNamespace
+        s = model.config.input_size
+        if weights_sha256:
+            path = cache_dir("onnx") / f"pose-{weights_sha256[:16]}-{s}.onnx"
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="handpose-onnx-")
+            path = Path(self._tmp.name) / "pose.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{os.getpid()}.part")
+            export_onnx(copy.deepcopy(model).cpu(), part)
+            os.replace(part, path)  # whole or not at all, also with two processes at once
+        self.path = path
+        self.session = ort_session(
+            path, threads or torch.get_num_threads(), providers=["CPUExecutionProvider"]
+        )
+
+    def __call__(self, images: torch.Tensor):
+        got = ort_predict(self.session, images, self.OUTPUTS)
+        return self._out(**{k: torch.from_numpy(v) for k, v in got.items()})

@@ -199,8 +199,10 @@ class HandPipeline:
             are all estimated and kept when the verifier, from the detector's score and the pose
             model's confidence, calls them hands (``None``: every detection above the
             detector's threshold is a hand).
-        bf16: run the pose model under bfloat16 autocast (the detector has its own ``bf16``);
-            ``load_pipeline`` turns both on where the CPU has native bf16.
+        bf16: run the pose model under bfloat16 autocast (the detector has its own ``bf16``,
+            which ``load_pipeline`` turns on where the CPU has native bf16).
+        onnx: an :class:`~handpose_lib.inference.OnnxPoseModel` of ``model`` that runs the pose
+            model instead (``load_pipeline``'s ``backend``); ``None``: PyTorch.
     """
 
     def __init__(
@@ -215,6 +217,7 @@ class HandPipeline:
         both_hands: bool = False,
         verifier: HandVerifier | None = None,
         bf16: bool = False,
+        onnx=None,
     ):
         if side_source not in ("auto", "pose", "detector"):
             raise ValueError(f"side_source must be 'auto', 'pose' or 'detector', not {side_source!r}")
@@ -225,6 +228,7 @@ class HandPipeline:
         self.detector = detector
         self.verifier = verifier
         self.bf16 = bf16
+        self.onnx = onnx
         self.K = None if K is None else np.asarray(K, np.float64).reshape(3, 3)
         self.fov = fov
         self.ref_bone_mm = ref_bone_mm
@@ -277,8 +281,11 @@ class HandPipeline:
                 x, pr = crop_image(image, self.size, box, self.margin)
             crops.append(x)
             params.append(pr)
-        with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-            out = self.model(_like_weights(self.model, torch.stack(crops).to(self.device)))
+        if self.onnx is not None:
+            out = self.onnx(torch.stack(crops))
+        else:
+            with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                out = self.model(_like_weights(self.model, torch.stack(crops).to(self.device)))
         conf_all = pose_confidence(out.probs).cpu().numpy()
         uv_all = out.coords2d.float().cpu().numpy().astype(np.float64)
         rel_all = out.joints3d.float().cpu().numpy().astype(np.float64)
@@ -372,6 +379,7 @@ def load_pipeline(
     verifier="auto",
     fast: bool = True,
     bf16="auto",
+    backend: str = "auto",
     **kw,
 ) -> HandPipeline:
     """A :class:`HandPipeline` from a pose model checkpoint and a detector (a folder, an already
@@ -384,10 +392,17 @@ def load_pipeline(
     on the shipped photos) in about a fifth less time per frame on a CPU. A given detector
     object is not changed (the pipeline gets a copy).
 
-    ``bf16``: both networks under bfloat16 autocast; ``"auto"`` (the default): on a CPU with
-    native bf16 kernels (:func:`~handpose_lib.device.cpu_bf16_supported`: AVX512-BF16 or AMX),
-    where it takes about a seventh off the frame with the same hands found on the shipped photos
-    (the book model's last stage trained under bf16 autocast), float32 elsewhere.
+    ``bf16``: bfloat16 autocast. ``"auto"`` (the default): the detector's network only, and only
+    on a CPU with native bf16 kernels (:func:`~handpose_lib.device.cpu_bf16_supported`:
+    AVX512-BF16 or AMX), where it was about 25 % faster with the same hands found on the shipped
+    photos; the pose model stays in float32 (at batch 1 its bf16 was 10-20 % slower, 2026-12-03).
+    ``True``: both networks (e.g. on a GPU); ``False``: neither.
+
+    ``backend``: what runs the pose model. ``"onnx"``: ONNX Runtime
+    (:class:`~handpose_lib.inference.OnnxPoseModel`, exported once per weights into the cache;
+    the same joints within 0.003 px on the shipped photos, and a sixth off the whole frame there:
+    19.2 against 22.9 ms, one thread, 2026-12-03); ``"torch"``: PyTorch; ``"auto"`` (the
+    default): ONNX Runtime on a CPU unless ``bf16`` is ``True``, PyTorch on a GPU.
 
     ``verifier``: ``"auto"`` uses the detector folder's ``verifier.json`` when it was fitted for
     this model and detector (otherwise a warning says so and none is used); a path loads that
@@ -405,15 +420,24 @@ def load_pipeline(
     if bf16 == "auto":
         from .device import cpu_bf16_supported
 
-        bf16 = torch.device(device).type == "cpu" and cpu_bf16_supported()
-    if det is not None and (fast or bf16):
+        det_bf16 = torch.device(device).type == "cpu" and cpu_bf16_supported()
+        pose_bf16 = False
+    else:
+        det_bf16 = pose_bf16 = bool(bf16)
+    if backend not in ("auto", "onnx", "torch"):
+        raise ValueError(f"backend must be 'auto', 'onnx' or 'torch', not {backend!r}")
+    if backend == "onnx" or (backend == "auto" and torch.device(device).type == "cpu" and not pose_bf16):
+        from .inference import OnnxPoseModel
+
+        kw.setdefault("onnx", OnnxPoseModel(net, c.weights_sha256))
+    if det is not None and (fast or det_bf16):
         det = copy.copy(det)
-        det.bf16 = bool(bf16)
+        det.bf16 = det_bf16
     if fast:
         net = prepare_for_inference(net)
         if det is not None:
             det.net = prepare_for_inference(det.net)
-    kw.setdefault("bf16", bool(bf16))
+    kw.setdefault("bf16", pose_bf16)
     kw.setdefault("both_hands", trained_on_both_hands(c.meta))
     kw["verifier"] = _verifier(verifier, det, c.weights_sha256)
     return HandPipeline(net, det, **kw)

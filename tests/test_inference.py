@@ -186,3 +186,21 @@ def test_predict_image_of_a_sample_tensor_is_the_model_on_it(tiny, images):
     np.testing.assert_array_equal(out.joints3d, ref.joints3d[0].numpy())
     with pytest.raises(ValueError, match="X1 > X0"):
         inf.predict_image(tiny, images[1], box=(10, 10, 5, 5))
+
+
+def test_onnx_pose_model_answers_like_the_model_and_is_exported_once(tiny, images, tmp_path, monkeypatch):
+    """``OnnxPoseModel``: the model's coords2d, joints3d and probs through ONNX Runtime; exported
+    into the cache once per weights' sha256 (a second one reuses the file), into a temporary
+    folder without a sha."""
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path / "cache"))
+    runner = inf.OnnxPoseModel(tiny, "ab" * 32, threads=1)
+    assert runner.path.parent == tmp_path / "cache" / "onnx" and runner.path.is_file()
+    got, ref = runner(images), _eager(tiny, images)
+    _close(got, ref)
+    torch.testing.assert_close(got.probs, ref.probs.float(), atol=1e-5, rtol=1e-4)
+    stamp = runner.path.stat().st_mtime_ns
+    again = inf.OnnxPoseModel(tiny, "ab" * 32, threads=1)
+    assert again.path == runner.path and runner.path.stat().st_mtime_ns == stamp
+    anonymous = inf.OnnxPoseModel(tiny, None, threads=1)
+    assert not anonymous.path.is_relative_to(tmp_path / "cache")
+    _close(anonymous(images[:1]), _eager(tiny, images[:1]))

@@ -469,14 +469,14 @@ def test_fast_pipeline_gives_the_same_hands(procedural_frame):
 
 def test_bf16_pipeline_finds_the_same_hands(procedural_frame):
     """``bf16=True`` (autocast in both networks) finds the procedural frame's hand in the same
-    place; ``"auto"`` turns it on exactly where the CPU has native bf16."""
+    place; ``"auto"`` turns it on for the detector exactly where the CPU has native bf16."""
     from handpose_lib.device import cpu_bf16_supported
     from handpose_lib.pipeline import load_pipeline
 
     img = procedural_frame[0]
     detector = BOOK_MODEL.parent / "detector"
     auto = load_pipeline(BOOK_MODEL, detector, verifier=None)
-    assert auto.bf16 == auto.detector.bf16 == cpu_bf16_supported()
+    assert auto.detector.bf16 == cpu_bf16_supported() and auto.bf16 is False  # the pose model: float32
     if not cpu_bf16_supported():
         pytest.skip("no native bf16 on this CPU (emulated bf16 is slow and not used)")
     a = load_pipeline(BOOK_MODEL, detector, bf16=False, verifier=None)(img)
@@ -485,3 +485,23 @@ def test_bf16_pipeline_finds_the_same_hands(procedural_frame):
     box = max(a[0].box[2] - a[0].box[0], a[0].box[3] - a[0].box[1])
     np.testing.assert_allclose(a[0].box, b[0].box, atol=0.05 * box)
     assert np.linalg.norm(a[0].joints2d - b[0].joints2d, axis=-1).mean() < 0.05 * box
+
+
+def test_onnx_backend_gives_the_same_hands(procedural_frame):
+    """``backend="onnx"`` (ONNX Runtime runs the pose model) answers as PyTorch does; an unknown
+    backend is refused by name."""
+    from handpose_lib.pipeline import load_pipeline
+
+    img = procedural_frame[0]
+    detector = BOOK_MODEL.parent / "detector"
+    a = load_pipeline(BOOK_MODEL, detector, bf16=False, backend="torch", verifier=None)
+    b = load_pipeline(BOOK_MODEL, detector, bf16=False, backend="onnx", verifier=None)
+    assert a.onnx is None and b.onnx is not None
+    ha, hb = a(img), b(img)
+    assert len(ha) == len(hb) >= 1
+    for x, y in zip(ha, hb, strict=True):
+        np.testing.assert_allclose(x.joints2d, y.joints2d, atol=0.01)
+        np.testing.assert_allclose(x.joints3d_cam_mm, y.joints3d_cam_mm, atol=0.5)
+        assert x.side == y.side and abs(x.confidence - y.confidence) < 1e-4
+    with pytest.raises(ValueError, match="backend"):
+        load_pipeline(BOOK_MODEL, None, backend="tensorrt")
