@@ -120,7 +120,8 @@ def load_book_model(profile_name: str | None = None, device: str = "cpu", verbos
     if prof == "quick":
         stages, what = [(QUICK_RUN_DIR, quick_recipe())], "a quick model into runs/quick-book"
     else:
-        stages, what = book_stages(), f"the book recipe's stage 3 into {_shown(book_stages()[0][0])}"
+        stages = book_stages()
+        what = f"the book recipe's stage 3 into {_shown(stages[0][0])}"
     done = all(_pointer_step(d) >= _total_steps(sc) for d, sc in stages)
     if not done:
         say(
@@ -359,19 +360,20 @@ def train_stages(
         ``(None, message)`` when a run stopped early (a signal): run again to resume.
     """
     prev = base_package(stages)  # v5's stage 3 must have started from v4's package
-    for k, (run_dir, cfg) in enumerate(stages, 1):
+    first = 1 + (len(prev.meta["provenance"].get("stages") or []) if prev is not None else 0)
+    for k, (run_dir, cfg) in enumerate(stages, first):
         run_dir, total = Path(run_dir), _total_steps(cfg)
         last = ckpt.load_checkpoint(run_dir) if (run_dir / ckpt.LAST_FILE).is_file() else None
         if last is not None:
             if not same_recipe(last.meta.get("train_config", {}), cfg.to_dict(), ignore=("init_from",)):
                 raise ConfigError(
                     f"{run_dir} holds a run of another recipe (an older version?) than its stage "
-                    f"({k} of {len(stages)}) needs; move it away or pass another run folder "
+                    f"({k} of {first + len(stages) - 1}) needs; move it away or pass another run folder "
                     "(the book model: handpose book-model --stage3 DIR)"
                 )
             started = last.meta.get("init_from", {}).get("sha256")
             if prev is not None and started != prev.weights_sha256:
-                before = f"stage {k - 1}" if k > 1 else "the package it starts from"
+                before = f"stage {k - 1}" if k > first else "the package it starts from"
                 raise ConfigError(
                     f"{run_dir} (stage {k}) did not start from the final weights of {before} "
                     f"({prev.path}); move it away so that stage {k} is trained again"

@@ -261,8 +261,8 @@ def test_build_book_model_continues_a_base_package_and_checks_its_weights(tmp_pa
     monkeypatch.setattr(bm, "test_set", lambda: (_Fake64(3), "fake-n3"))
     monkeypatch.setattr(tr, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
     _finished_run(run, cfg, m, init_from={"path": "elsewhere", "step": 1, "sha256": "0" * 64})
-    with pytest.raises(ConfigError, match="did not start from the final weights of the package"):
-        bm.build_book_model(tmp_path / "out", (None,), progress=False)
+    with pytest.raises(ConfigError, match=r"\(stage 3\) did not start from the final weights of the package"):
+        bm.build_book_model(tmp_path / "out", (None,), progress=False)  # counted on from the package's 2
     started = {"path": str(tmp_path / "models" / "v4"), "step": 20, "sha256": base.weights_sha256}
     _finished_run(run, cfg, m, init_from=started)
     ck.write_metrics(run, [{"epoch": 1, "step": 2, "time_s": 4.0, "val_epe2d_px": 5.0}])
