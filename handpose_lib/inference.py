@@ -379,8 +379,9 @@ class OnnxPoseModel:
     ``OnnxPoseModel(model, weights_sha256)(images (B, 3, S, S))`` -> an object with ``coords2d``
     (B, 21, 2), ``joints3d`` (B, 21, 3) and ``probs`` (B, 21, h, w) float32 tensors, as the
     model's output has. The model is exported once per weights (:func:`export_onnx`) into
-    ``cache_dir("onnx")``, named by the weights' sha256, and reused; without a sha it is exported
-    into a temporary folder. ``threads``: ONNX Runtime's (default: torch's current number).
+    ``cache_dir("onnx")``, named by the weights' sha256, and reused; without a sha, or where the
+    cache cannot be written, it is exported into a temporary folder for this object's life.
+    ``threads``: ONNX Runtime's (default: torch's current number).
     """
 
     OUTPUTS = ("coords2d", "joints3d", "probs")
@@ -394,16 +395,19 @@ class OnnxPoseModel:
         self.config = model.config
         self._out = SimpleNamespace
         s = model.config.input_size
-        if weights_sha256:
-            path = cache_dir("onnx") / f"pose-{weights_sha256[:16]}-{s}.onnx"
-        else:
+        path = cache_dir("onnx") / f"pose-{weights_sha256[:16]}-{s}.onnx" if weights_sha256 else None
+        if path is not None and not path.is_file():
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part = path.with_name(f"{path.name}.{os.getpid()}.part")
+                export_onnx(copy.deepcopy(model).cpu(), part)
+                os.replace(part, path)  # whole or not at all, also with two processes at once
+            except OSError:  # a cache that cannot be written: export for this session only
+                path = None
+        if path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="handpose-onnx-")
             path = Path(self._tmp.name) / "pose.onnx"
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            part = path.with_name(f"{path.name}.{os.getpid()}.part")
-            export_onnx(copy.deepcopy(model).cpu(), part)
-            os.replace(part, path)  # whole or not at all, also with two processes at once
+            export_onnx(copy.deepcopy(model).cpu(), path)
         self.path = path
         self.session = ort_session(
             path, threads or torch.get_num_threads(), providers=["CPUExecutionProvider"]

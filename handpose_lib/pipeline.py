@@ -429,7 +429,14 @@ def load_pipeline(
     if backend == "onnx" or (backend == "auto" and torch.device(device).type == "cpu" and not pose_bf16):
         from .inference import OnnxPoseModel
 
-        kw.setdefault("onnx", OnnxPoseModel(net, c.weights_sha256))
+        try:
+            kw.setdefault("onnx", OnnxPoseModel(net, c.weights_sha256))
+        except Exception as e:  # "auto" never fails for want of ONNX Runtime: PyTorch answers the same
+            if backend == "onnx":
+                raise
+            warnings.warn(
+                f"the pose model runs in PyTorch: ONNX Runtime could not take it ({e})", stacklevel=2
+            )
     if det is not None and (fast or det_bf16):
         det = copy.copy(det)
         det.bf16 = det_bf16

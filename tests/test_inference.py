@@ -204,3 +204,14 @@ def test_onnx_pose_model_answers_like_the_model_and_is_exported_once(tiny, image
     anonymous = inf.OnnxPoseModel(tiny, None, threads=1)
     assert not anonymous.path.is_relative_to(tmp_path / "cache")
     _close(anonymous(images[:1]), _eager(tiny, images[:1]))
+
+
+def test_onnx_pose_model_without_a_writable_cache_exports_for_the_session(
+    tiny, images, tmp_path, monkeypatch
+):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("HANDPOSE_CACHE", str(blocker))
+    runner = inf.OnnxPoseModel(tiny, "cd" * 32, threads=1)
+    assert runner.path.is_file() and not runner.path.is_relative_to(blocker)
+    _close(runner(images[:1]), _eager(tiny, images[:1]))

@@ -505,3 +505,18 @@ def test_onnx_backend_gives_the_same_hands(procedural_frame):
         assert x.side == y.side and abs(x.confidence - y.confidence) < 1e-4
     with pytest.raises(ValueError, match="backend"):
         load_pipeline(BOOK_MODEL, None, backend="tensorrt")
+
+
+def test_auto_backend_falls_back_to_pytorch_with_a_warning(monkeypatch):
+    from handpose_lib import inference
+    from handpose_lib.pipeline import load_pipeline
+
+    def broken(*a, **k):
+        raise RuntimeError("no ONNX here")
+
+    monkeypatch.setattr(inference, "OnnxPoseModel", broken)
+    with pytest.warns(UserWarning, match="runs in PyTorch.*no ONNX here"):
+        pipe = load_pipeline(BOOK_MODEL, None, backend="auto", bf16=False)
+    assert pipe.onnx is None
+    with pytest.raises(RuntimeError, match="no ONNX here"):
+        load_pipeline(BOOK_MODEL, None, backend="onnx", bf16=False)
