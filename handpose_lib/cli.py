@@ -309,10 +309,13 @@ def cmd_eval(a) -> int:
 
 PREDICT_HELP = """
 examples:
-  handpose predict --checkpoint models/book-tiny handpose_lib/assets/real_hands/freihand/*.jpg --out pred/
+  handpose predict --checkpoint models/book-tiny handpose_lib/assets/real_hands/onehand10k/ --out pred/
+  handpose predict --checkpoint models/book-tiny --no-detector photo.jpg --out pred/
   handpose predict --checkpoint runs/x photo.jpg --box 120 80 360 330 --out pred/
 
-Each image is cropped to a square and resized to the model's input (128x128): around --box
+By default every input goes through the pipeline below: the shipped detector finds the hands.
+With --no-detector or --box (and none of the pipeline's other options), each image is cropped to
+one square and resized to the model's input (128x128): around --box
 (the hand's box X0 Y0 X1 Y1 in pixels, enlarged by 20% on each side like the training crops),
 or, without --box, the largest centred square. Writes IMAGE_pred.png (the 2D skeleton drawn on
 the photo; IMAGE-2_pred.png ... where two images share a name) and predictions.json (2D joints
@@ -341,7 +344,7 @@ is not an error: give its --box, or --no-detector for the centred square. Folder
 images and videos.
 
 The shipped detector is trained on procedural frames only. On the shipped photos the whole
-pipeline beats the centred square (PCK@0.2 0.337 against 0.279, hands found 9 against 2 of 16),
+pipeline beats the centred square (PCK@0.2 0.340 against 0.276, hands found 9 against 2 of 16),
 but it still misses 7 of their 16 hands and its own left/right is at chance
 (benchmarks/results/pipeline.json, models/detector/README.md). --no-detector (or a --box) without
 the pipeline's other options gives the single-crop output above (predictions.json).
