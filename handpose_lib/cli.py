@@ -451,11 +451,12 @@ def _detector_dir(a) -> str | None:
     """The detector ``predict`` uses: ``--detector``, else the shipped one unless ``--no-detector``
     or ``--box`` (a box needs none) says otherwise; ``None`` where the shipped one is missing (a
     note says so and the centred square is used)."""
+    from .checkpoint import SIDECAR_FILE
     from .detect import SHIPPED_DETECTOR_DIR
 
     if a.detector or a.no_detector or a.box is not None:
         return a.detector
-    if (SHIPPED_DETECTOR_DIR / "checkpoint.json").is_file():
+    if (SHIPPED_DETECTOR_DIR / SIDECAR_FILE).is_file():
         return str(SHIPPED_DETECTOR_DIR)
     print(
         f"handpose: no hand detector at {SHIPPED_DETECTOR_DIR} (run `make detector` or pass --detector DIR); "

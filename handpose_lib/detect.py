@@ -325,6 +325,8 @@ class HandDetector:
         max_hands: at most this many detections.
         bf16: run the network under bfloat16 autocast (fast on CPUs with native bf16; see
             ``load_pipeline``).
+        channels_last: feed NHWC images (for a network whose weights are NHWC, as
+            :func:`~handpose_lib.inference.prepare_for_inference` leaves them).
 
     ``folder`` and ``weights_sha256`` say where :func:`load_detector` read it (``None``
     otherwise); the pipeline finds the detector's verifier through them.
@@ -337,9 +339,11 @@ class HandDetector:
         score_thresh: float = 0.3,
         max_hands: int = 8,
         bf16: bool = False,
+        channels_last: bool = False,
     ):
         self.net = net.eval()
         self.bf16 = bf16
+        self.channels_last = channels_last
         self.long_side = long_side or net.config.long_side
         self.score_thresh = score_thresh
         self.max_hands = max_hands
@@ -379,13 +383,9 @@ class HandDetector:
         return float(torch.sigmoid(raw[0, 0].float()).max())
 
     def _batch(self, x: Tensor, dev) -> Tensor:
-        """(3, H, W) -> (1, 3, H, W) on ``dev``, in the memory format of the net's weights (NHWC
-        after :func:`~handpose_lib.inference.prepare_for_inference`, which ``load_pipeline`` does)."""
+        """(3, H, W) -> (1, 3, H, W) on ``dev`` (NHWC with ``channels_last``)."""
         x = x[None].to(dev)
-        w = self.net.stem[0].weight
-        if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 def load_detector(path, device: str = "cpu", **kw) -> HandDetector:

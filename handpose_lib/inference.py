@@ -396,18 +396,17 @@ class OnnxPoseModel:
         self._out = SimpleNamespace
         s = model.config.input_size
         path = cache_dir("onnx") / f"pose-{weights_sha256[:16]}-{s}.onnx" if weights_sha256 else None
-        if path is not None and not path.is_file():
-            try:
+        try:
+            if path is not None and not path.is_file():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 part = path.with_name(f"{path.name}.{os.getpid()}.part")
-                export_onnx(copy.deepcopy(model).cpu(), part)
+                export_onnx(model, part)
                 os.replace(part, path)  # whole or not at all, also with two processes at once
-            except OSError:  # a cache that cannot be written: export for this session only
-                path = None
+        except OSError:  # a cache that cannot be written: this object's own folder instead
+            path = None
         if path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="handpose-onnx-")
-            path = Path(self._tmp.name) / "pose.onnx"
-            export_onnx(copy.deepcopy(model).cpu(), path)
+            path = Path(export_onnx(model, Path(self._tmp.name) / "pose.onnx"))
         self.path = path
         self.session = ort_session(
             path, threads or torch.get_num_threads(), providers=["CPUExecutionProvider"]

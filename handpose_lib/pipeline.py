@@ -203,6 +203,8 @@ class HandPipeline:
             which ``load_pipeline`` turns on where the CPU has native bf16).
         onnx: an :class:`~handpose_lib.inference.OnnxPoseModel` of ``model`` that runs the pose
             model instead (``load_pipeline``'s ``backend``); ``None``: PyTorch.
+        channels_last: feed the model NHWC crops (its weights are NHWC after
+            :func:`~handpose_lib.inference.prepare_for_inference`, as ``load_pipeline`` leaves them).
     """
 
     def __init__(
@@ -218,6 +220,7 @@ class HandPipeline:
         verifier: HandVerifier | None = None,
         bf16: bool = False,
         onnx=None,
+        channels_last: bool = False,
     ):
         if side_source not in ("auto", "pose", "detector"):
             raise ValueError(f"side_source must be 'auto', 'pose' or 'detector', not {side_source!r}")
@@ -229,6 +232,7 @@ class HandPipeline:
         self.verifier = verifier
         self.bf16 = bf16
         self.onnx = onnx
+        self.channels_last = channels_last
         self.K = None if K is None else np.asarray(K, np.float64).reshape(3, 3)
         self.fov = fov
         self.ref_bone_mm = ref_bone_mm
@@ -284,8 +288,10 @@ class HandPipeline:
         if self.onnx is not None:
             out = self.onnx(torch.stack(crops))
         else:
+            x = torch.stack(crops).to(self.device)
+            x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
             with torch.no_grad(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
-                out = self.model(_like_weights(self.model, torch.stack(crops).to(self.device)))
+                out = self.model(x)
         conf_all = pose_confidence(out.probs).cpu().numpy()
         uv_all = out.coords2d.float().cpu().numpy().astype(np.float64)
         rel_all = out.joints3d.float().cpu().numpy().astype(np.float64)
@@ -363,15 +369,6 @@ class HandPipeline:
         return self.detector.presence(x)
 
 
-def _like_weights(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``x`` (B, C, H, W) in the memory format of the model's first convolution (NHWC after
-    :func:`~handpose_lib.inference.prepare_for_inference`)."""
-    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    if conv is not None and not conv.weight.is_contiguous():
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def load_pipeline(
     model="models/book-tiny",
     detector="models/detector",
@@ -440,10 +437,11 @@ def load_pipeline(
     if det is not None and (fast or det_bf16):
         det = copy.copy(det)
         det.bf16 = det_bf16
-    if fast:
+        if fast:
+            det.net, det.channels_last = prepare_for_inference(det.net), True
+    if fast and kw.get("onnx") is None:  # ONNX Runtime folds the pose model itself
         net = prepare_for_inference(net)
-        if det is not None:
-            det.net = prepare_for_inference(det.net)
+        kw["channels_last"] = True
     kw.setdefault("bf16", pose_bf16)
     kw.setdefault("both_hands", trained_on_both_hands(c.meta))
     kw["verifier"] = _verifier(verifier, det, c.weights_sha256)

@@ -454,8 +454,8 @@ def test_fast_pipeline_gives_the_same_hands(procedural_frame):
 
     img = procedural_frame[0]
     det = load_detector(BOOK_MODEL.parent / "detector")
-    plain = load_pipeline(BOOK_MODEL, det, fast=False, bf16=False, verifier=None)
-    fast = load_pipeline(BOOK_MODEL, det, fast=True, bf16=False, verifier=None)
+    plain = load_pipeline(BOOK_MODEL, det, fast=False, bf16=False, backend="torch", verifier=None)
+    fast = load_pipeline(BOOK_MODEL, det, fast=True, bf16=False, backend="torch", verifier=None)
     assert fast.detector is not det and fast.detector.net is not det.net
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in det.net.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.model.modules())
