@@ -383,11 +383,12 @@ def load_pipeline(
     loaded :class:`~handpose_lib.detect.HandDetector`, or ``None``: no detector, boxes must be
     given). Whether the model was trained on both hands is read from its recipe (``both_hands``).
 
-    ``fast``: both networks made ready for inference
+    ``fast``: the networks PyTorch runs made ready for inference
     (:func:`~handpose_lib.inference.prepare_for_inference`: BatchNorm folded into the
-    convolutions, NHWC weights and inputs); the same answers within float tolerance (0.003 px
-    on the shipped photos) in about a fifth less time per frame on a CPU. A given detector
-    object is not changed (the pipeline gets a copy).
+    convolutions, NHWC weights and inputs): the detector, and the pose model unless ONNX Runtime
+    runs it (which folds it itself). The same answers within float tolerance (0.003 px on the
+    shipped photos) in about a fifth less time per frame on a CPU. A given detector object is not
+    changed (the pipeline gets a copy).
 
     ``bf16``: bfloat16 autocast. ``"auto"`` (the default): the detector's network only, and only
     on a CPU with native bf16 kernels (:func:`~handpose_lib.device.cpu_bf16_supported`:
