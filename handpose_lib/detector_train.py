@@ -486,7 +486,11 @@ def train_detector(
             "init": cfg.init,
             "init_weights_sha256": init_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
-            "scenes": scene_config().to_dict() if cfg.frames.scene_prob > 0 else None,
+            "scenes": (
+                scene_config(cfg.frames.scene_other_hand_prob).to_dict()
+                if cfg.frames.scene_prob > 0
+                else None
+            ),
             "train_frames": f"HandFrames seed {TRAIN_SEED}, {done * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
@@ -561,6 +565,18 @@ def main(argv=None) -> int:
         help="share of frames that are the engine's full frames (a hand on its arm, faces, held things)",
     )
     ap.add_argument(
+        "--other-hand-prob",
+        type=float,
+        default=FrameConfig.scene_other_hand_prob,
+        help="share of those full frames that show the person's other hand too, labelled (v7: 0.5)",
+    )
+    ap.add_argument(
+        "--scene-min-zoom",
+        type=float,
+        default=FrameConfig.scene_min_zoom,
+        help="zoom those full frames out down to this factor (smaller hands, whole people; v7: 0.5)",
+    )
+    ap.add_argument(
         "--frame-seed",
         type=int,
         default=TRAIN_SEED,
@@ -581,7 +597,9 @@ def main(argv=None) -> int:
         threads=a.threads,
         workers=a.workers,
         amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads)),
-        frames=FrameConfig(scene_prob=a.scene_prob),
+        frames=FrameConfig(
+            scene_prob=a.scene_prob, scene_other_hand_prob=a.other_hand_prob, scene_min_zoom=a.scene_min_zoom
+        ),
         frame_seed=a.frame_seed,
     )
     if a.frame_seed in (VAL_SEED, TEST_SEED):
@@ -589,8 +607,11 @@ def main(argv=None) -> int:
             f"--frame-seed {a.frame_seed}: the validation ({VAL_SEED}) and test ({TEST_SEED}) frames "
             "use that seed; choose another (0, 3, 4, ...)"
         )
-    if not 0 <= a.scene_prob <= 1:
-        ap.error(f"--scene-prob must be in [0, 1], got {a.scene_prob}")
+    for name, v in (("--scene-prob", a.scene_prob), ("--other-hand-prob", a.other_hand_prob)):
+        if not 0 <= v <= 1:
+            ap.error(f"{name} must be in [0, 1], got {v}")
+    if not 0 < a.scene_min_zoom <= 1:
+        ap.error(f"--scene-min-zoom must be in (0, 1], got {a.scene_min_zoom}")
     if a.minutes is not None and not a.minutes > 0:
         ap.error(f"--minutes must be positive, got {a.minutes}")
     if a.steps < 1:

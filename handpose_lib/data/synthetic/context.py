@@ -136,6 +136,14 @@ def other_hand(p: dict, prm: dict, shape: torch.Tensor, native: bool) -> torch.T
     return rotate(Rm, verts) + prm["hand2_T"][:, None]
 
 
+def other_hand_joints(p: dict, shape: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) camera-frame joints of the other (left) hand of :func:`other_hand` (the same
+    pose, forearm, rotation and wrist; the joints of ``mesh.pose_transforms`` in its frame)."""
+    e = p["extras"]
+    _, joints = mesh.pose_transforms(e["hand2_angles"], p["scale"], p["seg"], e["hand2_wrist"], shape)
+    return rotate(mirror_cols(e["hand2_R"]), joints) + e["hand2_T"][:, None]
+
+
 def _on_face(prm: dict, fx: float, fy: float, out: float) -> torch.Tensor:
     """(B, 3) camera-frame point ``out`` mm in front of the face at (fx, fy) of its half axes."""
     c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]

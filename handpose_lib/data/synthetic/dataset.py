@@ -61,6 +61,8 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
     if cfg.hand_model == "mesh":
         out, joints = render_mesh(p, K, H, W)
         vis = out.pop("visibility")
+        if not cfg.full_frame:
+            del out["scene_depth"]
         uv = project(joints, K)
     else:
         scene, joints = scene_of(p)
@@ -70,8 +72,9 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
     # left hands: mirror image, labels and camera (u -> W - u, x -> -x)
     if bool(left.any()):
         li = left.nonzero()[:, 0]  # only the left samples' pixels move (in place)
-        for key in ("image", "mask", "depth"):
-            out[key][li] = out[key][li].flip(-1)
+        for key in ("image", "mask", "depth", "scene_depth"):
+            if key in out:
+                out[key][li] = out[key][li].flip(-1)
         M = torch.tensor([[-1.0, 0, W], [0, 1, 0], [0, 0, 1]], device=device)
         N = torch.diag(torch.tensor([-1.0, 1, 1], device=device))
         K = torch.where(left[:, None, None], M @ K @ N, K)
@@ -83,6 +86,7 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
             box,
         )
     B = idx.shape[0]
+    extra = {"scene_depth": out["scene_depth"]} if "scene_depth" in out else {}
     return {
         "image": out["image"],
         "joints2d": uv,
@@ -105,6 +109,7 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
         "mask": out["mask"],
         "depth": out["depth"],
         "occlusion_fraction": out["occlusion_fraction"].double(),
+        **extra,
     }
 
 
@@ -127,9 +132,11 @@ def uncollate(batch: dict, i: int) -> dict:
 class SyntheticHands(torch.utils.data.Dataset):
     """``n`` procedural samples of data set ``seed``; sample i is rendered from (seed, i).
 
-    Use different seeds for train/val/test (e.g. 0, 1, 2). Items are the sample dicts of
-    ``data/sample.py`` plus ``mask`` (H, W) bool, ``depth`` (H, W) f32 mm (z of the visible hand
-    surface, 0 where the pixel does not show the hand) and ``occlusion_fraction`` (float).
+        Use different seeds for train/val/test (e.g. 0, 1, 2). Items are the sample dicts of
+        ``data/sample.py`` plus ``mask`` (H, W) bool, ``depth`` (H, W) f32 mm (z of the visible hand
+        surface, 0 where the pixel does not show the hand) and ``occlusion_fraction`` (float); full frames
+    of the mesh hand also ``scene_depth`` (H, W) f32 mm (the nearest surface of anything: the hand,
+    objects, the scene extras; inf where only the background is seen).
     """
 
     def __init__(self, n: int, seed: int = 0, config: SyntheticConfig | None = None, device="cpu"):

@@ -23,9 +23,12 @@ the engine's own full frames (``SyntheticConfig(full_frame=True)``, :func:`engin
 mesh hand at the end of its forearm and sleeve, seen by the engine's camera, often with a head and
 a torso behind it, something held, rings and watches, grayscale or infrared looks. That is what
 the composed frames lack: skin that is not a hand (a shaded face, an arm) next to the hand, and
-arms that belong to it. The engine's other hand is turned off there (it would be an unlabelled
-hand). The frame is zoomed in on the hand by a random factor (the hand's long side log-uniform in
-``hand_size``, at most ``scene_max_zoom`` times) and finished like the others (blur, noise, JPEG).
+arms that belong to it. With probability ``scene_other_hand_prob`` the person's other hand is
+there too, labelled like the first (its joints from the same pose as its mesh; not where it is
+hidden); before detector v7 it was off (it would have been an unlabelled hand). The frame is
+zoomed on the hand by a random factor (the hand's long side log-uniform in ``hand_size``, at most
+``scene_max_zoom`` times; zoomed out to ``scene_min_zoom``, the shrunk frame lies on a background
+of the pool) and finished like the others (blur, noise, JPEG).
 Whether frame ``i`` is a scene is drawn from its own stream, so with ``scene_prob`` 0 every frame
 is the composed one it always was.
 """
@@ -41,13 +44,19 @@ import cv2
 import numpy as np
 import torch
 
+from ..sample import project
+from . import camera
 from .backgrounds import background_pool
-from .dataset import SyntheticHands
+from .context import other_hand_joints
+from .dataset import SyntheticHands, render_scene
 from .extras import SceneExtras
-from .scene import SyntheticConfig
+from .mesh_render import sample_mesh_params
+from .scene import SyntheticConfig, sample_scene
 
 HandRenderer = Callable[[int, Sequence[int]], dict]
 HANDS_PER_FRAME_SLOTS = 8  # hand indices of frame i: i * 8 + k
+OTHER_HAND_MIN_JOINTS = 6  # an engine frame's other hand is labelled when this many joints are seen
+OTHER_HAND_FLESH_MM = 25.0  # a joint is seen where nothing is nearer than this in front of it
 SCENE_SALT = 5309  # frame i is a scene frame when default_rng([seed, i, SCENE_SALT]) says so
 
 
@@ -64,14 +73,15 @@ def engine_renderer(config: SyntheticConfig | None = None) -> HandRenderer:
     return render
 
 
-def scene_config() -> SyntheticConfig:
+def scene_config(other_hand_prob: float = 0.0) -> SyntheticConfig:
     """The engine's full frames for :attr:`FrameConfig.scene_prob`: the mesh hand, half of them
     left hands, light object occlusion, the scene extras at the photographs' rates
     (``SceneExtras.rich``) with a head and body more often (0.6: faces are what a hand detector
-    most often mistakes for hands) and without the unlabelled other hand; the frame adds its own
-    blur, noise and JPEG."""
+    most often mistakes for hands) and the other hand (labelled, see :func:`engine_scenes`) with
+    probability ``other_hand_prob`` (0 until detector v7: the frames of v1-v6 had none); the
+    frame adds its own blur, noise and JPEG."""
     ex = SceneExtras.rich()
-    ex.other_hand_prob, ex.body_prob = 0.0, 0.6
+    ex.other_hand_prob, ex.body_prob = float(other_hand_prob), 0.6
     return SyntheticConfig(
         full_frame=True,
         hand_model="mesh",
@@ -83,21 +93,60 @@ def scene_config() -> SyntheticConfig:
     )
 
 
+def _other_hand_uv(p: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The other hand of the frames of ``sample_scene``'s ``p`` and their rendered batch ``b``:
+    ((B, 21, 2) frame pixels, (B,) whether it is drawn and shows). It shows where at least
+    :data:`OTHER_HAND_MIN_JOINTS` of its joints are seen: inside the frame, and nothing (the first
+    hand, a head, a torso, an object) nearer than the joint's own flesh at its pixel
+    (``b["scene_depth"]``); a hand hidden behind a head or the other hand is not labelled."""
+    app = p["appearance"]
+    draws = sample_mesh_params(p["seed"], p["idx"], app["skin"], app["light_dir"], app["light_color"])
+    joints = other_hand_joints(p, draws["shape"])
+    uv = project(joints, p["K_full"])
+    left = p["left"]
+    uv = torch.where(left[:, None, None], torch.stack([camera.FRAME_W - uv[..., 0], uv[..., 1]], -1), uv)
+    H, W = b["scene_depth"].shape[-2:]
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+    u = uv[..., 0].long().clamp(0, W - 1)
+    v = uv[..., 1].long().clamp(0, H - 1)
+    front = b["scene_depth"][torch.arange(len(u))[:, None], v, u]
+    seen = inside & (front > joints[..., 2] - OTHER_HAND_FLESH_MM * p["scale"][:, None])
+    shows = p["extras"]["hand2_on"] & (seen.sum(1) >= OTHER_HAND_MIN_JOINTS)
+    return uv.numpy().astype(np.float64), shows.numpy()
+
+
 def engine_scenes(config: SyntheticConfig | None = None) -> Callable[[int, Sequence[int]], list[dict]]:
     """``(seed, indices) -> [{"image" (480, 640, 3) uint8 RGB, "box" (4,) of the 21 joints,
-    "side", "joints2d" (21, 2)}]``: the engine's full frames (:func:`scene_config`) in one batch."""
+    "side", "joints2d" (21, 2), "others" [{"box", "side", "joints2d"}]}]``: the engine's full
+    frames (:func:`scene_config`) in one batch. ``others`` holds the other hand where the
+    config's extras draw it (the opposite side; not where it hides behind the first hand)."""
     cfg = config or scene_config()
     if not cfg.full_frame:
         raise ValueError("engine_scenes needs a SyntheticConfig with full_frame=True")
 
     def render(seed: int, indices: Sequence[int]) -> list[dict]:
         idx = [int(i) for i in indices]
-        b = SyntheticHands(max(idx) + 1, seed, cfg).render_batch(idx)
+        cfg.check()
+        p = sample_scene(seed, idx, cfg)
+        b = render_scene(p, cfg)
         img = (b["image"].permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
         uv = b["joints2d"].numpy().astype(np.float64)
+        n = len(idx)
+        uv2, shows = _other_hand_uv(p, b) if cfg.extras.other_hand_prob > 0 else (None, np.zeros(n, bool))
+        other = {"left": "right", "right": "left"}
         return [
-            {"image": img[k], "box": _joint_box(uv[k]), "side": b["hand_side"][k], "joints2d": uv[k]}
-            for k in range(len(idx))
+            {
+                "image": img[k],
+                "box": _joint_box(uv[k]),
+                "side": b["hand_side"][k],
+                "joints2d": uv[k],
+                "others": (
+                    [{"box": _joint_box(uv2[k]), "side": other[b["hand_side"][k]], "joints2d": uv2[k]}]
+                    if shows[k]
+                    else []
+                ),
+            }
+            for k in range(n)
         ]
 
     render.config = cfg.to_dict()
@@ -119,7 +168,10 @@ class FrameConfig:
         max_iou: largest IoU between two hands' boxes.
         blur_prob, jpeg_prob: per frame.
         scene_prob: probability that a frame is one of the engine's full frames instead (see
-            the module's docstring), zoomed in at most ``scene_max_zoom`` times.
+            the module's docstring), zoomed in at most ``scene_max_zoom`` times and out to
+            ``scene_min_zoom`` (1: never, the frames of detectors v1-v6).
+        scene_other_hand_prob: probability that such a frame shows the person's other hand
+            too, labelled (:func:`scene_config`; 0 in the frames of detectors v1-v6).
     """
 
     width: int = 640
@@ -135,6 +187,8 @@ class FrameConfig:
     jpeg_prob: float = 0.3
     scene_prob: float = 0.0
     scene_max_zoom: float = 4.0
+    scene_other_hand_prob: float = 0.0
+    scene_min_zoom: float = 1.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -248,22 +302,39 @@ def _joint_box(uv: np.ndarray) -> np.ndarray:
 
 def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Generator, cfg: FrameConfig):
     """A window of ``img`` round the hand's ``box`` resized to the frame: the hand's long side
-    becomes log-uniform in ``cfg.hand_size`` (never zoomed out, at most ``scene_max_zoom``);
-    the hand's box stays in the window where it fits. Returns (image, box, joints2d)."""
+    becomes log-uniform in ``cfg.hand_size`` (zoomed by ``scene_min_zoom`` to ``scene_max_zoom``);
+    the hand's box stays in the window where it fits. Zoomed out (< 1), the whole rendered frame
+    is shrunk and placed somewhere on a background of the pool (:func:`_background`). Returns
+    (image, box, joints2d, to_window), ``to_window`` the map of frame pixels (..., 2) into the
+    window (for other hands' joints)."""
     H, W = img.shape[:2]
     side = max(box[2] - box[0], box[3] - box[1], 1.0)
     target = np.exp(rng.uniform(np.log(cfg.hand_size[0]), np.log(cfg.hand_size[1])))
-    z = float(np.clip(target / side, 1.0, cfg.scene_max_zoom))
-    w, h = W / z, H / z
-    x0 = _window_start(box[0], box[2], w, W, rng)
-    y0 = _window_start(box[1], box[3], h, H, rng)
-    sx, sy = z * cfg.width / W, z * cfg.height / H
-    M = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
-    out = cv2.warpAffine(
-        img, M, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
-    zoomed = (uv - [x0, y0]) * [sx, sy]
-    return out, _joint_box(zoomed), zoomed
+    z = float(np.clip(target / side, min(1.0, cfg.scene_min_zoom), cfg.scene_max_zoom))
+    if z < 1.0:  # the whole frame, shrunk, on a background
+        nw, nh = max(1, round(W * z * cfg.width / W)), max(1, round(H * z * cfg.height / H))
+        ox, oy = int(rng.integers(0, cfg.width - nw + 1)), int(rng.integers(0, cfg.height - nh + 1))
+        out = _background(rng, cfg).copy()
+        out[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+
+        def to_window(q: np.ndarray) -> np.ndarray:
+            return q * [nw / W, nh / H] + [ox, oy]
+
+    else:
+        w, h = W / z, H / z
+        x0 = _window_start(box[0], box[2], w, W, rng)
+        y0 = _window_start(box[1], box[3], h, H, rng)
+        sx, sy = z * cfg.width / W, z * cfg.height / H
+        M = np.array([[sx, 0, -x0 * sx], [0, sy, -y0 * sy]])
+        out = cv2.warpAffine(
+            img, M, (cfg.width, cfg.height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        )
+
+        def to_window(q: np.ndarray) -> np.ndarray:
+            return (q - [x0, y0]) * [sx, sy]
+
+    zoomed = to_window(uv)
+    return out, _joint_box(zoomed), zoomed, to_window
 
 
 def _window_start(lo: float, hi: float, size: float, full: int, rng: np.random.Generator) -> float:
@@ -342,7 +413,9 @@ class HandFrames:
         self.seed = int(seed)
         self.config = config or FrameConfig()
         self.renderer = renderer or engine_renderer()
-        self.scenes = scenes or (engine_scenes() if self.config.scene_prob > 0 else None)
+        if scenes is None and self.config.scene_prob > 0:
+            scenes = engine_scenes(scene_config(self.config.scene_other_hand_prob))
+        self.scenes = scenes
 
     def is_scene(self, i: int) -> bool:
         """Whether frame ``i`` is an engine full frame (its own stream; never when scene_prob is 0)."""
@@ -367,16 +440,25 @@ class HandFrames:
         out = []
         for i, sc in zip(indices, self.scenes(self.seed, indices), strict=True):
             rng = np.random.default_rng([self.seed, i, SCENE_SALT, 1])
-            img, box, uv = _zoom(sc["image"], sc["box"], sc["joints2d"], rng, cfg)
-            clipped = np.clip(box, 0, [cfg.width, cfg.height, cfg.width, cfg.height])
-            inside = np.prod(np.clip(clipped[2:] - clipped[:2], 0, None))
-            keep = inside >= 0.5 * max(np.prod(box[2:] - box[:2]), 1e-6)
+            img, box, uv, to_window = _zoom(sc["image"], sc["box"], sc["joints2d"], rng, cfg)
+            hands = [(box, sc["side"], uv)]
+            for o in sc.get("others", []):
+                ouv = to_window(o["joints2d"])
+                hands.append((_joint_box(ouv), o["side"], ouv))
+            boxes, sides, joints = [], [], []
+            for hb, side, huv in hands:
+                clipped = np.clip(hb, 0, [cfg.width, cfg.height, cfg.width, cfg.height])
+                inside = np.prod(np.clip(clipped[2:] - clipped[:2], 0, None))
+                if inside >= 0.5 * max(np.prod(hb[2:] - hb[:2]), 1e-6):
+                    boxes.append(clipped)
+                    sides.append(side)
+                    joints.append(huv)
             out.append(
                 {
                     "image": _finish(img, rng, cfg),
-                    "boxes": clipped[None] if keep else np.zeros((0, 4)),
-                    "sides": [sc["side"]] if keep else [],
-                    "joints2d": uv[None] if keep else np.zeros((0, 21, 2)),
+                    "boxes": np.array(boxes).reshape(-1, 4),
+                    "sides": sides,
+                    "joints2d": np.array(joints).reshape(-1, 21, 2),
                 }
             )
         return out

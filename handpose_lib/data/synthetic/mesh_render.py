@@ -345,6 +345,7 @@ def render_mesh(
     r = JOINT_RADIUS.to(K.device) * p["scale"][:, None]
     vis = visibility_from_depth(s["joints"], uv, zh, zo, tri_h, r, H, W)
     out = {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac, "visibility": vis}
+    out["scene_depth"] = torch.minimum(zh, zo)  # the nearest surface of anything (inf: background)
     return out, s["joints"]
 
 
