@@ -169,7 +169,8 @@ class FrameConfig:
         blur_prob, jpeg_prob: per frame.
         scene_prob: probability that a frame is one of the engine's full frames instead (see
             the module's docstring), zoomed in at most ``scene_max_zoom`` times and out to
-            ``scene_min_zoom`` (1: never, the frames of detectors v1-v6).
+            ``scene_min_zoom`` (1: never, the frames of detectors v1-v6) in a share
+            ``scene_zoom_out_prob`` of the frames whose hand would shrink (the rest stay at 1).
         scene_other_hand_prob: probability that such a frame shows the person's other hand
             too, labelled (:func:`scene_config`; 0 in the frames of detectors v1-v6).
     """
@@ -189,6 +190,7 @@ class FrameConfig:
     scene_max_zoom: float = 4.0
     scene_other_hand_prob: float = 0.0
     scene_min_zoom: float = 1.0
+    scene_zoom_out_prob: float = 0.3
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -304,18 +306,26 @@ def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Gener
     """A window of ``img`` round the hand's ``box`` resized to the frame: the hand's long side
     becomes log-uniform in ``cfg.hand_size`` (zoomed by ``scene_min_zoom`` to ``scene_max_zoom``);
     the hand's box stays in the window where it fits. Zoomed out (< 1), the whole rendered frame
-    is shrunk and placed somewhere on a background of the pool (:func:`_background`). Returns
+    is shrunk and laid somewhere on a background of the pool (:func:`_background`), its edges
+    feathered. Returns
     (image, box, joints2d, to_window), ``to_window`` the map of frame pixels (..., 2) into the
     window (for other hands' joints)."""
     H, W = img.shape[:2]
     side = max(box[2] - box[0], box[3] - box[1], 1.0)
     target = np.exp(rng.uniform(np.log(cfg.hand_size[0]), np.log(cfg.hand_size[1])))
     z = float(np.clip(target / side, min(1.0, cfg.scene_min_zoom), cfg.scene_max_zoom))
+    if z < 1.0 and rng.uniform() >= cfg.scene_zoom_out_prob:
+        z = 1.0
     if z < 1.0:  # the whole frame, shrunk, on a background
         nw, nh = max(1, round(W * z * cfg.width / W)), max(1, round(H * z * cfg.height / H))
         ox, oy = int(rng.integers(0, cfg.width - nw + 1)), int(rng.integers(0, cfg.height - nh + 1))
-        out = _background(rng, cfg).copy()
-        out[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        out = _background(rng, cfg).astype(np.float32)
+        a = np.zeros(out.shape[:2], np.float32)  # the frame's place, edges feathered
+        a[oy : oy + nh, ox : ox + nw] = 1.0
+        a = cv2.GaussianBlur(a, (0, 0), 0.03 * max(nw, nh))[..., None] * a[..., None]
+        small = np.zeros_like(out)
+        small[oy : oy + nh, ox : ox + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        out = (a * small + (1 - a) * out + 0.5).astype(np.uint8)
 
         def to_window(q: np.ndarray) -> np.ndarray:
             return q * [nw / W, nh / H] + [ox, oy]
