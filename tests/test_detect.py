@@ -225,9 +225,10 @@ def test_frames_take_any_hand_renderer_and_mirror_left_hands(left_prob):
     assert wrist_on_left == (not left_prob)
 
 
-def _square_scenes(seed, indices):
+def _square_scenes(seed, indices, other=False):
     """A cheap scene renderer: a 640 x 480 grey frame with one red 60 x 40 "hand" at a place of
-    its index, labelled by its joints (the square's corners and centre) and a side by parity."""
+    its index, labelled by its joints (the square's corners and centre) and a side by parity;
+    ``other``: a green 50 x 50 "other hand" beside it, of the other side, in ``others``."""
     out = []
     for i in indices:
         img = np.full((480, 640, 3), 90, np.uint8)
@@ -235,7 +236,13 @@ def _square_scenes(seed, indices):
         img[y0 : y0 + 40, x0 : x0 + 60] = (255, 0, 0)
         uv = np.array([[x0, y0], [x0 + 60, y0 + 40]] + [[x0 + 30, y0 + 20]] * 19, np.float64)
         box = np.concatenate([uv.min(0), uv.max(0)])
-        out.append({"image": img, "box": box, "side": "left" if i % 2 else "right", "joints2d": uv})
+        side = "left" if i % 2 else "right"
+        out.append({"image": img, "box": box, "side": side, "joints2d": uv, "others": []})
+        if other:
+            img[y0 + 60 : y0 + 110, x0 + 20 : x0 + 70] = (0, 255, 0)
+            uv2 = np.array([[x0 + 20, y0 + 60], [x0 + 70, y0 + 110]] + [[x0 + 45, y0 + 85]] * 19, np.float64)
+            box2 = np.concatenate([uv2.min(0), uv2.max(0)])
+            out[-1]["others"] = [{"box": box2, "side": "right" if i % 2 else "left", "joints2d": uv2}]
     return out
 
 
@@ -262,6 +269,60 @@ def test_scene_frames_zoom_onto_the_hand_and_leave_the_other_frames_alone():
         assert inner[..., 0].mean() > 200 and inner[..., 1].mean() < 60  # the red hand is under its box
         ring = g["image"][max(0, int(y0) - 6) : int(y0) - 3, int(x0) : int(x1)]
         assert ring.size == 0 or ring[..., 0].mean() < 150  # and not beyond it
+
+
+@pytest.mark.parametrize("zoom_out", [False, True])
+def test_scene_frames_label_the_other_hand_and_zoom_out_onto_a_background(zoom_out):
+    """The other hand's box follows the zoom like the first's (in, or out onto a pool background
+    with ``scene_min_zoom``), with its own side; zoomed out, the frame keeps its aspect."""
+    from handpose_lib.data.synthetic.frames import FrameConfig, HandFrames
+
+    kw = dict(scene_min_zoom=0.5, scene_zoom_out_prob=1.0, hand_size=(20.0, 30.0)) if zoom_out else {}
+    kw = kw or dict(hand_size=(120.0, 120.0))  # zoomed in twice: the other hand may leave the window
+    cfg = FrameConfig(hand_probs=(0, 1), max_distractors=0, blur_prob=0, jpeg_prob=0, scene_prob=1.0, **kw)
+    frames = HandFrames(4, cfg, _square_hands, lambda s, i: _square_scenes(s, i, other=True)).batch(range(10))
+    assert sum(len(g["boxes"]) == 2 for g in frames) >= (10 if zoom_out else 3)
+    for i, g in enumerate(frames):
+        assert g["joints2d"].shape == (len(g["boxes"]), 21, 2)
+        assert g["sides"][0] == ("left" if i % 2 else "right")
+        (a0, b0, a1, b1) = g["boxes"][0]
+        w1 = a1 - a0
+        assert (b1 - b0) / w1 == pytest.approx(40 / 60)
+        assert 30 - 1e-6 <= w1 < 60 if zoom_out else w1 == pytest.approx(120)  # shrunk by 0.5 .. 1
+        if len(g["boxes"]) == 2:
+            assert g["sides"][1] != g["sides"][0]
+            assert g["boxes"][1][3] - g["boxes"][1][1] == pytest.approx(w1 * 5 / 6)  # 50 px beside 60
+        for (x0, y0, x1, y1), ch in zip(g["boxes"], (0, 1)):
+            inner = g["image"][int(y0) + 2 : int(y1) - 1, int(x0) + 2 : int(x1) - 1].astype(float)
+            assert inner[..., ch].mean() > 200 and inner[..., 1 - ch].mean() < 60  # its square
+
+
+def test_engine_scene_frames_label_the_other_hand_where_it_is_drawn():
+    """With the other hand in the engine's full frames, a labelled other hand is of the other
+    side and its joints lie where the frame differs from the same frame without it (it is drawn
+    there, mirrored with the first hand when that is a left hand); frames without it stay as they
+    were."""
+    from handpose_lib.data.synthetic.frames import OTHER_HAND_MIN_JOINTS, engine_scenes, scene_config
+
+    idx = list(range(10))
+    without, with_ = engine_scenes()(5, idx), engine_scenes(scene_config(other_hand_prob=1.0))(5, idx)
+    labelled = 0
+    for a, b in zip(without, with_, strict=True):
+        assert a["others"] == [] and a["side"] == b["side"]
+        np.testing.assert_array_equal(a["joints2d"], b["joints2d"])
+        drawn = np.abs(a["image"].astype(int) - b["image"].astype(int)).max(-1) > 8
+        if not b["others"]:
+            continue
+        labelled += 1
+        (o,) = b["others"]
+        assert o["side"] != b["side"]
+        np.testing.assert_allclose(o["box"], np.r_[o["joints2d"].min(0), o["joints2d"].max(0)])
+        u, v = np.floor(o["joints2d"]).astype(int).T
+        inside = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
+        on = drawn[v[inside], u[inside]]
+        assert on.sum() >= OTHER_HAND_MIN_JOINTS - 2
+    assert labelled >= 3
+    assert any(b["side"] == "left" and b["others"] for b in with_)
 
 
 def test_engine_scene_frames_label_the_mesh_hand():
