@@ -6,8 +6,9 @@ For each detector folder: AP at IoU 0.5, recall/precision at the detector's own 
 handedness of the matched hands on ``--n`` held-out frames (``HandFrames`` seed 2) made with the
 engine's capsule hand, with its mesh hand, and of the engine's own full frames (scene frames:
 ``FrameConfig(scene_prob=1)``, the mesh hand on its arm with heads, torsos and held things),
-then hands found on the 16 shipped photos (``detector_train.evaluate_real_photos``). One thread.
-Prints one JSON line per detector.
+and of those with the person's other hand (labelled) in half of them and a share zoomed out
+(``people``: the frames detector v7 added), then hands found on the 16 shipped photos
+(``detector_train.evaluate_real_photos``). One thread. Prints one JSON line per detector.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
     sets = {m: _frames(TEST_SEED, a.n, cfg, hand_renderer(m)) for m in ("capsule", "mesh")}
     scenes = DetectorTrainConfig(frames=FrameConfig(scene_prob=1.0))
     sets["scene"] = _frames(TEST_SEED, a.n, scenes, hand_renderer("mesh"))
+    people = FrameConfig(scene_prob=1.0, scene_other_hand_prob=0.5, scene_min_zoom=0.5)
+    sets["people"] = _frames(TEST_SEED, a.n, DetectorTrainConfig(frames=people), hand_renderer("mesh"))
     res = {}
     for d in a.detectors:
         try:
