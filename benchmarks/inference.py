@@ -45,6 +45,12 @@ What it measures, all in one run so the numbers share the machine's state:
    torch threads; MediaPipe: its own, in the same run). On a shared machine the latencies are
    rough: compare within a run.
 
+Every PCK@0.2 on the photos comes with its 95 % interval (``pck_0.2_ci95``), and ours with the
+interval of its difference to MediaPipe's on the same photos (``pck_0.2_minus_mediapipe_ci95``),
+from a bootstrap that resamples *hands*, not photos: the 16 photos are 10 different hands
+(``handpose_lib.data.coco.real_hand_id``), so two systems closer than that interval are not told
+apart by these photos.
+
 The results (JSON with the tables as Markdown) go to ``benchmarks/results/inference.json``
 (``--quick``: ``.cache/benchmarks/inference-quick.json``).
 """
@@ -74,6 +80,7 @@ from common import fma_peak_gflops, machine_info, matmul_peak_gflops, print_tabl
 
 from handpose_lib import inference  # noqa: E402
 from handpose_lib import model as hm  # noqa: E402
+from handpose_lib.data.coco import real_hand_id  # noqa: E402
 from handpose_lib.detect import box_iou  # noqa: E402
 from handpose_lib.device import cpu_bf16_supported  # noqa: E402
 
@@ -323,21 +330,45 @@ def real_photos():
     return paths, gt, vis, samples
 
 
-def accuracy_2d(pred: np.ndarray, detected: np.ndarray, gt: np.ndarray, vis: np.ndarray) -> dict:
-    """EPE px over detected hands; PCK@0.2 of the box's max side with misses counted wrong."""
-    from handpose_lib.metrics import bbox_size, mmpose_epe
+def pck_correct(pred: np.ndarray, detected: np.ndarray, gt: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """(N, 21) bool: joint within 0.2 of the annotated box's max side, misses wrong."""
+    from handpose_lib.metrics import bbox_size
 
     norm = bbox_size(np.nan_to_num(gt), vis)
     d = np.linalg.norm(np.nan_to_num(pred) - np.nan_to_num(gt), axis=-1) / norm[:, None]
-    correct = (d < 0.2) & detected[:, None]
+    return (d < 0.2) & detected[:, None]
+
+
+def pck_interval(correct: np.ndarray, vis: np.ndarray, groups, minus: np.ndarray | None = None) -> list:
+    """95 % interval of PCK@0.2 (or of its difference to ``minus``'s on the same photos) by
+    resampling *hands* (:func:`handpose_lib.metrics.grouped_bootstrap`; the 16 photos are 10
+    hands, :func:`handpose_lib.data.coco.real_hand_id`)."""
+    from handpose_lib.metrics import grouped_bootstrap
+
+    def stat(idx):
+        v = vis[idx]
+        return correct[idx][v].mean() - (minus[idx][v].mean() if minus is not None else 0.0)
+
+    return [round(x, 3) for x in grouped_bootstrap(stat, groups)]
+
+
+def accuracy_2d(pred: np.ndarray, detected: np.ndarray, gt: np.ndarray, vis: np.ndarray, groups=None) -> dict:
+    """EPE px over detected hands; PCK@0.2 of the box's max side with misses counted wrong
+    (with ``groups``, the photos' hands: its 95 % interval ``pck_0.2_ci95``)."""
+    from handpose_lib.metrics import mmpose_epe
+
+    correct = pck_correct(pred, detected, gt, vis)
     mask = vis & detected[:, None]
     epe = mmpose_epe(np.nan_to_num(pred[detected]), np.nan_to_num(gt[detected]), mask[detected])
-    return {
+    out = {
         "detected": f"{int(detected.sum())}/{len(detected)}",
         "detection_rate": float(detected.mean()),
         "epe_px": epe if detected.any() else None,
         "pck_0.2": float(correct[vis].mean()),
     }
+    if groups is not None:
+        out["pck_0.2_ci95"] = pck_interval(correct, vis, groups)
+    return out
 
 
 def ours_on_photos(samples, runner, repeats: int = 5) -> tuple[np.ndarray, float]:
@@ -374,7 +405,17 @@ def ours_on_photos(samples, runner, repeats: int = 5) -> tuple[np.ndarray, float
 # the whole pipeline on the real photos: hands found, handedness, 2D, latency
 
 
-def pipeline_scores(answers: list[list[dict]], photos: list[dict], gt, vis) -> dict:
+def _reported_joints(answers: list[list[dict]], photos: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Per photo the joints of the reported hand that best overlaps the annotated one ((N, 21, 2),
+    NaN where nothing was reported) and whether any hand was reported (N,)."""
+    pred = np.full((len(photos), 21, 2), np.nan)
+    for i, (hands, p) in enumerate(zip(answers, photos, strict=True)):
+        if hands:
+            pred[i] = hands[int(np.argmax(box_iou([h["box"] for h in hands], p["box"])[:, 0]))]["joints2d"]
+    return pred, np.array([bool(h) for h in answers])
+
+
+def pipeline_scores(answers: list[list[dict]], photos: list[dict], gt, vis, groups=None) -> dict:
     """Score every system's hands on the photos the same way.
 
     Args:
@@ -386,19 +427,16 @@ def pipeline_scores(answers: list[list[dict]], photos: list[dict], gt, vis) -> d
         found ("n/N"), side_correct ("right/known and found"), side_accuracy, ``epe_px`` over
         the found hands, ``pck_0.2`` over the joints of the reported hand that best overlaps the
         annotated one (a photo without any reported hand: all its joints wrong), and per photo
-        the IoU and side.
+        the IoU and side; with ``groups`` (the photos' hands) the 95 % interval of PCK@0.2.
     """
     found = np.zeros(len(photos), bool)
-    reported = np.array([bool(h) for h in answers])
-    pred = np.full((len(photos), 21, 2), np.nan)
+    pred, reported = _reported_joints(answers, photos)
     per_photo, ok, known = [], 0, 0
     for i, (hands, p) in enumerate(zip(answers, photos, strict=True)):
         iou = box_iou([h["box"] for h in hands], p["box"])[:, 0] if hands else np.zeros(0)
         k = int(np.argmax(iou)) if len(iou) else -1
         found[i] = k >= 0 and iou[k] >= 0.5
         side = hands[k]["side"] if found[i] else None
-        if k >= 0:
-            pred[i] = hands[k]["joints2d"]
         if found[i]:
             if p["side"] != "unknown":
                 known += 1
@@ -419,6 +457,8 @@ def pipeline_scores(answers: list[list[dict]], photos: list[dict], gt, vis) -> d
     }
     row["epe_px"] = accuracy_2d(pred, found, gt, vis)["epe_px"]
     row["pck_0.2"] = accuracy_2d(pred, reported, gt, vis)["pck_0.2"]
+    if groups is not None:
+        row["pck_0.2_ci95"] = pck_interval(pck_correct(pred, reported, gt, vis), vis, groups)
     row["per_photo"] = per_photo
     return row
 
@@ -574,6 +614,7 @@ def main(argv=None) -> int:
 
     # --- accuracy and end-to-end time on the real photos (ours)
     paths, gt, vis, samples = real_photos()
+    groups = [real_hand_id(p) for p in paths]  # 16 photos, 10 hands: intervals resample hands
     acc_rows, mp = [], None
     if "tiny" in configs and ("tiny", "cpu") in extras:
         ex = extras[("tiny", "cpu")]
@@ -587,7 +628,8 @@ def main(argv=None) -> int:
             "ms_per_photo": ms_photo,
             "crop_ms": ms_crop,
         }
-        row.update(accuracy_2d(pred, np.ones(len(paths), bool), gt, vis))
+        row.update(accuracy_2d(pred, np.ones(len(paths), bool), gt, vis, groups))
+        correct_gt_box = pck_correct(pred, np.ones(len(paths), bool), gt, vis)
         if not ex["weights"].startswith("book"):
             row.update(epe_px=None, **{"pck_0.2": None}, note="accuracy needs the book model (make model)")
         acc_rows.append(row)
@@ -623,7 +665,11 @@ def main(argv=None) -> int:
             "weights": "MediaPipe's",
             "ms_per_photo": mp["full_pipeline_ms_median"],
         }
-        row.update(accuracy_2d(pred, det, gt, vis))
+        row.update(accuracy_2d(pred, det, gt, vis, groups))
+        if acc_rows and acc_rows[0].get("pck_0.2") is not None:
+            acc_rows[0]["pck_0.2_minus_mediapipe_ci95"] = pck_interval(
+                correct_gt_box, vis, groups, minus=pck_correct(pred, det, gt, vis)
+            )
         acc_rows.append(row)
         compare = [
             {
@@ -659,7 +705,8 @@ def main(argv=None) -> int:
     )
     print("\n## 2D accuracy on the 16 real photos (PCK@0.2 of the box's max side; misses count as wrong)\n")
     table_acc = print_table(
-        acc_rows, ["system", "weights", "detected", "epe_px", "pck_0.2", "ms_per_photo", "crop_ms"]
+        acc_rows,
+        ["system", "weights", "detected", "epe_px", "pck_0.2", "pck_0.2_ci95", "ms_per_photo", "crop_ms"],
     )
 
     # --- the whole pipeline, photo in, hands out (ours with and without the detector, MediaPipe)
@@ -691,17 +738,27 @@ def main(argv=None) -> int:
                     f"{det_dir.name} ({meta.get('step')} steps, {hand_model} hands, "
                     f"threshold {pipe.detector.score_thresh})"
                 )
-            row.update(pipeline_scores(answers, photos, gt, vis))
+            row.update(pipeline_scores(answers, photos, gt, vis, groups))
+            row["_correct"] = pck_correct(*_reported_joints(answers, photos), gt, vis)
             pipe_rows.append(row)
     if mp is not None:
         row = {"system": f"MediaPipe Hands {mp['mediapipe_version']} (up to {mp['max_hands']} hands)"}
         row["ms_per_frame"] = mp["full_pipeline_ms_median"]
-        row.update(pipeline_scores(mp_hands, photos, gt, vis))
+        row.update(pipeline_scores(mp_hands, photos, gt, vis, groups))
+        row["_correct"] = pck_correct(*_reported_joints(mp_hands, photos), gt, vis)
         pipe_rows.append(row)
+    mp_row = next((r for r in pipe_rows if r["system"].startswith("MediaPipe")), None)
+    for r in pipe_rows:
+        if mp_row is not None and r is not mp_row:
+            r["pck_0.2_minus_mediapipe_ci95"] = pck_interval(
+                r["_correct"], vis, groups, minus=mp_row["_correct"]
+            )
+    for r in pipe_rows:
+        del r["_correct"]
     print("\n## The whole pipeline on the 16 real photos (found: IoU >= 0.5 with the annotated box)\n")
     table_pipe = print_table(
         [{k: v for k, v in r.items() if k != "per_photo"} for r in pipe_rows],
-        ["system", "found", "side_correct", "epe_px", "pck_0.2", "ms_per_frame"],
+        ["system", "found", "side_correct", "epe_px", "pck_0.2", "pck_0.2_ci95", "ms_per_frame"],
     )
 
     # --- goals

@@ -335,3 +335,35 @@ def bbox_size(joints2d, visible=None) -> np.ndarray:
         if len(pts):
             out[i] = (pts.max(0) - pts.min(0)).max()
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# how sure a number on few samples is
+
+
+def grouped_bootstrap(statistic, groups, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple:
+    """Percentile interval of ``statistic`` by resampling *groups*, not samples.
+
+    Samples of one group (the same hand photographed several times) are not independent, so the
+    bootstrap draws whole groups with replacement (a cluster bootstrap) and the interval reflects
+    how many different groups there are.
+
+    Args:
+        statistic: ``f(indices) -> float`` for an int array of sample indices (with repeats).
+        groups: (N,) group label of each sample.
+        n_boot: resamples; level: coverage of the interval (default 0.95); seed: the draws.
+    Returns:
+        ``(low, high)``.
+    """
+    groups = np.asarray(groups)
+    labels = list(dict.fromkeys(groups.tolist()))
+    members = [np.flatnonzero(groups == g) for g in labels]
+    if not members:
+        raise ValueError("grouped_bootstrap: no samples")
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        stats[b] = statistic(np.concatenate([members[k] for k in pick]))
+    a = (1.0 - level) / 2
+    return float(np.quantile(stats, a)), float(np.quantile(stats, 1.0 - a))

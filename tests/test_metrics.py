@@ -175,3 +175,32 @@ def test_published_stb_curves_integrate_to_the_published_auc():
         assert t[0] == 20 and t[-1] == 50 and np.all(np.diff(pck) >= 0)
         auc = np.sum((pck[1:] + pck[:-1]) / 2 * np.diff(t)) / 30.0  # the trapezoid rule
         assert auc == pytest.approx(M.PUBLISHED_STB_AUC[name], abs=6e-4), name
+
+
+def test_grouped_bootstrap_resamples_groups_not_samples():
+    """Ten groups of four identical samples: the interval is that of ten samples (the copies
+    move together), about twice as wide as if the forty were independent; a constant statistic
+    gives a point; the draws are fixed by the seed."""
+    from handpose_lib.metrics import grouped_bootstrap
+
+    values = np.repeat(np.array([0.0, 1.0] * 5), 4)
+    groups = np.repeat(np.arange(10), 4)
+    mean = lambda idx: values[idx].mean()  # noqa: E731
+    lo, hi = grouped_bootstrap(mean, groups)
+    lo1, hi1 = grouped_bootstrap(lambda idx: values[::4][idx].mean(), np.arange(10))
+    lo_i, hi_i = grouped_bootstrap(mean, np.arange(40))
+    assert lo < 0.5 < hi and (lo, hi) == (lo1, hi1)
+    assert (hi - lo) > 1.6 * (hi_i - lo_i)
+    assert grouped_bootstrap(mean, groups) == (lo, hi)
+    assert grouped_bootstrap(lambda idx: 0.3, groups) == (0.3, 0.3)
+    with pytest.raises(ValueError, match="no samples"):
+        grouped_bootstrap(mean, [])
+
+
+def test_real_hand_ids_make_16_photos_10_hands():
+    from handpose_lib.data.coco import real_hand_id, real_hands_sample
+
+    ids = [real_hand_id(p) for p in real_hands_sample().index["path"]]
+    assert len(ids) == 16 and len(set(ids)) == 10
+    assert real_hand_id("x/freihand/00017620.jpg") == real_hand_id("x/freihand/00050180.jpg")
+    assert real_hand_id("p/panoptic/a_l.jpg") != real_hand_id("p/panoptic/a_r.jpg")

@@ -142,3 +142,17 @@ def real_hands_sample(crop=None, transform=None) -> COCOHands:
     """The 16 real photos shipped in ``handpose_lib/assets/real_hands`` (8 FreiHAND, 4 OneHand10K,
     4 CMU Panoptic; mmpose test fixtures, see that folder's PROVENANCE.md), all three jsons."""
     return COCOHands([ASSETS / j for j in REAL_HANDS_JSONS], crop=crop, transform=transform)
+
+
+FREIHAND_SAMPLES = 32560  # FreiHAND's training images i, i + 32560, .. are one frame in 4 versions
+
+
+def real_hand_id(path: str | Path) -> str:
+    """Which hand a shipped photo shows (16 photos, 10 hands; see the folder's PROVENANCE.md):
+    FreiHAND's four versions of one sample share an id (``freihand/<i mod 32560>``); a Panoptic
+    frame annotated for its left and its right hand is two hands; other photos are their own."""
+    p = Path(path)
+    source, stem = p.parent.name, p.stem
+    if source == "freihand" and stem.isdigit():
+        return f"freihand/{int(stem) % FREIHAND_SAMPLES}"
+    return f"{source}/{stem}"
