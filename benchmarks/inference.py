@@ -30,20 +30,21 @@ What it measures, all in one run so the numbers share the machine's state:
    image; EPE in pixels over detected hands and PCK@0.2 of the box's max side with missed hands
    counted as wrong. Our accuracy needs the trained book model (``models/book-tiny``); without
    it the accuracy columns say so;
-5. the whole pipeline on the same photos, photo in, hands out, side by side with MediaPipe's full
-   pipeline (``pipeline`` table): ours is ``handpose_lib.pipeline.HandPipeline`` with the
+5. the whole pipeline on the same photos, photo in, hands out, side by side with MediaPipe's
+   full pipeline (``pipeline`` table): ours is ``handpose_lib.pipeline.HandPipeline`` with the
    committed detector (``models/detector``: detect, crop, mirror left hands, model, un-crop,
    camera solve) whose best boxes the pose model verifies (``verify.py``, the detector folder's
    ``verifier.json``), and, for comparison, without the verifier and without a detector (one
-   right hand in the largest centred square, ``handpose predict``'s default); MediaPipe Hands
-   with up to 2 hands. For every system the reported hand whose box (of its 21 joints) best
-   overlaps the annotated hand's box (of its labelled keypoints) is the answer: **found** if that
-   IoU is >= 0.5; **handedness** where the photo's side is known (Panoptic ``_l``/``_r``,
-   FreiHAND: right hands; MediaPipe's label swapped, as its documentation says for images that
-   are not mirrored); **2D EPE** over found hands and **PCK@0.2** with missed hands wrong; **ms
-   per frame**: the median over the photos of each photo's median wall time (ours: ``--threads``
-   torch threads; MediaPipe: its own, in the same run). On a shared machine the latencies are
-   rough: compare within a run.
+   right hand in the largest centred square, ``handpose predict --no-detector``); MediaPipe
+   Hands with up to 2 hands. For every system the reported hand whose box best overlaps the
+   annotated hand's box (of its labelled keypoints) is the answer (ours: the detector's box, the
+   one ``handpose predict`` reports; MediaPipe: the box of its 21 landmarks, it reports no
+   other): **found** if that IoU is >= 0.5; **handedness** where the photo's side is known
+   (Panoptic ``_l``/``_r``, FreiHAND: right hands; MediaPipe's label swapped, as its
+   documentation says for images that are not mirrored); **2D EPE** over found hands and
+   **PCK@0.2** with missed hands wrong; **ms per frame**: the median over the photos of each
+   photo's median wall time (ours: ``--threads`` torch threads; MediaPipe: its own, in the same
+   run). On a shared machine the latencies are rough: compare within a run.
 
 Every PCK@0.2 on the photos comes with its 95 % interval (``pck_0.2_ci95``), and ours with the
 interval of its difference to MediaPipe's on the same photos (``pck_0.2_minus_mediapipe_ci95``),
