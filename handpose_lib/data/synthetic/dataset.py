@@ -132,11 +132,11 @@ def uncollate(batch: dict, i: int) -> dict:
 class SyntheticHands(torch.utils.data.Dataset):
     """``n`` procedural samples of data set ``seed``; sample i is rendered from (seed, i).
 
-        Use different seeds for train/val/test (e.g. 0, 1, 2). Items are the sample dicts of
-        ``data/sample.py`` plus ``mask`` (H, W) bool, ``depth`` (H, W) f32 mm (z of the visible hand
-        surface, 0 where the pixel does not show the hand) and ``occlusion_fraction`` (float); full frames
-    of the mesh hand also ``scene_depth`` (H, W) f32 mm (the nearest surface of anything: the hand,
-    objects, the scene extras; inf where only the background is seen).
+    Use different seeds for train/val/test (e.g. 0, 1, 2). Items are the sample dicts of
+    ``data/sample.py`` plus ``mask`` (H, W) bool, ``depth`` (H, W) f32 mm (z of the visible hand
+    surface, 0 where the pixel does not show the hand) and ``occlusion_fraction`` (float); full
+    frames of the mesh hand also ``scene_depth`` (H, W) f32 mm (the nearest surface of anything: the
+    hand, objects, the scene extras; inf where only the background is seen).
     """
 
     def __init__(self, n: int, seed: int = 0, config: SyntheticConfig | None = None, device="cpu"):
