@@ -201,8 +201,12 @@ def test_onnx_pose_model_answers_like_the_model_and_is_exported_once(tiny, image
     stamp = runner.path.stat().st_mtime_ns
     again = inf.OnnxPoseModel(tiny, "ab" * 32, threads=1)
     assert again.path == runner.path and runner.path.stat().st_mtime_ns == stamp
-    anonymous = inf.OnnxPoseModel(tiny, None, threads=1)
+    anonymous = inf.OnnxPoseModel(tiny, None, threads=1, spin=True)
     assert not anonymous.path.is_relative_to(tmp_path / "cache")
+    spins = lambda r: r.session.get_session_options().get_session_config_entry(  # noqa: E731
+        "session.intra_op.allow_spinning"
+    )
+    assert spins(runner) == "0" and spins(anonymous) == "1"  # the pipeline's default: no spinning
     _close(anonymous(images[:1]), _eager(tiny, images[:1]))
 
 
