@@ -366,7 +366,13 @@ def test_train_detector_smoke(tmp_path):
     run = tmp_path / "run"
     side = run / json.loads((run / ckpt.LAST_FILE).read_text())["path"] / ckpt.SIDECAR_FILE
     rec = json.loads(side.read_text())
-    for k in ("scene_prob", "scene_max_zoom"):
+    for k in (
+        "scene_prob",
+        "scene_max_zoom",
+        "scene_other_hand_prob",
+        "scene_min_zoom",
+        "scene_zoom_out_prob",
+    ):
         del rec["train_config"]["frames"][k]
     del rec["train_config"]["frame_seed"]  # nor their seed (it was 0)
     side.write_text(json.dumps(rec))
@@ -376,6 +382,10 @@ def test_train_detector_smoke(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--frame-seed", "2"])
+    for bad in (["--other-hand-prob", "1.5"], ["--scene-min-zoom", "0"], ["--scene-min-zoom", "2"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "x"), *bad])
+    assert not (tmp_path / "x").exists()
 
 
 def test_step_batches_are_the_same_from_workers_and_bf16_recipe(tmp_path):
