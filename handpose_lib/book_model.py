@@ -25,6 +25,7 @@ Layer 4: imports ``checkpoint``, ``config``, ``data``, ``evaluate``, ``inference
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -341,8 +342,20 @@ def base_package(stages: Sequence[tuple[Path, TrainConfig]]) -> ckpt.Checkpoint 
     init = stages[0][1].init_from if stages else None
     if not init:
         return None
-    c = ckpt.load_checkpoint(init)
+    folder = Path(init)
+    stamp = tuple(
+        (f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None
+        for f in (folder / ckpt.SIDECAR_FILE, folder / ckpt.MODEL_FILE)
+    )
+    c = _load_package(str(folder.resolve()), stamp)
     return c if "budget" in c.meta.get("provenance", {}) else None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_package(folder: str, stamp: tuple) -> ckpt.Checkpoint:
+    """A package read once while its files stay the same (``stamp``: their mtimes and sizes):
+    packaging asks :func:`base_package` three times (stages, curves, provenance)."""
+    return ckpt.load_checkpoint(folder)
 
 
 def train_stages(

@@ -1,6 +1,7 @@
 """book_model.py: the book model's stages, packaging it into models/book-tiny, loading it (the
 committed model, else a quick one trained once), and the committed model itself."""
 
+import dataclasses
 import json
 
 import pytest
@@ -226,6 +227,21 @@ def test_v5_stage3_starts_from_the_v4_package_on_the_rich_scene():
     base = bm.base_package(bm.book_v5_stages())  # the committed v4 package, with its two stages
     assert base is not None and base.meta["provenance"]["budget"]["steps_per_stage"] == [6000, 9000]
     assert bm.base_package(bm.book_v4_stages()) is None  # v4 starts from scratch
+
+
+def test_base_package_is_read_once_while_its_files_stay_the_same(tmp_path):
+    """Packaging asks for the base package three times: one read, until its files change."""
+    import shutil
+
+    folder = tmp_path / "v4"
+    shutil.copytree(bm.BOOK_V4_PACKAGE_DIR, folder)
+    stages = [(tmp_path / "stage", dataclasses.replace(bm.book_v5_stage3_recipe(), init_from=str(folder)))]
+    first = bm.base_package(stages)
+    assert first is not None and bm.base_package(stages) is first
+    side = folder / ck.SIDECAR_FILE
+    side.write_text(side.read_text() + "\n")  # the package was rewritten: read it again
+    again = bm.base_package(stages)
+    assert again is not first and again.weights_sha256 == first.weights_sha256
 
 
 def _package(dir, m, steps_per_stage, rows):
