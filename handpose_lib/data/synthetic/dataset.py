@@ -59,10 +59,8 @@ def render_scene(p: dict, cfg: SyntheticConfig, compiled: bool | None = None) ->
     else:
         K, H, W = camera.crop_intrinsics(p["K_full"], box, cfg.crop_size), cfg.crop_size, cfg.crop_size
     if cfg.hand_model == "mesh":
-        out, joints = render_mesh(p, K, H, W)
+        out, joints = render_mesh(p, K, H, W, scene_depth=cfg.full_frame)
         vis = out.pop("visibility")
-        if not cfg.full_frame:
-            del out["scene_depth"]
         uv = project(joints, K)
     else:
         scene, joints = scene_of(p)

@@ -119,14 +119,14 @@ def engine_scenes(config: SyntheticConfig | None = None) -> Callable[[int, Seque
     """``(seed, indices) -> [{"image" (480, 640, 3) uint8 RGB, "box" (4,) of the 21 joints,
     "side", "joints2d" (21, 2), "others" [{"box", "side", "joints2d"}]}]``: the engine's full
     frames (:func:`scene_config`) in one batch. ``others`` holds the other hand where the
-    config's extras draw it (the opposite side; not where it hides behind the first hand)."""
+    config's extras draw it (the opposite side; not where it is hidden: :func:`_other_hand_uv`)."""
     cfg = config or scene_config()
     if not cfg.full_frame:
         raise ValueError("engine_scenes needs a SyntheticConfig with full_frame=True")
+    cfg.check()
 
     def render(seed: int, indices: Sequence[int]) -> list[dict]:
         idx = [int(i) for i in indices]
-        cfg.check()
         p = sample_scene(seed, idx, cfg)
         b = render_scene(p, cfg)
         img = (b["image"].permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
@@ -307,9 +307,8 @@ def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Gener
     becomes log-uniform in ``cfg.hand_size`` (zoomed by ``scene_min_zoom`` to ``scene_max_zoom``);
     the hand's box stays in the window where it fits. Zoomed out (< 1), the whole rendered frame
     is shrunk and laid somewhere on a background of the pool (:func:`_background`), its edges
-    feathered. Returns
-    (image, box, joints2d, to_window), ``to_window`` the map of frame pixels (..., 2) into the
-    window (for other hands' joints)."""
+    feathered. Returns (image, box, joints2d, to_window), ``to_window`` the map of frame pixels
+    (..., 2) into the window (for other hands' joints)."""
     H, W = img.shape[:2]
     side = max(box[2] - box[0], box[3] - box[1], 1.0)
     target = np.exp(rng.uniform(np.log(cfg.hand_size[0]), np.log(cfg.hand_size[1])))
@@ -317,7 +316,7 @@ def _zoom(img: np.ndarray, box: np.ndarray, uv: np.ndarray, rng: np.random.Gener
     if z < 1.0 and rng.uniform() >= cfg.scene_zoom_out_prob:
         z = 1.0
     if z < 1.0:  # the whole frame, shrunk, on a background
-        nw, nh = max(1, round(W * z * cfg.width / W)), max(1, round(H * z * cfg.height / H))
+        nw, nh = max(1, round(z * cfg.width)), max(1, round(z * cfg.height))
         ox, oy = int(rng.integers(0, cfg.width - nw + 1)), int(rng.integers(0, cfg.height - nh + 1))
         out = _background(rng, cfg).astype(np.float32)
         a = np.zeros(out.shape[:2], np.float32)  # the frame's place, edges feathered

@@ -305,13 +305,14 @@ def visibility_from_depth(joints, uv, zh, zo, tri_h, joint_radius, H: int, W: in
 
 
 def render_mesh(
-    p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = None
+    p: dict, K: torch.Tensor, H: int, W: int, native: bool | None = None, scene_depth: bool = False
 ) -> tuple[dict, torch.Tensor]:
     """Render the scene parameters ``p`` with the mesh hand through intrinsics K (B, 3, 3):
     returns ``(out, joints)`` with out = image (B, 3, H, W) in [0, 1], mask (B, H, W) bool (pixels
     showing the hand), depth (B, H, W) mm (z of the visible hand surface, 0 elsewhere),
-    occlusion_fraction (B,) (hand pixels covered by objects), visibility (B, 21) codes, and the
-    camera-frame joints (B, 21, 3)."""
+    occlusion_fraction (B,) (hand pixels covered by objects), visibility (B, 21) codes, with
+    ``scene_depth`` also scene_depth (B, H, W) mm (the nearest surface of anything, inf where
+    only the background is seen), and the camera-frame joints (B, 21, 3)."""
     if native is None:
         native = raster_native.use_native(K.device)
     s = mesh_scene(p, native)
@@ -345,7 +346,8 @@ def render_mesh(
     r = JOINT_RADIUS.to(K.device) * p["scale"][:, None]
     vis = visibility_from_depth(s["joints"], uv, zh, zo, tri_h, r, H, W)
     out = {"image": image, "mask": mask, "depth": depth, "occlusion_fraction": frac, "visibility": vis}
-    out["scene_depth"] = torch.minimum(zh, zo)  # the nearest surface of anything (inf: background)
+    if scene_depth:
+        out["scene_depth"] = torch.minimum(zh, zo)
     return out, s["joints"]
 
 
