@@ -1,6 +1,7 @@
 """A hand detector of our own: for every hand in an image a box, left/right and a score.
 
-Layer 3. Imports torch, torchvision's ``BasicBlock``, OpenCV and ``checkpoint.py`` only.
+Layer 3. Imports torch, torchvision's ``BasicBlock``, OpenCV and ``checkpoint.py``, and
+``model.tiny_encoder`` for the ``backbone="pose"`` variant (:class:`DetectorConfig`).
 
 **Architecture (CenterNet-style, Zhou et al. 2019, "Objects as Points").** A hand is the
 centre of its box. A small ResNet turns the image into a feature map at stride 4 and four
@@ -23,6 +24,13 @@ centre of its box. A small ResNet turns the image into a feature map at stride 4
 Stride-2 convolutions on odd sizes round up and the top-down path resizes to the skip's size,
 so any H, W that are multiples of 4 work (the output is exactly (H/4, W/4)). The receptive
 field of layer4 (a few hundred pixels) covers a hand that fills a 320 x 240 input.
+
+**A second backbone** (``DetectorConfig(backbone="pose")``): the tiny pose model's encoder
+(``model.tiny_encoder``: a 7x7 stride-2 stem and a max-pool, then stages of 16, 32, 64 and 128
+channels at strides 4 to 32) in place of the small ResNet, under the same top-down path and
+heads. Its weights can start from a trained pose model (``detector_train --backbone-init
+models/book-tiny``) and stay fixed (``--freeze-backbone``): features learnt from 21 joints per
+hand, rather than from one box, under a detector that learns only where hands are.
 
 **Training targets** (:func:`encode_targets`): a Gaussian bump of peak 1 at each hand centre
 (sigma grows with the box size), offset and size at the centre cell only, and the side at every
@@ -72,12 +80,23 @@ class DetectorConfig:
         blocks: BasicBlocks in layer1..layer4 (the first of each has stride 2).
         fpn_width: channels of the stride-4 output features.
         long_side: the longer side of the detector's input for photos (pixels).
+        backbone: ``"own"``: the small ResNet of ``widths`` and ``blocks`` (the module
+            docstring); ``"pose"``: the tiny pose model's encoder instead
+            (:func:`~handpose_lib.model.tiny_encoder`: a 7x7 stem and max-pool, then stages of
+            16, 32, 64 and 128 channels at strides 4 to 32, ImageNet normalisation), so that a
+            trained pose model's encoder can start it (``detector_train --backbone-init``);
+            ``widths`` and ``blocks`` are then unused.
     """
+
+    def __post_init__(self):
+        if self.backbone not in ("own", "pose"):
+            raise ValueError(f"backbone must be 'own' or 'pose', not {self.backbone!r}")
 
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)
     blocks: tuple[int, ...] = (1, 1, 2, 2)
     fpn_width: int = 32
     long_side: int = 320
+    backbone: str = "own"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -127,19 +146,30 @@ class HandDetectorNet(nn.Module):
     def __init__(self, config: DetectorConfig | None = None):
         super().__init__()
         self.config = c = config or DetectorConfig()
-        w = c.widths
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(True)
-        )
-        self.layers = nn.ModuleList(_layer(w[i], w[i + 1], c.blocks[i]) for i in range(4))
+        if c.backbone == "pose":
+            from .model import IMAGENET_MEAN, IMAGENET_STD, tiny_encoder
+
+            self.encoder = tiny_encoder()
+            channels = self.encoder.channels[1:]
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+        else:
+            w = c.widths
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU(True)
+            )
+            self.layers = nn.ModuleList(_layer(w[i], w[i + 1], c.blocks[i]) for i in range(4))
+            channels, mean, std = w[1:], (MEAN,) * 3, (STD,) * 3
+        self.register_buffer("mean", torch.tensor(mean).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).reshape(1, 3, 1, 1), persistent=False)
         f = c.fpn_width
-        self.lateral = nn.ModuleList(nn.Conv2d(w[i + 1], f, 1) for i in range(4))
+        self.lateral = nn.ModuleList(nn.Conv2d(channels[i], f, 1) for i in range(4))
         self.smooth = nn.ModuleList(_conv_bn_relu(f, f) for _ in range(3))
         self.head = nn.Sequential(
             nn.Conv2d(f, f, 3, padding=1), nn.ReLU(True), nn.Conv2d(f, HEAD_CHANNELS, 1)
         )
+        keep = set(self.encoder.modules()) if c.backbone == "pose" else set()  # initialised already
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and m not in keep:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -147,12 +177,24 @@ class HandDetectorNet(nn.Module):
         nn.init.normal_(self.head[-1].weight, std=0.001)
         nn.init.constant_(self.head[-1].bias[0], -2.19)
 
-    def forward(self, images: Tensor) -> Tensor:
-        x = self.stem((images - MEAN) / STD)
+    def backbone_modules(self) -> list[nn.Module]:
+        """The modules of the backbone (what ``detector_train --freeze-backbone`` keeps fixed)."""
+        return [self.encoder] if self.config.backbone == "pose" else [self.stem, self.layers]
+
+    def backbone(self, images: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) in [0, 1] -> the features at strides 4, 8, 16 and 32."""
+        x = (images - self.mean) / self.std
+        if self.config.backbone == "pose":
+            return self.encoder(x)[1:]
+        x = self.stem(x)
         feats = []
         for layer in self.layers:
             x = layer(x)
             feats.append(x)
+        return feats
+
+    def forward(self, images: Tensor) -> Tensor:
+        feats = self.backbone(images)
         p = self.lateral[3](feats[3])
         for i in (2, 1, 0):  # stride 16, 8, 4
             skip = self.lateral[i](feats[i])

@@ -55,9 +55,11 @@ TRAINING_FIELDS = (
     "frames",
     "amp",
     "frame_seed",
+    "backbone_init",
+    "freeze_backbone",
 )
 # a recorded run that predates a training field had this value (a run resumes only with the same)
-FIELD_DEFAULTS = {"amp": "off", "frame_seed": 0}
+FIELD_DEFAULTS = {"amp": "off", "frame_seed": 0, "backbone_init": None, "freeze_backbone": False}
 # a batch's input shape (H, W) and its probability: landscape 4:3 frames, square and portrait
 # windows of them (real photos come in every aspect)
 SHAPES = (((192, 256), 0.6), ((256, 256), 0.2), ((256, 192), 0.2))
@@ -97,6 +99,11 @@ class DetectorTrainConfig:
         workers: processes that make the frames of the coming steps while the network trains
             (0: the training process makes them). Step ``s``'s batch is a pure function of
             ``s``, so the weights do not depend on it.
+        backbone_init: a trained pose model's folder (e.g. ``models/book-tiny``) whose encoder
+            starts the backbone (needs ``detector.backbone="pose"`` and a ``tiny`` pose model;
+            ``None``: none). Applied after ``init``.
+        freeze_backbone: keep the backbone's weights and BatchNorm statistics fixed and train
+            only the top-down path and the heads (what the pose model learnt of hands is kept).
         detector, frames: the network and the frames.
     """
 
@@ -118,6 +125,8 @@ class DetectorTrainConfig:
     amp: str = "off"
     workers: int = 0
     frame_seed: int = TRAIN_SEED
+    backbone_init: str | None = None
+    freeze_backbone: bool = False
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     frames: FrameConfig = field(default_factory=FrameConfig)
 
@@ -408,8 +417,13 @@ def train_detector(
         c0 = ckpt.load_checkpoint(cfg.init)
         ckpt.load_weights(net, c0)
         init_sha = c0.meta.get("files", {}).get(ckpt.MODEL_FILE, {}).get("sha256")
-    decay = [p for n, p in net.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]
+    backbone_sha = load_pose_backbone(net, cfg.backbone_init) if cfg.backbone_init is not None else None
+    frozen = net.backbone_modules() if cfg.freeze_backbone else []
+    for p in (p for m in frozen for p in m.parameters()):
+        p.requires_grad_(False)
+    trained = [p for p in net.parameters() if p.requires_grad]
+    decay = [p for p in trained if p.ndim > 1]
+    no_decay = [p for p in trained if p.ndim <= 1]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -421,6 +435,8 @@ def train_detector(
         old, new = c.meta.get("train_config") or {}, json.loads(json.dumps(cfg.to_dict()))
         if "frames" in old:  # a run that predates a frame option had its default
             old = {**old, "frames": {**FrameConfig().to_dict(), **old["frames"]}}
+        if "detector" in old:  # the same for a detector option
+            old = {**old, "detector": {**DetectorConfig().to_dict(), **old["detector"]}}
         if any(old.get(k, FIELD_DEFAULTS.get(k)) != new[k] for k in TRAINING_FIELDS):
             raise ckpt.CheckpointError(
                 f"{run}: holds a run of another detector recipe; use another --run folder"
@@ -433,6 +449,8 @@ def train_detector(
         raise ValueError(f"amp must be 'off' or 'bf16', not {cfg.amp!r}")
     t0 = time.time()
     net.train()
+    for m in frozen:  # fixed BatchNorm statistics too
+        m.eval()
     done = start
     for step, (x, targets) in enumerate(step_batches(cfg, renderer, start), start):
         spent = (seconds or 0.0) + time.time() - t0
@@ -446,7 +464,7 @@ def train_detector(
         losses = detection_loss(pred.float(), targets)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+        torch.nn.utils.clip_grad_norm_(trained, 10.0)
         opt.step()
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"detector training: non-finite loss at step {step}")
@@ -485,6 +503,8 @@ def train_detector(
             "command": command,
             "init": cfg.init,
             "init_weights_sha256": init_sha,
+            "backbone_init": cfg.backbone_init,
+            "backbone_init_weights_sha256": backbone_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
             "scenes": (
                 scene_config(cfg.frames.scene_other_hand_prob).to_dict()
@@ -502,6 +522,26 @@ def train_detector(
     }
     ckpt.save_checkpoint(out, net, sidecar, save_rng=False, weights_dtype=torch.float16)
     return metrics
+
+
+def load_pose_backbone(net: HandDetectorNet, path) -> str | None:
+    """Copy a trained tiny pose model's encoder (the folder ``path``) into a ``backbone="pose"``
+    detector; returns the pose weights' sha256 (for the provenance)."""
+    from .inference import load_trained
+
+    if net.config.backbone != "pose":
+        raise ValueError("--backbone-init needs a detector with backbone 'pose' (--backbone pose)")
+    pose, c = load_trained(path)
+    state = pose.encoder.state_dict()
+    own = net.encoder.state_dict()
+    bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
+    if bad:
+        raise ckpt.CheckpointError(
+            f"{path}: its encoder is not the tiny one the detector's backbone has ({len(bad)} weights "
+            f"differ, e.g. {bad[0]}); give a pose model of the tiny config (e.g. models/book-tiny)"
+        )
+    net.encoder.load_state_dict({k: state[k].float() for k in own})
+    return c.weights_sha256
 
 
 def summary(metrics: dict) -> dict:
@@ -582,11 +622,28 @@ def main(argv=None) -> int:
         default=TRAIN_SEED,
         help=f"seed of the training frames (default {TRAIN_SEED}; a further stage takes new ones, e.g. 3)",
     )
+    ap.add_argument(
+        "--backbone",
+        choices=("own", "pose"),
+        default="own",
+        help="the detector's own small ResNet, or the tiny pose model's encoder (see detect.DetectorConfig)",
+    )
+    ap.add_argument("--backbone-init", metavar="DIR", help="start the pose backbone from this pose model")
+    ap.add_argument(
+        "--freeze-backbone", action="store_true", help="train only the top-down path and the heads"
+    )
     ap.add_argument("--force", action="store_true", help="train even if --out already holds a detector")
     a = ap.parse_args(argv)
     if (Path(a.out) / ckpt.SIDECAR_FILE).is_file() and not a.force:
         print(f"{a.out} already holds a trained detector (reused; --force trains it again)")
         return 0
+    detector = DetectorConfig(backbone=a.backbone)
+    if a.backbone_init is not None and a.backbone != "pose":
+        ap.error("--backbone-init needs --backbone pose (the pose model's encoder)")
+    if a.backbone_init is not None and not (Path(a.backbone_init) / ckpt.SIDECAR_FILE).is_file():
+        ap.error(
+            f"--backbone-init {a.backbone_init}: no pose model there (a folder with {ckpt.SIDECAR_FILE})"
+        )
     cfg = DetectorTrainConfig(
         steps=a.steps,
         lr=a.lr,
@@ -596,7 +653,10 @@ def main(argv=None) -> int:
         minutes=a.minutes,
         threads=a.threads,
         workers=a.workers,
-        amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads)),
+        amp=resolve_amp(a.amp, DetectorTrainConfig(threads=a.threads, detector=detector)),
+        backbone_init=a.backbone_init,
+        freeze_backbone=a.freeze_backbone,
+        detector=detector,
         frames=FrameConfig(
             scene_prob=a.scene_prob, scene_other_hand_prob=a.other_hand_prob, scene_min_zoom=a.scene_min_zoom
         ),

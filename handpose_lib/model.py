@@ -424,6 +424,15 @@ class Encoder(nn.Module):
         return [f0, f1, f2, f3, f4]
 
 
+def tiny_encoder(
+    widths: tuple[int, ...] = (16, 32, 64, 128), layers: tuple[int, ...] = (1, 1, 2, 2)
+) -> Encoder:
+    """The ``"tiny"`` encoder on its own (the defaults are :func:`tiny_config`'s): the hand
+    detector's ``backbone="pose"`` builds it, so that a trained pose model's encoder weights
+    (its state dict's ``encoder.*``) load into the detector."""
+    return Encoder(_tiny_resnet(widths, layers))
+
+
 class UnetBlock(nn.Module):
     """Bilinear upsampling to the skip's size, concatenation, two conv3x3+BN+ReLU, side heatmap.
 

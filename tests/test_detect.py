@@ -375,6 +375,8 @@ def test_train_detector_smoke(tmp_path):
     ):
         del rec["train_config"]["frames"][k]
     del rec["train_config"]["frame_seed"]  # nor their seed (it was 0)
+    del rec["train_config"]["detector"]["backbone"]  # nor the choice of backbone (its own)
+    del rec["train_config"]["backbone_init"], rec["train_config"]["freeze_backbone"]
     side.write_text(json.dumps(rec))
     train_detector(cfg, tmp_path / "model4", tmp_path / "run", log=lambda *_: None)
     # the validation and test seeds are refused as training frames
@@ -383,6 +385,56 @@ def test_train_detector_smoke(tmp_path):
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--frame-seed", "2"])
     for bad in (["--other-hand-prob", "1.5"], ["--scene-min-zoom", "0"], ["--scene-min-zoom", "2"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "x"), *bad])
+    assert not (tmp_path / "x").exists()
+
+
+def test_pose_backbone_starts_from_the_pose_model_and_stays_frozen(tmp_path):
+    """``backbone="pose"``: the tiny pose model's encoder under the detector's top-down path and
+    heads; ``backbone_init`` copies a trained pose model's encoder into it, and
+    ``freeze_backbone`` keeps its weights and BatchNorm statistics while the heads train."""
+    from handpose_lib.book_model import BOOK_MODEL_DIR
+    from handpose_lib.detector_train import load_pose_backbone, main
+    from handpose_lib.inference import load_trained
+
+    with pytest.raises(ValueError, match="backbone"):
+        detect.DetectorConfig(backbone="resnet50")
+    net = detect.HandDetectorNet(detect.DetectorConfig(backbone="pose")).eval()
+    with torch.no_grad():
+        for H, W in [(240, 320), (100, 52)]:
+            assert net(torch.rand(1, 3, H, W)).shape == (1, detect.HEAD_CHANNELS, H // 4, W // 4)
+    with pytest.raises(ValueError, match="backbone 'pose'"):
+        load_pose_backbone(detect.HandDetectorNet(), BOOK_MODEL_DIR)
+    pose, _ = load_trained(BOOK_MODEL_DIR)
+    cfg = DetectorTrainConfig(
+        steps=2,
+        batch_size=2,
+        n_val=2,
+        n_test=2,
+        warmup_steps=1,
+        backbone_init=str(BOOK_MODEL_DIR),
+        freeze_backbone=True,
+        detector=detect.DetectorConfig(backbone="pose"),
+    )
+    train_detector(cfg, tmp_path / "m", tmp_path / "run", log=lambda *_: None)
+    det = detect.load_detector(tmp_path / "m")
+    assert det.net.config.backbone == "pose"
+    want = pose.encoder.state_dict()
+    got = det.net.encoder.state_dict()  # weights and BatchNorm statistics, stored in float16
+    for k, v in want.items():
+        stored = v.half().float() if v.is_floating_point() else v.float()
+        assert torch.equal(got[k].float(), stored), k
+    fresh = detect.HandDetectorNet(detect.DetectorConfig(backbone="pose")).state_dict()
+    assert not torch.allclose(det.net.state_dict()["head.2.weight"].float(), fresh["head.2.weight"])
+    meta = json.loads((tmp_path / "m" / "checkpoint.json").read_text())
+    assert (
+        meta["provenance"]["backbone_init_weights_sha256"] == load_trained(BOOK_MODEL_DIR)[1].weights_sha256
+    )
+    for bad in (
+        ["--backbone-init", str(BOOK_MODEL_DIR)],
+        ["--backbone", "pose", "--backbone-init", "nowhere"],
+    ):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *bad])
     assert not (tmp_path / "x").exists()
