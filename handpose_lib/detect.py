@@ -64,6 +64,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
+from .model import IMAGENET_MEAN, IMAGENET_STD, tiny_encoder
+
 STRIDE = 4
 HEAD_CHANNELS = 6  # heat, offset x/y, log w/h, side
 # the detector the repository ships (models/README.md); ``handpose predict`` uses it by default
@@ -88,15 +90,15 @@ class DetectorConfig:
             ``widths`` and ``blocks`` are then unused.
     """
 
-    def __post_init__(self):
-        if self.backbone not in ("own", "pose"):
-            raise ValueError(f"backbone must be 'own' or 'pose', not {self.backbone!r}")
-
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)
     blocks: tuple[int, ...] = (1, 1, 2, 2)
     fpn_width: int = 32
     long_side: int = 320
     backbone: str = "own"
+
+    def __post_init__(self):
+        if self.backbone not in ("own", "pose"):
+            raise ValueError(f"backbone must be 'own' or 'pose', not {self.backbone!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -147,8 +149,6 @@ class HandDetectorNet(nn.Module):
         super().__init__()
         self.config = c = config or DetectorConfig()
         if c.backbone == "pose":
-            from .model import IMAGENET_MEAN, IMAGENET_STD, tiny_encoder
-
             self.encoder = tiny_encoder()
             channels = self.encoder.channels[1:]
             mean, std = IMAGENET_MEAN, IMAGENET_STD

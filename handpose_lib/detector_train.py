@@ -528,19 +528,17 @@ def load_pose_backbone(net: HandDetectorNet, path) -> str | None:
     """Copy a trained tiny pose model's encoder (the folder ``path``) into a ``backbone="pose"``
     detector; returns the pose weights' sha256 (for the provenance)."""
     from .inference import load_trained
+    from .model import PretrainedWeightsUnavailable
 
     if net.config.backbone != "pose":
         raise ValueError("--backbone-init needs a detector with backbone 'pose' (--backbone pose)")
     pose, c = load_trained(path)
-    state = pose.encoder.state_dict()
-    own = net.encoder.state_dict()
-    bad = [k for k in own if k not in state or state[k].shape != own[k].shape]
-    if bad:
+    try:
+        net.encoder.load_torchvision_state_dict(pose.encoder.state_dict(), source=str(path))
+    except PretrainedWeightsUnavailable as e:  # the same check of names and shapes
         raise ckpt.CheckpointError(
-            f"{path}: its encoder is not the tiny one the detector's backbone has ({len(bad)} weights "
-            f"differ, e.g. {bad[0]}); give a pose model of the tiny config (e.g. models/book-tiny)"
-        )
-    net.encoder.load_state_dict({k: state[k].float() for k in own})
+            f"{e} Give a pose model of the tiny config (e.g. models/book-tiny)."
+        ) from e
     return c.weights_sha256
 
 

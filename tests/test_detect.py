@@ -406,7 +406,7 @@ def test_pose_backbone_starts_from_the_pose_model_and_stays_frozen(tmp_path):
             assert net(torch.rand(1, 3, H, W)).shape == (1, detect.HEAD_CHANNELS, H // 4, W // 4)
     with pytest.raises(ValueError, match="backbone 'pose'"):
         load_pose_backbone(detect.HandDetectorNet(), BOOK_MODEL_DIR)
-    pose, _ = load_trained(BOOK_MODEL_DIR)
+    pose, pose_ckpt = load_trained(BOOK_MODEL_DIR)
     cfg = DetectorTrainConfig(
         steps=2,
         batch_size=2,
@@ -428,9 +428,7 @@ def test_pose_backbone_starts_from_the_pose_model_and_stays_frozen(tmp_path):
     fresh = detect.HandDetectorNet(detect.DetectorConfig(backbone="pose")).state_dict()
     assert not torch.allclose(det.net.state_dict()["head.2.weight"].float(), fresh["head.2.weight"])
     meta = json.loads((tmp_path / "m" / "checkpoint.json").read_text())
-    assert (
-        meta["provenance"]["backbone_init_weights_sha256"] == load_trained(BOOK_MODEL_DIR)[1].weights_sha256
-    )
+    assert meta["provenance"]["backbone_init_weights_sha256"] == pose_ckpt.weights_sha256
     for bad in (
         ["--backbone-init", str(BOOK_MODEL_DIR)],
         ["--backbone", "pose", "--backbone-init", "nowhere"],
