@@ -7,7 +7,10 @@ handedness of the matched hands on ``--n`` held-out frames (``HandFrames`` seed 
 engine's capsule hand, with its mesh hand, and of the engine's own full frames (scene frames:
 ``FrameConfig(scene_prob=1)``, the mesh hand on its arm with heads, torsos and held things),
 and of those with the person's other hand (labelled) in half of them and a share zoomed out
-(``people``: the frames detector v7 added), then hands found on the 16 shipped photos
+(``people``: the frames detector v7 added), and those with every head the MakeHuman bust (a real
+face, neck and shoulders) near the hand's depth, about its size, as in a photograph of a person
+(``faces``: ``scene_head_near_prob=1, scene_mesh_head_prob=1``), then hands found on the 16
+shipped photos
 (``detector_train.evaluate_real_photos``). One thread. Prints one JSON line per detector.
 """
 
@@ -52,6 +55,14 @@ def main(argv=None) -> int:
     sets["scene"] = _frames(TEST_SEED, a.n, scenes, hand_renderer("mesh"))
     people = FrameConfig(scene_prob=1.0, scene_other_hand_prob=0.5, scene_min_zoom=0.5)
     sets["people"] = _frames(TEST_SEED, a.n, DetectorTrainConfig(frames=people), hand_renderer("mesh"))
+    faces = FrameConfig(
+        scene_prob=1.0,
+        scene_other_hand_prob=0.5,
+        scene_min_zoom=0.5,
+        scene_head_near_prob=1.0,
+        scene_mesh_head_prob=1.0,
+    )
+    sets["faces"] = _frames(TEST_SEED, a.n, DetectorTrainConfig(frames=faces), hand_renderer("mesh"))
     res = {}
     for d in a.detectors:
         try:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer, scene_config
+from .data.synthetic.frames import FrameConfig, HandFrames, HandRenderer, engine_renderer
 from .data.synthetic.scene import SyntheticConfig
 from .detect import DetectorConfig, HandDetector, HandDetectorNet, box_iou, detection_loss, encode_targets
 from .device import autocast, measure_cpu_amp
@@ -506,11 +506,7 @@ def train_detector(
             "backbone_init": cfg.backbone_init,
             "backbone_init_weights_sha256": backbone_sha,
             "renderer": getattr(renderer, "config", repr(renderer)),
-            "scenes": (
-                scene_config(cfg.frames.scene_other_hand_prob).to_dict()
-                if cfg.frames.scene_prob > 0
-                else None
-            ),
+            "scenes": (cfg.frames.scenes().to_dict() if cfg.frames.scene_prob > 0 else None),
             "train_frames": f"HandFrames seed {TRAIN_SEED}, {done * cfg.batch_size} frames",
             "val_frames": f"HandFrames seed {VAL_SEED}, frames 0..{cfg.n_val - 1} (choose score_thresh)",
             "test_frames": f"HandFrames seed {TEST_SEED}, frames 0..{cfg.n_test - 1}",
@@ -615,6 +611,18 @@ def main(argv=None) -> int:
         help="zoom those full frames out down to this factor (smaller hands, whole people; v7: 0.5)",
     )
     ap.add_argument(
+        "--head-near-prob",
+        type=float,
+        default=FrameConfig.scene_head_near_prob,
+        help="share of those full frames' heads near the hand's depth, about its size (a photo of a person)",
+    )
+    ap.add_argument(
+        "--mesh-head-prob",
+        type=float,
+        default=FrameConfig.scene_mesh_head_prob,
+        help="share of those heads that are the MakeHuman bust (a real face) rather than ellipsoids",
+    )
+    ap.add_argument(
         "--frame-seed",
         type=int,
         default=TRAIN_SEED,
@@ -656,7 +664,11 @@ def main(argv=None) -> int:
         freeze_backbone=a.freeze_backbone,
         detector=detector,
         frames=FrameConfig(
-            scene_prob=a.scene_prob, scene_other_hand_prob=a.other_hand_prob, scene_min_zoom=a.scene_min_zoom
+            scene_prob=a.scene_prob,
+            scene_other_hand_prob=a.other_hand_prob,
+            scene_min_zoom=a.scene_min_zoom,
+            scene_head_near_prob=a.head_near_prob,
+            scene_mesh_head_prob=a.mesh_head_prob,
         ),
         frame_seed=a.frame_seed,
     )
@@ -665,7 +677,8 @@ def main(argv=None) -> int:
             f"--frame-seed {a.frame_seed}: the validation ({VAL_SEED}) and test ({TEST_SEED}) frames "
             "use that seed; choose another (0, 3, 4, ...)"
         )
-    for name, v in (("--scene-prob", a.scene_prob), ("--other-hand-prob", a.other_hand_prob)):
+    probs = (("--scene-prob", a.scene_prob), ("--other-hand-prob", a.other_hand_prob))
+    for name, v in probs + (("--head-near-prob", a.head_near_prob), ("--mesh-head-prob", a.mesh_head_prob)):
         if not 0 <= v <= 1:
             ap.error(f"{name} must be in [0, 1], got {v}")
     if not 0 < a.scene_min_zoom <= 1:

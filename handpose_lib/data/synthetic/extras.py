@@ -30,6 +30,7 @@ import torch
 
 from . import accessories, camera, hand, held
 from .backgrounds import dead_leaves_pool
+from .bust import load_bust
 from .occluders import hsv_to_rgb
 from .rng import Stream
 from .shapes import head_rotation, mirror_cols, rotate, unit
@@ -37,6 +38,7 @@ from .shapes import head_rotation, mirror_cols, rotate, unit
 EXTRAS_SALT = 181
 # the extras pass's object materials (rasterizer slots 0..5, material ids 1..6)
 MATERIALS = ("metal", "strap", "glass", "object", "object detail", "hair")
+HEAD_ONLY = ("head_near_prob", "mesh_head_prob")  # options that change a drawn head, no more
 CLOTH_MM = 2e5  # forearm_mm of cloth that is not a sleeve (the torso): beyond any sleeve start
 
 
@@ -50,6 +52,13 @@ class SceneExtras:
         held_prob: an object in the hand, for the pose families that hold things.
         other_hand_prob: the other hand, partly in the crop.
         body_prob: a head and shoulders behind the hand.
+        head_near_prob: given a head, the share placed as in a photograph of a person taken from
+            a few metres (50-350 mm behind the palm, 120-450 mm to a side of it: the face about
+            the hand's size, the hand at arm's reach from it) instead of 200-700 mm behind (a
+            hand held up to the camera, the face smaller than the hand). 0 in ``rich()``, so
+            the scenes book model v5 trained on stay as they were.
+        mesh_head_prob: given a head, the share that is the MakeHuman bust (a real face, neck
+            and shoulders, ``context.py``) instead of ellipsoids. 0 in ``rich()``, as above.
         dead_leaves_prob: a dead-leaves background instead of the photograph or colour.
         gray_prob: a grayscale frame.
         infrared_prob: an infrared-looking frame (bright, waxy skin, the illuminator's falloff).
@@ -60,6 +69,8 @@ class SceneExtras:
     held_prob: float = 0.0
     other_hand_prob: float = 0.0
     body_prob: float = 0.0
+    head_near_prob: float = 0.0
+    mesh_head_prob: float = 0.0
     dead_leaves_prob: float = 0.0
     gray_prob: float = 0.0
     infrared_prob: float = 0.0
@@ -97,7 +108,8 @@ class SceneExtras:
         return out
 
     def active(self) -> bool:
-        return any(getattr(self, f.name) > 0 for f in fields(self))
+        # these two only place or shape a head that body_prob draws
+        return any(getattr(self, f.name) > 0 for f in fields(self) if f.name not in HEAD_ONLY)
 
     def check(self) -> None:
         for f in fields(self):
@@ -199,10 +211,23 @@ def sample_extras(seed: int, idx: torch.Tensor, ex: SceneExtras, p: dict, H: int
     e["hair_on"] = u[:, 10] < 0.9
     e["hair_long"] = (u[:, 26] < 0.4).float()
     k = 0.9 + 0.2 * u[:, 11:12]
-    e["head_axes"] = torch.tensor([72.0, 98.0, 88.0], device=dev) * k
+    e["mesh_head"] = e["body_on"] & (u[:, 30] < ex.mesh_head_prob)
+    if bool(e["mesh_head"].any()):  # (the half axes of the bust's head box, chin to crown)
+        axes = torch.where(
+            e["mesh_head"][:, None],
+            load_bust()["head_half_axes"].to(dev),
+            torch.tensor([72.0, 98.0, 88.0], device=dev),
+        )
+    else:
+        axes = torch.tensor([72.0, 98.0, 88.0], device=dev)
+    e["head_axes"] = axes * k
     e["hair_scale"] = torch.stack([1.08 + 0.04 * u[:, 12], 0.9 + 0.08 * u[:, 13], 1.06 + 0.04 * u[:, 12]], -1)
-    behind = 200.0 + 500.0 * u[:, 14]
-    e["head_c"] = palm + torch.stack([150.0 * g[:, 1], 120.0 * g[:, 2], behind], -1)
+    near = u[:, 27] < ex.head_near_prob  # a photograph of a person (see SceneExtras)
+    behind = torch.where(near, 50.0 + 300.0 * u[:, 14], 200.0 + 500.0 * u[:, 14])
+    ang, reach = 6.2831853 * u[:, 28], 120.0 + 330.0 * u[:, 29]
+    dx = torch.where(near, reach * torch.cos(ang), 150.0 * g[:, 1])
+    dy = torch.where(near, reach * torch.sin(ang), 120.0 * g[:, 2])
+    e["head_c"] = palm + torch.stack([dx, dy, behind], -1)
     e["head_R"] = head_rotation(0.45 * g[:, 3], 0.2 * g[:, 4], 0.15 * g[:, 5])
     e["torso_offset"] = torch.stack([20.0 * g[:, 6], e["head_axes"][:, 1] + 215.0, 40.0 + 0 * g[:, 6]], -1)
     e["torso_axes"] = torch.tensor([185.0, 240.0, 110.0], device=dev) * k

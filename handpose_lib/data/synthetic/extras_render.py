@@ -25,7 +25,7 @@ def extras_geometry(p: dict, e: dict, P_hand, joints, shape, app, native: bool):
     skin = Parts(B, P_hand.device)
     context.add_skin(skin, p, e, shape, native)
     Vs, _, Fs, _ = skin.build()
-    faces_s, ca_s, inc = (t.to(P_hand.device) for t in context.skin_layout())
+    faces_s, ca_s, inc = (t.to(P_hand.device) for t in context.skin_layout(context.with_bust(e)))
     obj = Parts(B, P_hand.device)
     _, frames = hand.forward_kinematics(p["angles"], p["scale"], p["seg"])
     accessories.add_rings(obj, P_hand, joints, accessories.camera_frames(frames, p["R"]), e)

@@ -73,15 +73,21 @@ def engine_renderer(config: SyntheticConfig | None = None) -> HandRenderer:
     return render
 
 
-def scene_config(other_hand_prob: float = 0.0) -> SyntheticConfig:
+def scene_config(
+    other_hand_prob: float = 0.0, head_near_prob: float = 0.0, mesh_head_prob: float = 0.0
+) -> SyntheticConfig:
     """The engine's full frames for :attr:`FrameConfig.scene_prob`: the mesh hand, half of them
     left hands, light object occlusion, the scene extras at the photographs' rates
     (``SceneExtras.rich``) with a head and body more often (0.6: faces are what a hand detector
     most often mistakes for hands) and the other hand (labelled, see :func:`engine_scenes`) with
-    probability ``other_hand_prob`` (0 until detector v7: the frames of v1-v6 had none); the
-    frame adds its own blur, noise and JPEG."""
+    probability ``other_hand_prob`` (0 until detector v7: the frames of v1-v6 had none), the
+    head near the hand's depth (a photograph of a person, ``SceneExtras.head_near_prob``) in a
+    share ``head_near_prob`` of the frames with a head and the MakeHuman bust in a share
+    ``mesh_head_prob`` of them (both 0 in the frames of v1-v7); the frame adds its own blur,
+    noise and JPEG."""
     ex = SceneExtras.rich()
     ex.other_hand_prob, ex.body_prob = float(other_hand_prob), 0.6
+    ex.head_near_prob, ex.mesh_head_prob = float(head_near_prob), float(mesh_head_prob)
     return SyntheticConfig(
         full_frame=True,
         hand_model="mesh",
@@ -173,6 +179,11 @@ class FrameConfig:
             ``scene_zoom_out_prob`` of the frames whose hand would shrink (the rest stay at 1).
         scene_other_hand_prob: probability that such a frame shows the person's other hand
             too, labelled (:func:`scene_config`; 0 in the frames of detectors v1-v6).
+        scene_head_near_prob: share of such frames' heads placed as in a photograph of a
+            person, near the hand's depth and about its size (:func:`scene_config`; 0 in the
+            frames of detectors v1-v7).
+        scene_mesh_head_prob: share of those heads that are the MakeHuman bust, a real face,
+            neck and shoulders, rather than ellipsoids (0 in the frames of detectors v1-v7).
     """
 
     width: int = 640
@@ -190,6 +201,13 @@ class FrameConfig:
     scene_max_zoom: float = 4.0
     scene_other_hand_prob: float = 0.0
     scene_min_zoom: float = 1.0
+    scene_head_near_prob: float = 0.0
+    scene_mesh_head_prob: float = 0.0
+
+    def scenes(self) -> SyntheticConfig:
+        """The engine's config of this frame set's full frames (:func:`scene_config`)."""
+        return scene_config(self.scene_other_hand_prob, self.scene_head_near_prob, self.scene_mesh_head_prob)
+
     scene_zoom_out_prob: float = 0.3
 
     def to_dict(self) -> dict:
@@ -423,7 +441,7 @@ class HandFrames:
         self.config = config or FrameConfig()
         self.renderer = renderer or engine_renderer()
         if scenes is None and self.config.scene_prob > 0:
-            scenes = engine_scenes(scene_config(self.config.scene_other_hand_prob))
+            scenes = engine_scenes(self.config.scenes())
         self.scenes = scenes
 
     def is_scene(self, i: int) -> bool:
