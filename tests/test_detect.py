@@ -340,6 +340,21 @@ def test_engine_scene_frames_label_the_mesh_hand():
     assert x1 > x0 and y1 > y0
 
 
+def test_frame_options_reach_the_engine_scenes():
+    """FrameConfig's head options become the engine's scene extras (off by default: the scenes of
+    detectors v1-v7)."""
+    from handpose_lib.data.synthetic.frames import FrameConfig, scene_config
+
+    assert FrameConfig().scenes() == scene_config()
+    ex = scene_config().extras
+    assert ex.head_near_prob == 0 and ex.mesh_head_prob == 0
+    fc = FrameConfig(
+        scene_prob=1.0, scene_other_hand_prob=0.5, scene_head_near_prob=0.4, scene_mesh_head_prob=0.8
+    )
+    ex = fc.scenes().extras
+    assert (ex.other_hand_prob, ex.head_near_prob, ex.mesh_head_prob, ex.body_prob) == (0.5, 0.4, 0.8, 0.6)
+
+
 def test_train_detector_smoke(tmp_path):
     cfg = DetectorTrainConfig(steps=2, batch_size=2, n_val=4, n_test=4, checkpoint_every=1, warmup_steps=1)
     m = train_detector(cfg, tmp_path / "model", tmp_path / "run", log=lambda *_: None)
@@ -372,6 +387,8 @@ def test_train_detector_smoke(tmp_path):
         "scene_other_hand_prob",
         "scene_min_zoom",
         "scene_zoom_out_prob",
+        "scene_head_near_prob",
+        "scene_mesh_head_prob",
     ):
         del rec["train_config"]["frames"][k]
     del rec["train_config"]["frame_seed"]  # nor their seed (it was 0)
@@ -384,7 +401,8 @@ def test_train_detector_smoke(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "x"), "--frame-seed", "2"])
-    for bad in (["--other-hand-prob", "1.5"], ["--scene-min-zoom", "0"], ["--scene-min-zoom", "2"]):
+    bads = (["--other-hand-prob", "1.5"], ["--scene-min-zoom", "0"], ["--scene-min-zoom", "2"])
+    for bad in bads + (["--head-near-prob", "-0.1"], ["--mesh-head-prob", "2"]):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *bad])
     assert not (tmp_path / "x").exists()

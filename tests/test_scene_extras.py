@@ -160,3 +160,71 @@ def test_shapes_wind_outwards(shape):
     ok = fn.norm(dim=-1) > 1e-6
     assert ((fn * (mid - ref)).sum(-1)[ok] > 0).all()
     assert ((N[0] * (V[0] - centre[0])).sum(-1) > 0).float().mean() > 0.9
+
+
+def test_the_bust_is_a_head_and_shoulders_facing_the_camera():
+    """The MakeHuman bust in the head frame (x right, y down, z away from the camera): the nose in
+    front in the middle, the eyes either side above it, the chin below, cloth only below the
+    neckline, the head's triangles wound outwards, the head box the skin's extent."""
+    from handpose_lib.data.synthetic.bust import load_bust
+
+    b = load_bust()
+    V, skin = b["vertices"], b["skin"]
+    face = skin & (V[:, 1] < b["head_half_axes"][1])
+    nose = V[face][V[face][:, 2].argmin()]
+    assert nose[2] < -0.8 * b["head_half_axes"][2] and nose[0].abs() < 5
+    left, right = b["eye_centres"]
+    assert left[0] < -20 and right[0] > 20 and torch.allclose(left[1:], right[1:], atol=1.0)
+    assert (b["eye_centres"][:, 1] < nose[1]).all() and (b["eye_centres"][:, 2] < 0).all()
+    head = V[skin & (V[:, 1] <= b["head_half_axes"][1] + 1e-3)]
+    torch.testing.assert_close(head[:, 1].min(), -b["head_half_axes"][1])  # the crown
+    assert V[~skin, 1].min() > head[:, 1].max() - 60  # cloth starts at the neck, below the chin
+    assert (b["below_neckline_mm"][skin] == 0).all() and (b["below_neckline_mm"][~skin] >= 0).all()
+    # the cranium's triangles face away from the head's centre (the face's folds left out)
+    F = b["faces"]
+    tri = V[F]
+    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    c = tri.mean(1)
+    top = skin[F].all(1) & (c[:, 1] < -0.4 * b["head_half_axes"][1])
+    assert ((n * c).sum(-1)[top] > 0).float().mean() > 0.95
+    assert b["face_uv"].min() >= 0 and b["face_uv"].max() <= 1
+
+
+def _palm(p: dict) -> torch.Tensor:
+    centre = torch.tensor(camera.PALM_CENTRE_MM) * p["scale"][:, None]
+    return p["T"] + shapes.rotate(p["R"], centre[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("near", [0.0, 1.0])
+def test_heads_behind_the_hand_or_near_it_like_a_photograph(near):
+    """Held up to the camera, the head is 200-700 mm behind the palm; photographed from a few
+    metres (``head_near_prob``), 50-350 mm behind and 120-450 mm to a side of it."""
+    cfg = SyntheticConfig(hand_model="mesh", extras=SceneExtras(body_prob=1.0, head_near_prob=near))
+    p = sample_scene(SEED, torch.arange(64), cfg)
+    d = p["extras"]["head_c"] - _palm(p)
+    lo, hi = (50.0, 350.0) if near else (200.0, 700.0)
+    assert (d[:, 2] >= lo - 1e-3).all() and (d[:, 2] <= hi + 1e-3).all()
+    side = d[:, :2].norm(dim=-1)
+    if near:
+        assert (side >= 120 - 1e-3).all() and (side <= 450 + 1e-3).all()
+    else:
+        assert side.min() < 120  # some heads right behind the hand
+
+
+def test_mesh_heads_replace_the_ellipsoids_where_drawn():
+    """``mesh_head_prob`` picks the bust for a share of the drawn heads (never without a head),
+    sized by the same factor as the ellipsoid head; the skin layout holds the bust only for a
+    batch with one (the rendering: ``test_each_option_changes_the_image_and_not_the_hand``, the
+    C++ kernel against the torch reference, the mirror and batch tests, all with busts)."""
+    from handpose_lib.data.synthetic import context
+    from handpose_lib.data.synthetic.bust import load_bust
+
+    ex = SceneExtras(body_prob=0.7, mesh_head_prob=0.5)
+    e = sample_scene(SEED, torch.arange(200), SyntheticConfig(hand_model="mesh", extras=ex))["extras"]
+    m = e["mesh_head"]
+    assert (m <= e["body_on"]).all() and 0.2 < m.float().mean() < 0.5
+    k = e["head_axes"][m] / load_bust()["head_half_axes"]
+    assert torch.allclose(k, k[:, :1].expand_as(k)) and (k >= 0.9 - 1e-6).all() and (k <= 1.1 + 1e-6).all()
+    assert context.with_bust(e) and not context.with_bust({**e, "mesh_head": torch.zeros_like(m)})
+    n_plain = context.skin_layout(False)[0].shape[0]
+    assert context.skin_layout(True)[0].shape[0] == n_plain + load_bust()["faces"].shape[0]
