@@ -38,6 +38,11 @@ def test_extras_from_json_configs():
     rich = SyntheticConfig(hand_model="mesh", extras=SceneExtras.rich())
     assert SyntheticConfig(hand_model="mesh", extras="rich") == rich
     assert SyntheticConfig(**rich.to_dict()).extras == rich.extras  # the dict round trip (TrainConfig.engine)
+    # the head options appear only when on: the dicts (and cache hashes) of earlier configs stay
+    assert not set(HEAD_ONLY) & set(rich.to_dict()["extras"])
+    bust = SyntheticConfig(hand_model="mesh", extras={**rich.extras.to_dict(), "mesh_head_prob": 0.5})
+    assert bust.to_dict()["extras"]["mesh_head_prob"] == 0.5
+    assert SyntheticConfig(**bust.to_dict()).extras == bust.extras
     assert SyntheticConfig(hand_model="mesh", extras="held_prob=0.5").extras == SceneExtras(held_prob=0.5)
     with pytest.raises(ValueError, match="unknown fields"):
         SyntheticConfig(hand_model="mesh", extras={"rings": 0.5})

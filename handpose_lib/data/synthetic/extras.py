@@ -118,7 +118,9 @@ class SceneExtras:
                 raise ValueError(f"SceneExtras.{f.name} must be a probability in [0, 1], got {v}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields; the head options only when on, so that the dicts of configs made before
+        them (and their cached sets' hashes) stay the same."""
+        return {k: v for k, v in asdict(self).items() if k not in HEAD_ONLY or v}
 
 
 # ---------------------------------------------------------------------------------------------

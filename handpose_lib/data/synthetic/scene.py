@@ -124,6 +124,8 @@ class SyntheticConfig:
         d["family_probs"] = list(self.family_probs)
         if not self.extras.active():
             del d["extras"]  # configs without extras keep their dict (and the cached sets' hashes)
+        else:
+            d["extras"] = self.extras.to_dict()
         return d
 
 
