@@ -494,3 +494,33 @@ def test_test_sets_are_versioned_and_the_capsule_set_is_engine_v1s(tmp_path, mon
             assert torch.allclose(got[i]["joints2d"], ref[i]["joints2d"])
     with pytest.raises(ValueError, match="hand_model"):
         test_set(n=4, hand_model="sphere")
+
+
+def test_cached_sets_are_rendered_aside_and_moved_into_place(tmp_path, monkeypatch):
+    """A cached set is rendered into a folder of the process's own and renamed when complete: the
+    next call reuses it, an interrupted render left in its place is replaced, and when another
+    process finished the same set first, its set is kept and ours dropped."""
+    import shutil
+
+    from handpose_lib.data import rendered
+    from handpose_lib.data.cached import META_FILE, is_complete
+    from handpose_lib.data.synthetic import SyntheticConfig
+
+    monkeypatch.setenv("HANDPOSE_CACHE", str(tmp_path))
+    cfg = SyntheticConfig(crop_size=32)
+    a = rendered.cached_synthetic(3, 5, cfg, workers=0, progress=False)
+    (folder,) = list((tmp_path / "sets").iterdir())  # no temporary folder left
+    assert is_complete(folder) and not folder.name.startswith(".")
+    first = a.images.copy()
+    # interrupted: images written, no meta.json
+    (folder / META_FILE).unlink()
+    (folder / "images.npy").write_bytes(b"half")
+    b = rendered.cached_synthetic(3, 5, cfg, workers=0, progress=False)
+    assert (b.images == first).all() and is_complete(folder)
+    assert [p.name for p in (tmp_path / "sets").iterdir()] == [folder.name]
+    # another process was first: its set stays, ours goes
+    ours = tmp_path / "sets" / f".{folder.name}.tmp-1"
+    shutil.copytree(folder, ours)
+    (folder / "theirs").write_text("x")
+    rendered._move_into_place(ours, folder)
+    assert not ours.exists() and (folder / "theirs").exists()

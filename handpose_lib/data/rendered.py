@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,9 @@ def cached_synthetic(
     """``SyntheticHands(n, seed, config)`` rendered once into ``cache_dir("sets")`` and reused.
 
     Samples are named ``synthetic-<seed>-<i>`` (``meta["generator_version"]`` set); the result
-    is the same whatever ``workers`` (rendering is a pure function of seed and index).
+    is the same whatever ``workers`` (rendering is a pure function of seed and index). Two
+    processes asking for the same set at once each render it and one keeps its (see
+    :func:`_move_into_place`).
     """
     config = config or SyntheticConfig()
     cdict = config.to_dict()
@@ -75,9 +78,13 @@ def cached_synthetic(
     folder = cache_dir("sets") / f"synthetic-v{GENERATOR_VERSION}-seed{seed}-n{n}-{h}"
     if is_complete(folder):
         return ArraySet.load(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    # rendered into a folder of this process's own and renamed into place when complete, so that
+    # two processes asking for the same set at once each render it whole (one of them keeps its)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     workers = max(1, min(8, os.cpu_count() or 2)) if workers is None else workers
-    labels = _render_into(folder, SyntheticHands(n, seed=seed, config=config), workers, progress)
+    labels = _render_into(tmp, SyntheticHands(n, seed=seed, config=config), workers, progress)
     meta = {
         "name": f"synthetic-{seed}",
         "dataset": "synthetic",
@@ -85,8 +92,22 @@ def cached_synthetic(
         "seed": seed,
         "config": cdict,
     }
-    write_labels(folder, labels, meta)  # meta.json last: marks the set complete
+    write_labels(tmp, labels, meta)  # meta.json last: marks the set complete
+    _move_into_place(tmp, folder)
     return ArraySet.load(folder)
+
+
+def _move_into_place(tmp: Path, folder: Path) -> None:
+    """Rename the complete set ``tmp`` to ``folder``; if another process got there first, keep
+    its set and drop ours; an incomplete ``folder`` (an interrupted render) is replaced."""
+    if folder.exists() and not is_complete(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        tmp.rename(folder)
+    except OSError:
+        if not is_complete(folder):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _render_into(folder: Path, ds: SyntheticHands, workers: int, progress: bool) -> dict[str, np.ndarray]:
