@@ -677,8 +677,12 @@ def main(argv=None) -> int:
             f"--frame-seed {a.frame_seed}: the validation ({VAL_SEED}) and test ({TEST_SEED}) frames "
             "use that seed; choose another (0, 3, 4, ...)"
         )
-    probs = (("--scene-prob", a.scene_prob), ("--other-hand-prob", a.other_hand_prob))
-    for name, v in probs + (("--head-near-prob", a.head_near_prob), ("--mesh-head-prob", a.mesh_head_prob)):
+    for name, v in (
+        ("--scene-prob", a.scene_prob),
+        ("--other-hand-prob", a.other_hand_prob),
+        ("--head-near-prob", a.head_near_prob),
+        ("--mesh-head-prob", a.mesh_head_prob),
+    ):
         if not 0 <= v <= 1:
             ap.error(f"{name} must be in [0, 1], got {v}")
     if not 0 < a.scene_min_zoom <= 1:

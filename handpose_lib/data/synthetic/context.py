@@ -141,7 +141,7 @@ def _skin_parts(bust: bool) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
 def with_bust(prm: dict) -> bool:
     """Whether a batch's skin parts include the MakeHuman bust: when any of its samples has one
     (otherwise the layout, and the cost, are those of the ellipsoid heads alone)."""
-    return bool(prm["mesh_head"].any()) if "mesh_head" in prm else False
+    return bool(prm["mesh_head"].any())
 
 
 @functools.lru_cache(maxsize=2)
@@ -192,15 +192,15 @@ def _on_face(prm: dict, fx: float, fy: float, out: float) -> torch.Tensor:
     return c + rotate(Rh, torch.stack([x, y, z], -1)[:, None])[:, 0]
 
 
-def _mesh_head(prm: dict) -> torch.Tensor:
-    """(B,) bool: the samples whose head is the MakeHuman bust (none in draws made before it)."""
-    return prm["mesh_head"] if "mesh_head" in prm else torch.zeros_like(prm["body_on"])
+def _bust_scale(prm: dict) -> torch.Tensor:
+    """(B, 1) the drawn head's size over the bust's own (``head_axes`` over its head box)."""
+    return prm["head_axes"][:, :1] / load_bust()["head_half_axes"][0]
 
 
 def _bust_points(prm: dict, pts: torch.Tensor) -> torch.Tensor:
     """(B, N, 3) camera-frame points of the bust's head-frame points (N, 3), scaled to the drawn
-    head (``head_axes`` over the bust's own) and placed at ``head_c``, turned by ``head_R``."""
-    k = prm["head_axes"][:, :1, None] / load_bust()["head_half_axes"][0]
+    head (:func:`_bust_scale`) and placed at ``head_c``, turned by ``head_R``."""
+    k = _bust_scale(prm)[:, :, None]
     return prm["head_c"][:, None] + rotate(prm["head_R"], k * pts.to(prm["head_c"].device)[None])
 
 
@@ -209,7 +209,7 @@ def add_skin(parts: Parts, p: dict, prm: dict, shape: torch.Tensor, native: bool
     nose, the ears (the ellipsoid heads), then the MakeHuman bust where the batch has one."""
     B, dev = p["T"].shape[0], p["T"].device
     zero_n = torch.zeros(B, 1, 3, device=dev)
-    mesh_head = _mesh_head(prm)
+    mesh_head = prm["mesh_head"]
     on = prm["body_on"] & ~mesh_head
     c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
     V = other_hand(p, prm, shape, native)
@@ -240,7 +240,7 @@ def add_face_objects(parts: Parts, prm: dict) -> None:
     c, Rh, ax = prm["head_c"], prm["head_R"], prm["head_axes"]
     dev = c.device
     _, f = sphere_template(6, 8)
-    mesh_head = _mesh_head(prm)
+    mesh_head = prm["mesh_head"]
     ell = prm["body_on"] & ~mesh_head
 
     def feature(fx, fy, size, mat, out):
@@ -254,7 +254,7 @@ def add_face_objects(parts: Parts, prm: dict) -> None:
         b, bust = load_bust(), prm["body_on"] & mesh_head
         V = _bust_points(prm, b["eye_vertices"])
         parts.add(V, rotate(Rh, b["eye_normals"].to(dev)[None].expand_as(V)), b["eye_faces"], MAT_GLASS, bust)
-        k = prm["head_axes"][:, :1] / b["head_half_axes"][0]
+        k = _bust_scale(prm)
         for ec in b["eye_centres"]:
             bc = torch.stack([ec[0] * BROW_OFFSET[0], ec[1] + BROW_OFFSET[1], ec[2] + BROW_OFFSET[2]])
             V, N = ellipsoid(

@@ -214,15 +214,8 @@ def sample_extras(seed: int, idx: torch.Tensor, ex: SceneExtras, p: dict, H: int
     e["hair_long"] = (u[:, 26] < 0.4).float()
     k = 0.9 + 0.2 * u[:, 11:12]
     e["mesh_head"] = e["body_on"] & (u[:, 30] < ex.mesh_head_prob)
-    if bool(e["mesh_head"].any()):  # (the half axes of the bust's head box, chin to crown)
-        axes = torch.where(
-            e["mesh_head"][:, None],
-            load_bust()["head_half_axes"].to(dev),
-            torch.tensor([72.0, 98.0, 88.0], device=dev),
-        )
-    else:
-        axes = torch.tensor([72.0, 98.0, 88.0], device=dev)
-    e["head_axes"] = axes * k
+    axes = torch.tensor([72.0, 98.0, 88.0], device=dev)  # the ellipsoid's; the bust's head box's
+    e["head_axes"] = torch.where(e["mesh_head"][:, None], load_bust()["head_half_axes"].to(dev), axes) * k
     e["hair_scale"] = torch.stack([1.08 + 0.04 * u[:, 12], 0.9 + 0.08 * u[:, 13], 1.06 + 0.04 * u[:, 12]], -1)
     near = u[:, 27] < ex.head_near_prob  # a photograph of a person (see SceneExtras)
     behind = torch.where(near, 50.0 + 300.0 * u[:, 14], 200.0 + 500.0 * u[:, 14])

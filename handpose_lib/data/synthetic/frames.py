@@ -201,14 +201,13 @@ class FrameConfig:
     scene_max_zoom: float = 4.0
     scene_other_hand_prob: float = 0.0
     scene_min_zoom: float = 1.0
+    scene_zoom_out_prob: float = 0.3
     scene_head_near_prob: float = 0.0
     scene_mesh_head_prob: float = 0.0
 
     def scenes(self) -> SyntheticConfig:
         """The engine's config of this frame set's full frames (:func:`scene_config`)."""
         return scene_config(self.scene_other_hand_prob, self.scene_head_near_prob, self.scene_mesh_head_prob)
-
-    scene_zoom_out_prob: float = 0.3
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
